@@ -1,0 +1,140 @@
+"""Command line: parses arguments, calls the API, prints. Errors exit non-zero with a message."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from credsim import __version__
+from credsim.errors import CredsimError
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    from credsim.schemes.loader import bundled_ids, load_scheme
+
+    for sid in bundled_ids():
+        print(f"{sid:20s} {load_scheme(sid).scheme.name}")
+    return 0
+
+
+def _cmd_show(args: argparse.Namespace) -> int:
+    from credsim.schemes.show import render_scheme
+
+    print(render_scheme(args.scheme))
+    return 0
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from credsim.schemes.loader import load_scheme
+
+    loaded = load_scheme(args.file)
+    s = loaded.scheme
+    print(f"{loaded.path}: valid scheme '{s.id}' ({s.name}): {len(s.behaviours)} behaviours, "
+          f"{len(s.items)} items, {len(s.lists)} lists, {len(s.measures)} measures")
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from credsim.api import run
+    from credsim.store.summary import summarize
+
+    out = args.out or _default_out(args.scheme, args.seed)
+    result = run(args.scheme, args.population, args.days, args.seed, out,
+                 progress=not args.quiet)
+    if not args.quiet:
+        print(summarize(result.path))
+    else:
+        print(result.path)
+    return 0
+
+
+def _default_out(scheme: str, seed: int) -> Path:
+    base = Path("runs") / f"{Path(scheme).stem}-seed{seed}"
+    p, i = base, 1
+    while p.exists():
+        i += 1
+        p = base.with_name(f"{base.name}-{i}")
+    return p
+
+
+def _cmd_summary(args: argparse.Namespace) -> int:
+    from credsim.store.summary import summarize
+
+    print(summarize(args.dir))
+    return 0
+
+
+def _cmd_query(args: argparse.Namespace) -> int:
+    from credsim.store.query import format_table, query
+
+    print(format_table(query(args.dir, args.sql), max_rows=args.max_rows))
+    return 0
+
+
+def _cmd_explain(args: argparse.Namespace) -> int:
+    from credsim.store.explain import explain
+
+    print(explain(args.dir, args.entity))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="credsim",
+        description="Simulate social credit schemes over synthetic populations "
+                    "(it never scores real people).")
+    p.add_argument("--version", action="version", version=f"credsim {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sp = sub.add_parser("models", help="list the bundled schemes")
+    sp.set_defaults(func=_cmd_models)
+    sp = sub.add_parser("show", help="print a scheme with the provenance of every number")
+    sp.add_argument("scheme", help="bundled scheme id or path to a scheme file")
+    sp.set_defaults(func=_cmd_show)
+    sp = sub.add_parser("validate", help="check a scheme file; non-zero exit if malformed")
+    sp.add_argument("file")
+    sp.set_defaults(func=_cmd_validate)
+
+    sp = sub.add_parser("run", help="run a scheme and write a run folder")
+    sp.add_argument("scheme", help="bundled scheme id or path to a scheme file")
+    sp.add_argument("--population", type=int, default=None,
+                    help="number of persons (default: the jurisdiction's real size)")
+    sp.add_argument("--days", type=int, default=365, help="simulated days (default 365)")
+    sp.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    sp.add_argument("--out", default=None, help="run folder to create (default runs/SCHEME-seedS)")
+    sp.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    sp.set_defaults(func=_cmd_run)
+
+    sp = sub.add_parser("summary", help="summarise a run folder")
+    sp.add_argument("dir")
+    sp.set_defaults(func=_cmd_summary)
+    sp = sub.add_parser("query", help="run SQL (DuckDB) over a run's tables")
+    sp.add_argument("dir")
+    sp.add_argument("sql", help="e.g. \"select status, count(*) from records group by 1\"")
+    sp.add_argument("--max-rows", type=int, default=50)
+    sp.set_defaults(func=_cmd_query)
+    sp = sub.add_parser("explain", help="a plain-language credit report on one entity")
+    sp.add_argument("dir")
+    sp.add_argument("entity", help="entity_id or 18-character identity code")
+    sp.set_defaults(func=_cmd_explain)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except CredsimError as exc:
+        print(f"credsim: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("credsim: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,90 @@
+"""The master database of records, as growable columns (struct of arrays).
+
+A record is one entry about one entity: an observed behaviour, a false report, an escalation, a
+share of a relative's deduction, a score recovery. Its index is its ``record_id``. Ground truth is
+kept beside it: ``actor`` is the entity whose real behaviour lies behind it (-1: none), and
+``truthful`` says whether that is the very entity the record is about.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+STATUS = ["accepted", "rejected_in_review", "overturned_on_appeal", "pending"]
+ACCEPTED, REJECTED, OVERTURNED, PENDING = 0, 1, 2, 3
+BASIS = ["behaviour", "false_report", "escalation", "association", "repair", "import"]
+B_BEHAVIOUR, B_FALSE_REPORT, B_ESCALATION, B_ASSOCIATION, B_REPAIR, B_IMPORT = range(6)
+ERRORS = ["misidentification", "data_entry", "false_report"]
+E_NONE, E_MISID, E_DATA_ENTRY, E_FALSE_REPORT = -1, 0, 1, 2
+
+COLUMNS: dict[str, tuple[type, int | float | bool]] = {
+    "day": (np.int32, -1),
+    "behaviour_day": (np.int32, -1),
+    "entity": (np.int32, -1),
+    "actor": (np.int32, -1),
+    "item": (np.int32, -1),
+    "behaviour": (np.int32, -1),
+    "channel": (np.int8, -1),
+    "agency": (np.int32, -1),
+    "points": (np.float64, 0.0),
+    "applied": (np.float64, 0.0),
+    "status": (np.int8, PENDING),
+    "truthful": (np.bool_, False),
+    "basis": (np.int8, B_BEHAVIOUR),
+    "error": (np.int8, E_NONE),
+    "cause": (np.int64, -1),
+    "review_day": (np.int32, -1),
+    "appeal_day": (np.int32, -1),
+    "appealed": (np.bool_, False),
+}
+
+
+class Table:
+    """Append-only columns with amortised growth; ``col(name)`` views the filled part."""
+
+    def __init__(self, columns: dict[str, tuple[type, int | float | bool]], capacity: int = 1024) -> None:
+        self.columns = columns
+        self.n = 0
+        self._cap = max(int(capacity), 16)
+        self._cols = {k: np.full(self._cap, fill, dt) for k, (dt, fill) in columns.items()}
+
+    def _grow(self, need: int) -> None:
+        if need <= self._cap:
+            return
+        cap = max(need, int(self._cap * 1.6))
+        for k, (dt, fill) in self.columns.items():
+            new = np.full(cap, fill, dt)
+            new[: self.n] = self._cols[k][: self.n]
+            self._cols[k] = new
+        self._cap = cap
+
+    def append(self, **cols: np.ndarray | int | float | bool) -> np.ndarray:
+        """Append records given as equal-length arrays (scalars broadcast); return their ids."""
+        unknown = set(cols) - set(self.columns)
+        if unknown:
+            raise KeyError(f"unknown record columns: {sorted(unknown)}")
+        sizes = {np.size(v) for v in cols.values() if np.ndim(v) > 0}
+        if len(sizes) > 1:
+            raise ValueError(f"record columns of different lengths: {sizes}")
+        m = sizes.pop() if sizes else 0
+        start = self.n
+        self._grow(start + m)
+        for k, v in cols.items():
+            self._cols[k][start : start + m] = v
+        self.n = start + m
+        return np.arange(start, start + m, dtype=np.int64)
+
+    def col(self, name: str) -> np.ndarray:
+        """The filled part of a column (a view: writes go to the buffer)."""
+        return self._cols[name][: self.n]
+
+    def raw(self, name: str) -> np.ndarray:
+        """The whole backing array (for numba kernels that index by record id)."""
+        return self._cols[name]
+
+
+class RecordBuffer(Table):
+    """The records of a run (columns: :data:`COLUMNS`)."""
+
+    def __init__(self, capacity: int = 1024) -> None:
+        super().__init__(COLUMNS, capacity)

@@ -1,0 +1,299 @@
+"""The daily loop: behave, observe, review, score, escalate, associate, appeal, repair, list, measure.
+
+:class:`Simulation` owns the state arrays; each stage is a method that reads and updates them for
+one day. Day 0 is the initial state; ticks are days 1..D. Everything random is drawn from a stream
+keyed by (stage, day), so one seed fixes the whole run.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from contextlib import contextmanager
+from typing import Iterator
+
+import numpy as np
+
+from credsim.engine import kernels
+from credsim.engine.behave import Behaviour, draw_traits, group_with_orgs
+from credsim.engine.lists import ListBook
+from credsim.engine.measures import MeasureBook
+from credsim.engine.observe import Observer
+from credsim.engine.records import (
+    ACCEPTED, B_ASSOCIATION, B_BEHAVIOUR, B_ESCALATION, B_FALSE_REPORT, B_REPAIR, OVERTURNED,
+    PENDING, REJECTED, RecordBuffer,
+)
+from credsim.engine.rng import Streams
+from credsim.population.types import ORGANIZATION, PERSON, Population
+from credsim.schemes.compile import ALL_CHANNELS, Compiled
+
+SNAPSHOT_EVERY = 30
+CH_ESCALATION = ALL_CHANNELS.index("escalation")
+CH_ASSOCIATION = ALL_CHANNELS.index("association")
+CH_REPAIR = ALL_CHANNELS.index("repair")
+NEVER = -(10**6)
+
+
+def draw_enrolment(cs: Compiled, pop: Population, rng: np.random.Generator) -> np.ndarray:
+    e = cs.scheme.enrolment
+    p = 1.0 if e.mode == "mandatory" else float(e.rate.value)  # type: ignore[union-attr]
+    enrolled = rng.random(pop.n) < p
+    if not e.organizations:
+        enrolled[pop.kind == ORGANIZATION] = False
+    return enrolled
+
+
+class Simulation:
+    def __init__(self, cs: Compiled, pop: Population, seed: int) -> None:
+        self.cs, self.pop = cs, pop
+        self.streams = Streams(seed)
+        self.timings: dict[str, float] = defaultdict(float)
+        n = pop.n
+        self.n_items = len(cs.items)
+        self.item_assoc, self.item_recovery = self.n_items, self.n_items + 1
+        self.item_names = [*cs.items, "association-spillover", "score-recovery"]
+        self.points_of = np.concatenate([cs.points, [0.0, 0.0]])
+        traits = draw_traits(cs, pop, self.streams.get("traits"))
+        self.enrolled = draw_enrolment(cs, pop, self.streams.get("enrolment"))
+        self.scored = self.enrolled & cs.has_score
+        self.score = np.full(n, cs.base if cs.has_score else np.nan)
+        self.grade = np.full(n, -1, np.int16)
+        self.last_rec = np.full(n, -1, np.int64)
+        self.last_neg = np.full(n, NEVER, np.int32)
+        self.behave = Behaviour(cs, pop, traits)
+        g = group_with_orgs(pop, len(cs.groups))
+        order = np.argsort(g, kind="stable").astype(np.int32)
+        gstart = np.searchsorted(g[order], np.arange(len(cs.groups) + 2)).astype(np.int64)
+        self.observer = Observer(cs, pop, order, gstart)
+        self.records = RecordBuffer(max(1024, n // 4))
+        capped = np.nonzero(np.isfinite(cs.cap))[0]
+        self.cap_ix = np.full(self.n_items, -1, np.int32)
+        self.cap_ix[capped] = np.arange(capped.shape[0], dtype=np.int32)
+        self.cap_acc = np.zeros((capped.shape[0], n))
+        E = cs.esc_item.shape[0]
+        self.ring_off = np.concatenate(([0], np.cumsum(cs.esc_count.astype(np.int64) * n)))
+        self.ring = np.full(int(self.ring_off[-1]), -1, np.int64)
+        self.filled = np.zeros((E, n), np.int16)
+        self.pos = np.zeros((E, n), np.int16)
+        self.lists = ListBook(cs, n)
+        self.measures = MeasureBook(cs, pop)
+        self.behave.multiplier = self.measures.multiplier
+        self.queue = np.zeros(0, np.int64)
+        # review capacity is given at the jurisdiction's real size; a scaled run scales it
+        size = float(cs.scheme.population.size.value) or 1.0
+        self.capacity = cs.capacity if cs.capacity < 0 else max(1, round(cs.capacity * pop.n_persons / size))
+        self.appeals_due: dict[int, list[np.ndarray]] = defaultdict(list)
+        self.snap: list[tuple[np.ndarray, int, np.ndarray, np.ndarray]] = []
+        self.scored_ids = np.nonzero(self.scored)[0].astype(np.int32)
+
+    @contextmanager
+    def timed(self, stage: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        yield
+        self.timings[stage] += time.perf_counter() - t0
+
+    # -- day 0 -----------------------------------------------------------------------------
+    def start(self) -> None:
+        ents = self.scored_ids
+        old = self.grade[ents].copy()
+        self._grade(ents)
+        self.lists.by_condition(ents, self.score, self.grade, self.scored, self.last_rec, 0,
+                                self.streams.get("lists", 0))
+        started, ended = self.lists.take_changes()
+        enrolled = np.nonzero(self.enrolled)[0].astype(np.int32)
+        self.measures.update(0, started, ended, ents, old, self.grade[ents], enrolled)
+        self._snapshot(0)
+
+    # -- one tick --------------------------------------------------------------------------
+    def step(self, day: int) -> None:
+        st = self.streams
+        with self.timed("behave"):
+            actor, kind = self.behave.day(st.get("behave", day))
+        with self.timed("observe"):
+            self.observer.observe(day, actor, kind, st.get("observe", day))
+            arr = self.observer.arrivals(day)
+            new = np.zeros(0, np.int64)
+            if arr is not None:
+                status = PENDING if self.cs.review else ACCEPTED
+                new = self.records.append(day=day, status=status, **arr)
+        with self.timed("review"):
+            accepted = self._review(day, new) if self.cs.review else new
+        changed: list[np.ndarray] = []
+        with self.timed("score"):
+            self._accept(accepted, day, changed)
+        with self.timed("appeal"):
+            self._appeals(day, accepted, changed)
+        with self.timed("repair"):
+            self._recover(day, changed)
+        with self.timed("lists"):
+            ents = np.unique(np.concatenate(changed)) if changed else np.zeros(0, np.int32)
+            ents = ents.astype(np.int32)
+            old = self.grade[ents].copy()
+            self._grade(ents)
+            self.lists.due(day, self.last_neg)
+            self.lists.by_condition(ents, self.score, self.grade, self.scored, self.last_rec, day,
+                                    st.get("lists", day))
+            started, ended = self.lists.take_changes()
+        with self.timed("measures"):
+            self.measures.update(day, started, ended, ents, old, self.grade[ents], None)
+
+    def snapshot_if_due(self, day: int, last_day: int) -> None:
+        if day % SNAPSHOT_EVERY == 0 or day == last_day:
+            self._snapshot(day)
+
+    # -- stages ----------------------------------------------------------------------------
+    def _review(self, day: int, new: np.ndarray) -> np.ndarray:
+        """Human review, first in first out, up to the daily capacity; the rest wait."""
+        cs, rec = self.cs, self.records
+        self.queue = np.concatenate([self.queue, new]) if new.shape[0] else self.queue
+        take = self.queue if self.capacity < 0 else self.queue[: self.capacity]
+        self.queue = self.queue[take.shape[0]:]
+        if take.shape[0] == 0:
+            return take
+        rng = self.streams.get("review", day)
+        truthful = rec.col("truthful")[take]
+        u = rng.random(take.shape[0])
+        reject = np.where(truthful, u < cs.reject_true, u < cs.catch_false)
+        rec.col("status")[take] = np.where(reject, REJECTED, ACCEPTED)
+        rec.col("review_day")[take] = day
+        return take[~reject]
+
+    def _apply(self, ids: np.ndarray, day: int, mark_negative: bool) -> None:
+        r = self.records
+        kernels.apply_points(ids, day, r.raw("entity"), r.raw("item"), r.raw("points"),
+                             r.raw("applied"), self.score, self.scored, self.cs.lo, self.cs.hi,
+                             self.cap_ix, self.cs.cap, self.cap_acc, self.last_rec, self.last_neg,
+                             mark_negative)
+
+    def _accept(self, ids: np.ndarray, day: int, changed: list[np.ndarray]) -> None:
+        """Score accepted records, list by item, escalate and spill over, until nothing new."""
+        rec = self.records
+        rng = self.streams.get("lists", day, 1)
+        batch = ids
+        while batch.shape[0]:
+            self._apply(batch, day, True)
+            changed.append(rec.col("entity")[batch])
+            self.lists.by_items(batch, rec.raw("entity"), rec.raw("item"), self.enrolled, day, rng)
+            self._associate(batch, day, changed)
+            batch = self._escalate(batch, day)
+
+    def _escalate(self, batch: np.ndarray, day: int) -> np.ndarray:
+        cs, rec = self.cs, self.records
+        if cs.esc_item.shape[0] == 0:
+            return np.zeros(0, np.int64)
+        cap = batch.shape[0] * cs.esc_item.shape[0]
+        out_e = np.empty(cap, np.int32)
+        out_q = np.empty(cap, np.int32)
+        out_t = np.empty(cap, np.int64)
+        out_ok = np.empty(cap, np.bool_)
+        k = kernels.escalate(batch, day, rec.raw("entity"), rec.raw("item"), rec.raw("truthful"),
+                             rec.raw("day"), cs.esc_item, cs.esc_count, cs.esc_window, self.ring,
+                             self.ring_off, self.filled, self.pos, out_e, out_q, out_t, out_ok)
+        if k == 0:
+            return np.zeros(0, np.int64)
+        item = cs.esc_produces[out_q[:k]]
+        ok = out_ok[:k]
+        return rec.append(day=day, entity=out_e[:k], actor=np.where(ok, out_e[:k], -1),
+                          item=item, channel=CH_ESCALATION, points=cs.points[item],
+                          status=ACCEPTED, truthful=ok, basis=B_ESCALATION, cause=out_t[:k])
+
+    def _associate(self, batch: np.ndarray, day: int, changed: list[np.ndarray]) -> None:
+        """A share of each deduction spills onto the household and friends of the person."""
+        cs, pop, rec = self.cs, self.pop, self.records
+        if cs.household_share <= 0 and cs.friend_share <= 0:
+            return
+        applied = rec.col("applied")[batch]
+        ent = rec.col("entity")[batch]
+        src = (applied < 0) & (rec.col("basis")[batch] != B_ASSOCIATION) & (ent < pop.n_persons)
+        srec, sent = batch[src], ent[src]
+        parts = []
+        for share, lo, hi, nb in self._neighbours(sent):
+            if share <= 0 or lo.shape[0] == 0:
+                continue
+            size = (hi - lo).astype(np.int64)
+            origin = np.repeat(srec, size)
+            offs = np.arange(int(size.sum())) - np.repeat(np.cumsum(size) - size, size)
+            pos = np.repeat(lo, size) + offs
+            tgt = pos.astype(np.int32) if nb is None else nb[pos]
+            keep = tgt != np.repeat(sent, size)
+            parts.append((tgt[keep], origin[keep], share))
+        for tgt, origin, share in parts:
+            if tgt.shape[0] == 0:
+                continue
+            ids = rec.append(day=day, entity=tgt, item=self.item_assoc, channel=CH_ASSOCIATION,
+                             points=share * rec.col("applied")[origin], status=ACCEPTED,
+                             truthful=False, basis=B_ASSOCIATION, cause=origin)
+            self._apply(ids, day, False)
+            changed.append(tgt)
+
+    def _neighbours(
+        self, ent: np.ndarray
+    ) -> list[tuple[float, np.ndarray, np.ndarray, np.ndarray | None]]:
+        """(share, lo, hi, ids) per kind of tie; ids None: positions are entity ids (households
+        are contiguous in person order)."""
+        pop, cs = self.pop, self.cs
+        hh = pop.household[ent]
+        out: list[tuple[float, np.ndarray, np.ndarray, np.ndarray | None]] = [
+            (cs.household_share, pop.hh_start[hh], pop.hh_start[hh + 1], None)
+        ]
+        if pop.friends is not None and pop.friends_indptr is not None:
+            out.append((cs.friend_share, pop.friends_indptr[ent], pop.friends_indptr[ent + 1],
+                        pop.friends))
+        return out
+
+    def _appeals(self, day: int, accepted: np.ndarray, changed: list[np.ndarray]) -> None:
+        cs, rec = self.cs, self.records
+        if not cs.appeals:
+            return
+        rng = self.streams.get("appeal", day)
+        basis = rec.col("basis")[accepted]
+        own = accepted[(basis == B_BEHAVIOUR) | (basis == B_FALSE_REPORT)]
+        if own.shape[0]:
+            truthful = rec.col("truthful")[own]
+            filed = rng.random(own.shape[0]) < np.where(truthful, cs.file_true, cs.file_false)
+            rec.col("appealed")[own[filed]] = True
+            self.appeals_due[day + cs.appeal_days].append(own[filed])
+        due = self.appeals_due.pop(day, [])
+        if not due:
+            return
+        ids = np.concatenate(due)
+        ids = ids[rec.col("status")[ids] == ACCEPTED]
+        rec.col("appeal_day")[ids] = day
+        truthful = rec.col("truthful")[ids]
+        win = rng.random(ids.shape[0]) < np.where(truthful, cs.overturn_true, cs.overturn_false)
+        won = ids[win]
+        rec.col("status")[won] = OVERTURNED
+        kernels.reverse_points(won, rec.raw("entity"), rec.raw("applied"), self.score,
+                               self.scored, cs.lo, cs.hi)
+        self.lists.overturned(won, rec.col("entity"), day)
+        changed.append(rec.col("entity")[won])
+
+    def _recover(self, day: int, changed: list[np.ndarray]) -> None:
+        """Points regained after each full period without a new negative record."""
+        cs = self.cs
+        if cs.recovery_days <= 0 or day % cs.recovery_days:
+            return
+        ents = self.scored_ids
+        s = self.score[ents]
+        ok = (s < cs.base) & (day - self.last_neg[ents] >= cs.recovery_days)
+        ents = ents[ok]
+        pts = np.minimum(cs.recovery_points, cs.base - s[ok])
+        ids = self.records.append(day=day, entity=ents, actor=ents, item=self.item_recovery,
+                                  channel=CH_REPAIR, points=pts, status=ACCEPTED, truthful=True,
+                                  basis=B_REPAIR)
+        self._apply(ids, day, False)
+        changed.append(ents)
+
+    def _grade(self, ents: np.ndarray) -> None:
+        if self.cs.grade_min.shape[0] == 0 or ents.shape[0] == 0:
+            return
+        s = self.score[ents]
+        g = np.searchsorted(self.cs.grade_min, s, side="right") - 1
+        self.grade[ents] = np.where(self.scored[ents], np.maximum(g, 0), -1)
+
+    def _snapshot(self, day: int) -> None:
+        e = self.scored_ids
+        self.snap.append((e, day, self.score[e].copy(), self.grade[e].copy()))
+
+
+__all__ = ["Simulation", "PERSON", "B_REPAIR"]

@@ -1,0 +1,135 @@
+"""Loading schemes: bundled ids or paths, strict parsing, schema and semantic validation.
+
+Every failure is a :class:`~credsim.errors.SchemeError` whose lines each name the file, the line
+where possible, the dotted path of the field and what was expected.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from credsim.errors import SchemeError
+from credsim.schemes.model import Scheme
+from credsim.schemes.semantic import check_semantics
+from credsim.schemes.yamlio import Located, dotted, read_yaml, read_yaml_text
+
+MAX_ERRORS = 20
+
+
+@dataclass(frozen=True)
+class LoadedScheme:
+    """A validated scheme with where it came from."""
+
+    scheme: Scheme
+    path: str
+    sha256: str
+    located: Located
+
+
+def _package_file(name: str) -> Path:
+    return Path(str(resources.files("credsim.schemes").joinpath(name)))
+
+
+def bundled_dir() -> Path:
+    return _package_file("bundled")
+
+
+def bundled_ids() -> list[str]:
+    """Ids of the schemes shipped with credsim, sorted."""
+    return sorted(p.stem for p in bundled_dir().glob("*.yaml"))
+
+
+def resolve(scheme: str | Path) -> Path:
+    """A bundled id or a path to a scheme file."""
+    s = str(scheme)
+    candidate = bundled_dir() / f"{s}.yaml"
+    if "/" not in s and "\\" not in s and not s.endswith((".yaml", ".yml")) and candidate.exists():
+        return candidate
+    p = Path(s)
+    if p.exists():
+        return p
+    known = ", ".join(bundled_ids())
+    raise SchemeError(f"{s}: no such scheme file and no bundled scheme with that id (bundled: {known})")
+
+
+@cache
+def bibliography() -> dict[str, dict[str, Any]]:
+    """The bibliography (``schemes/sources.yaml``): key -> entry."""
+    loc = read_yaml(_package_file("sources.yaml"))
+    if not isinstance(loc.data, dict):
+        raise SchemeError(f"{loc.file}: expected a mapping of source keys")
+    for key, entry in loc.data.items():
+        if not isinstance(entry, dict) or "title" not in entry or not (
+            "document" in entry or "url" in entry
+        ):
+            raise SchemeError(f"{loc.where((key,))}: source '{key}' needs a title and a document or url")
+    return loc.data
+
+
+@cache
+def catalogue() -> dict[str, dict[str, Any]]:
+    """The shared behaviour catalogue (``schemes/behaviours.yaml``)."""
+    loc = read_yaml(_package_file("behaviours.yaml"))
+    return dict(loc.data)
+
+
+def _format_validation(exc: ValidationError, located: Located) -> str:
+    lines = []
+    for err in exc.errors()[:MAX_ERRORS]:
+        loc = tuple(p for p in err["loc"] if p != "[key]")
+        # pydantic appends the name of a constrained subtype to the location; drop non-data parts
+        path = tuple(p for p in loc if isinstance(p, int) or not str(p).startswith("function-"))
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (not part of the scheme format)"
+        elif err["type"] == "missing":
+            msg = "required field is missing"
+        got = err.get("input")
+        shown = "" if err["type"] in ("missing", "extra_forbidden") or isinstance(got, dict | list) else f" (got {got!r})"
+        lines.append(f"{located.where(path)}: {dotted(path)}: {msg}{shown}")
+    more = len(exc.errors()) - MAX_ERRORS
+    if more > 0:
+        lines.append(f"... and {more} more errors")
+    return "\n".join(lines)
+
+
+def parse_scheme(located: Located) -> Scheme:
+    """Validate parsed YAML against the schema and the semantic rules."""
+    if not isinstance(located.data, dict):
+        raise SchemeError(f"{located.file}:1: expected a mapping of scheme fields at the top level")
+    try:
+        scheme = Scheme.model_validate(located.data)
+    except ValidationError as exc:
+        raise SchemeError(_format_validation(exc, located)) from None
+    problems = check_semantics(scheme, bibliography(), catalogue())
+    if problems:
+        raise SchemeError(
+            "\n".join(f"{located.where(path)}: {dotted(path)}: {msg}" for path, msg in problems[:MAX_ERRORS])
+        )
+    return scheme
+
+
+def load_scheme(scheme: str | Path) -> LoadedScheme:
+    """Load and validate a scheme given by bundled id or path."""
+    path = resolve(scheme)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise SchemeError(f"{path}: cannot read the file ({exc.strerror or exc})") from None
+    located = read_yaml_text(raw, str(path))
+    return LoadedScheme(parse_scheme(located), str(path), hashlib.sha256(raw).hexdigest(), located)
+
+
+def load_scheme_text(text: str, name: str = "<scheme>") -> LoadedScheme:
+    """Load a scheme from YAML text (tests, overlays)."""
+    located = read_yaml_text(text, name)
+    return LoadedScheme(
+        parse_scheme(located), name, hashlib.sha256(text.encode()).hexdigest(), located
+    )

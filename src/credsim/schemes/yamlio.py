@@ -1,0 +1,138 @@
+"""Strict YAML reading that remembers where every value came from.
+
+PyYAML's safe composer builds a node tree with line marks; we turn it into plain Python data
+ourselves so that we can (a) reject duplicate keys, aliases and non-string keys, which plain
+``yaml.safe_load`` accepts silently, and (b) keep a map from each dotted path to its line, used
+to point validation errors at the right place in the file.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from credsim.errors import SchemeError
+
+Path_ = tuple[str | int, ...]
+MAX_BYTES = 2_000_000
+MAX_DEPTH = 40
+
+
+class Located:
+    """Parsed YAML data plus the line of every path (1-based)."""
+
+    def __init__(self, data: Any, lines: dict[Path_, int], file: str) -> None:
+        self.data = data
+        self.lines = lines
+        self.file = file
+
+    def line_of(self, path: Path_) -> int | None:
+        """The line of ``path``, or of its nearest ancestor that has one."""
+        p = tuple(path)
+        while p:
+            if p in self.lines:
+                return self.lines[p]
+            p = p[:-1]
+        return self.lines.get((), None)
+
+    def where(self, path: Path_) -> str:
+        line = self.line_of(path)
+        return f"{self.file}:{line}" if line else self.file
+
+
+def dotted(path: Path_) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def read_yaml_text(text: str | bytes, file: str) -> Located:
+    """Parse YAML text strictly; raise :class:`SchemeError` naming ``file`` and the line."""
+    if isinstance(text, bytes):
+        if len(text) > MAX_BYTES:
+            raise SchemeError(f"{file}: file too large ({len(text)} bytes; at most {MAX_BYTES})")
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise SchemeError(
+                f"{file}: not UTF-8 text (byte {exc.start}: {exc.reason}); save it as UTF-8"
+            ) from None
+    if len(text) > MAX_BYTES:
+        raise SchemeError(f"{file}: file too large ({len(text)} characters; at most {MAX_BYTES})")
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        line = f":{mark.line + 1}" if mark is not None else ""
+        raise SchemeError(f"{file}{line}: not valid YAML: {exc.problem}") from None
+    except yaml.YAMLError as exc:
+        raise SchemeError(f"{file}: not valid YAML: {exc}") from None
+    except RecursionError:
+        raise SchemeError(f"{file}: nesting too deep") from None
+    if node is None:
+        raise SchemeError(f"{file}: the file is empty; expected a mapping of scheme fields")
+    lines: dict[Path_, int] = {}
+    data = _build(node, (), lines, file, 0)
+    return Located(data, lines, file)
+
+
+def read_yaml(path: str | Path) -> Located:
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except OSError as exc:
+        raise SchemeError(f"{p}: cannot read the file ({exc.strerror or exc})") from None
+    return read_yaml_text(raw, str(p))
+
+
+
+
+def _scalar(node: yaml.ScalarNode) -> Any:
+    loader = yaml.SafeLoader("")
+    try:
+        return loader.construct_object(node, deep=True)
+    finally:
+        loader.dispose()
+
+
+def _build(node: yaml.Node, path: Path_, lines: dict[Path_, int], file: str, depth: int) -> Any:
+    lines[path] = node.start_mark.line + 1
+    where = f"{file}:{node.start_mark.line + 1}"
+    if depth > MAX_DEPTH:
+        raise SchemeError(f"{where}: nesting deeper than {MAX_DEPTH} levels at {dotted(path)}")
+    if getattr(node, "anchor", None):
+        raise SchemeError(f"{where}: anchors and aliases are not allowed in scheme files")
+    if isinstance(node, yaml.MappingNode):
+        out: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                raise SchemeError(f"{file}:{key_node.start_mark.line + 1}: merge keys (<<) are not allowed")
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise SchemeError(f"{file}:{key_node.start_mark.line + 1}: keys must be plain strings")
+            key = _scalar(key_node)
+            if not isinstance(key, str):
+                key = str(key) if isinstance(key, int | float | bool) else None
+                if key is None:
+                    raise SchemeError(f"{file}:{key_node.start_mark.line + 1}: keys must be strings")
+            if key in out:
+                raise SchemeError(
+                    f"{file}:{key_node.start_mark.line + 1}: duplicate key '{key}' "
+                    f"in {dotted(path)}"
+                )
+            out[key] = _build(value_node, (*path, key), lines, file, depth + 1)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [_build(v, (*path, i), lines, file, depth + 1) for i, v in enumerate(node.value)]
+    try:
+        value = _scalar(node)
+    except (yaml.YAMLError, ValueError, OverflowError) as exc:
+        raise SchemeError(f"{where}: cannot read value at {dotted(path)}: {exc}") from None
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, bytes):
+        raise SchemeError(f"{where}: binary values are not allowed at {dotted(path)}")
+    return value

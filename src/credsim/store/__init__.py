@@ -1,0 +1,43 @@
+"""The run store: one folder per run, holding Parquet tables and a manifest.
+
+Write a run with :func:`write_run`, open it with :class:`RunStore`, ask it questions with
+:func:`query` (DuckDB SQL), and read it in plain language with :func:`summarize` and
+:func:`explain`.
+"""
+
+from credsim.store.explain import explain
+from credsim.store.query import connect, format_table, query
+from credsim.store.reader import RunStore
+from credsim.store.schema import (
+    FRIENDSHIPS,
+    LISTS,
+    MEASURES,
+    POPULATION,
+    RECORDS,
+    REQUIRED_TABLES,
+    SCHEMAS,
+    SCORES,
+    conform,
+)
+from credsim.store.summary import summarize
+from credsim.store.writer import sha256_file, write_run
+
+__all__ = [
+    "FRIENDSHIPS",
+    "LISTS",
+    "MEASURES",
+    "POPULATION",
+    "RECORDS",
+    "REQUIRED_TABLES",
+    "SCHEMAS",
+    "SCORES",
+    "RunStore",
+    "conform",
+    "connect",
+    "explain",
+    "format_table",
+    "query",
+    "sha256_file",
+    "summarize",
+    "write_run",
+]

@@ -1,0 +1,146 @@
+"""Write a run folder atomically: either the whole run appears, or nothing does.
+
+A run is evidence; a half-written folder that looks like a run would be worse than none. So
+:func:`write_run` writes everything into a hidden temporary sibling folder, fsyncs the files
+and the folder, and only then renames it to its final name - a single atomic step on one file
+system. Any failure removes the temporary folder. An existing non-empty folder is never
+overwritten.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import math
+import os
+import secrets
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from credsim.errors import RunExistsError, RunStoreError
+from credsim.store.schema import REQUIRED_TABLES, SCHEMAS, conform
+
+MANIFEST = "manifest.json"
+
+
+def write_run(out_dir: str | Path, tables: Mapping[str, pa.Table], manifest: dict) -> Path:
+    """Write ``tables`` (conformed to their schemas) and ``manifest`` as a run folder.
+
+    The five tables in :data:`~credsim.store.schema.REQUIRED_TABLES` must be given (possibly
+    empty); ``friendships`` is optional. The manifest written is a copy of ``manifest`` with
+    ``complete``, ``tables`` (rows and sha256 of each file) and ``created`` added; the caller's
+    dict is not modified. Returns the absolute path of the run folder.
+
+    Raises :class:`~credsim.errors.RunExistsError` if ``out_dir`` exists and is not an empty
+    folder, and :class:`~credsim.errors.RunStoreError` if a table does not fit its schema.
+    """
+    out = Path(out_dir).expanduser().absolute()
+    _refuse_existing(out)
+    unknown = sorted(set(tables) - set(SCHEMAS))
+    missing = [n for n in REQUIRED_TABLES if n not in tables]
+    if unknown or missing:
+        what = [f"unknown table(s) {unknown}"] if unknown else []
+        what += [f"missing table(s) {missing}"] if missing else []
+        raise RunStoreError(f"cannot write run {out}: {'; '.join(what)}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
+    tmp.mkdir()
+    try:
+        info: dict[str, dict[str, Any]] = {}
+        for name in SCHEMAS:  # fixed order; conform one table at a time to bound memory
+            if name not in tables:
+                continue
+            table = conform(name, tables[name])
+            path = tmp / f"{name}.parquet"
+            pq.write_table(table, path, compression="zstd")
+            _fsync_file(path)
+            info[name] = {"rows": table.num_rows, "sha256": sha256_file(path)}
+            del table
+        full = _plain(dict(manifest))
+        full["complete"] = True
+        full["tables"] = info
+        full["created"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        text = json.dumps(full, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+        (tmp / MANIFEST).write_text(text, encoding="utf-8")
+        _fsync_file(tmp / MANIFEST)
+        _fsync_dir(tmp)
+        _refuse_existing(out)
+        if out.exists():
+            out.rmdir()  # empty, checked above; rename onto a directory is not portable
+        try:
+            os.rename(tmp, out)
+        except OSError as exc:
+            if out.exists():
+                raise RunExistsError(f"{out} appeared while the run was being written") from exc
+            raise
+        _fsync_dir(out.parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex SHA-256 of a file's bytes, read in chunks (the tables may be large)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _refuse_existing(out: Path) -> None:
+    if out.is_symlink() or (out.exists() and (not out.is_dir() or any(out.iterdir()))):
+        raise RunExistsError(
+            f"{out} already exists and is not empty; a run is never overwritten - "
+            "choose another folder or remove this one yourself"
+        )
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make a rename or a new file durable; directories cannot be opened on Windows."""
+    if os.name != "posix":
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-ready copy of a manifest value: numpy scalars and arrays to Python, paths and
+    dates to strings, tuples and sets to lists, NaN and infinities to null (strict JSON)."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, set | frozenset):
+        return sorted((_plain(v) for v in value), key=str)
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, dt.date | dt.datetime):
+        return value.isoformat()
+    if hasattr(value, "tolist"):  # numpy scalar or array
+        return _plain(value.tolist())
+    raise RunStoreError(
+        f"manifest value {value!r} ({type(value).__name__}) cannot be saved as JSON"
+    )
