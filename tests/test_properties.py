@@ -14,15 +14,31 @@ from tiny import load, n, tiny_scheme
 
 def _random_scheme(rates: list[float], fmr: float, review: bool, assoc: float, appeal: bool):  # noqa: ANN202
     s = tiny_scheme(
-        population={**tiny_scheme()["population"], "size": n(300),
-                    "organizations_per_1000": n(10), "friends_mean": n(3)},
+        population={
+            **tiny_scheme()["population"],
+            "size": n(300),
+            "organizations_per_1000": n(10),
+            "friends_mean": n(3),
+        },
         association={"household_share": n(assoc), "friend_share": n(assoc / 2)},
         data_entry={"error_rate": n(0.05)},
-        lists={"low": {"name": "Low", "kind": "black", "inclusion": {"score_below": n(140)}},
-               "many": {"name": "Many", "kind": "black",
-                        "inclusion": {"item": "jaywalking", "count": n(3)}}},
-        measures={"ban": {"name": "Ban", "kind": "travel_ban_train", "reward": False,
-                          "trigger": {"list": "low"}, "targets": ["self", "household"]}},
+        lists={
+            "low": {"name": "Low", "kind": "black", "inclusion": {"score_below": n(140)}},
+            "many": {
+                "name": "Many",
+                "kind": "black",
+                "inclusion": {"item": "jaywalking", "count": n(3)},
+            },
+        },
+        measures={
+            "ban": {
+                "name": "Ban",
+                "kind": "travel_ban_train",
+                "reward": False,
+                "trigger": {"list": "low"},
+                "targets": ["self", "household"],
+            }
+        },
     )
     for (k, b), r in zip(s["behaviours"].items(), rates, strict=True):
         b["rate"] = n(r)
@@ -30,13 +46,24 @@ def _random_scheme(rates: list[float], fmr: float, review: bool, assoc: float, a
         if k == "jaywalking":
             b["channels"][0]["false_match_rate"] = n(fmr)
     s["behaviours"]["speeding"]["channels"].append(
-        {"kind": "informant", "agency": "neighbours", "detection": n(0.2),
-         "false_report_rate": n(0.5)})
+        {
+            "kind": "informant",
+            "agency": "neighbours",
+            "detection": n(0.2),
+            "false_report_rate": n(0.5),
+        }
+    )
     if review:
         s["review"] = {"mode": "required", "catch_false": n(0.5), "capacity_per_day": n(50)}
     if appeal:
-        s["appeals"] = {"available": True, "file_false": n(0.5), "file_true": n(0.1),
-                        "overturn_false": n(0.7), "overturn_true": n(0.1), "days_to_decide": n(7)}
+        s["appeals"] = {
+            "available": True,
+            "file_false": n(0.5),
+            "file_true": n(0.1),
+            "overturn_false": n(0.7),
+            "overturn_true": n(0.1),
+            "days_to_decide": n(7),
+        }
     s["escalations"] = []
     return load(s)
 

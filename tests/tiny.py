@@ -34,8 +34,10 @@ BASE: dict[str, Any] = {
         "size": n(100),
         "groups": {"a": {"name": "A", "share": n(0.5)}, "b": {"name": "B", "share": n(0.5)}},
         "districts": {"d": {"name": "D", "code": "320500", "share": n(1.0)}},
-        "age_bands": [{"min": n(0), "max": n(17), "share": n(0.2)},
-                      {"min": n(18), "max": n(80), "share": n(0.8)}],
+        "age_bands": [
+            {"min": n(0), "max": n(17), "share": n(0.2)},
+            {"min": n(18), "max": n(80), "share": n(0.8)},
+        ],
         "male_share": n(0.5),
         "household_size_mean": n(3.0),
         "organizations_per_1000": n(0),
@@ -44,12 +46,25 @@ BASE: dict[str, Any] = {
     },
     "enrolment": {"mode": "mandatory"},
     "behaviours": {
-        "jaywalking": {"rate": n(0), "channels": [
-            {"kind": "camera", "agency": "police", "detection": n(1.0), "false_match_rate": n(0)}]},
-        "speeding": {"rate": n(0), "channels": [
-            {"kind": "agency", "agency": "police", "detection": n(1.0)}]},
-        "blood-donation": {"rate": n(0), "channels": [
-            {"kind": "agency", "agency": "health", "detection": n(1.0)}]},
+        "jaywalking": {
+            "rate": n(0),
+            "channels": [
+                {
+                    "kind": "camera",
+                    "agency": "police",
+                    "detection": n(1.0),
+                    "false_match_rate": n(0),
+                }
+            ],
+        },
+        "speeding": {
+            "rate": n(0),
+            "channels": [{"kind": "agency", "agency": "police", "detection": n(1.0)}],
+        },
+        "blood-donation": {
+            "rate": n(0),
+            "channels": [{"kind": "agency", "agency": "health", "detection": n(1.0)}],
+        },
     },
     "items": {
         "jaywalking": {"name": "Jaywalking", "behaviour": "jaywalking", "points": n(-1)},
@@ -96,14 +111,21 @@ class TinyRun:
         a = entity if actor is None else actor
         item = int(cs.behaviour_item[k])
         one = lambda v, dt: np.array([v], dt)  # noqa: E731
-        self.sim.observer.pending[day].append({
-            "behaviour_day": one(day, np.int32), "entity": one(entity, np.int32),
-            "actor": one(a, np.int32), "item": one(item, np.int32), "behaviour": one(k, np.int32),
-            "channel": one(cs.ch_kind[c], np.int8), "agency": one(0, np.int32),
-            "points": one(cs.points[item], np.float64), "truthful": one(a == entity, np.bool_),
-            "basis": one(B_BEHAVIOUR, np.int8),
-            "error": one(E_NONE if a == entity else E_MISID, np.int8),
-        })
+        self.sim.observer.pending[day].append(
+            {
+                "behaviour_day": one(day, np.int32),
+                "entity": one(entity, np.int32),
+                "actor": one(a, np.int32),
+                "item": one(item, np.int32),
+                "behaviour": one(k, np.int32),
+                "channel": one(cs.ch_kind[c], np.int8),
+                "agency": one(0, np.int32),
+                "points": one(cs.points[item], np.float64),
+                "truthful": one(a == entity, np.bool_),
+                "basis": one(B_BEHAVIOUR, np.int8),
+                "error": one(E_NONE if a == entity else E_MISID, np.int8),
+            }
+        )
 
     def advance(self, to_day: int) -> None:
         while self.day < to_day:

@@ -49,32 +49,53 @@ def assumptions_of(scheme: Scheme) -> list[dict[str, Any]]:
 
 def rules_of(sim: Simulation) -> dict[str, Any]:
     s, cs = sim.cs.scheme, sim.cs
-    items = {k: {"name": it.name, "points": it.points.value, **provenance(it.points)}
-             for k, it in s.items.items()}
-    items["association-spillover"] = {
-        "name": "Share of a relative's or friend's deduction", "points": None,
-        **({"source": None, "assumption": None} if s.association is None else
-           provenance(s.association.household_share or s.association.friend_share)),  # type: ignore[arg-type]
+    items = {
+        k: {"name": it.name, "points": it.points.value, **provenance(it.points)}
+        for k, it in s.items.items()
     }
-    items["score-recovery"] = {"name": "Points regained after a clean period", "points": None,
-                               **(provenance(s.score.recovery.points)
-                                  if s.score and s.score.recovery else {})}
+    items["association-spillover"] = {
+        "name": "Share of a relative's or friend's deduction",
+        "points": None,
+        **(
+            {"source": None, "assumption": None}
+            if s.association is None
+            else provenance(s.association.household_share or s.association.friend_share)
+        ),  # type: ignore[arg-type]
+    }
+    items["score-recovery"] = {
+        "name": "Points regained after a clean period",
+        "points": None,
+        **(provenance(s.score.recovery.points) if s.score and s.score.recovery else {}),
+    }
     lists = {}
     for i, (k, lst) in enumerate(s.lists.items()):
         inc = lst.inclusion
         num = inc.count or inc.score_below or inc.score_at_least
-        lists[k] = {"name": lst.name, "kind": lst.kind, "rule": cs.list_rule_text[i],
-                    "published": lst.published,
-                    "provenance": provenance(num) if num is not None else None}
+        lists[k] = {
+            "name": lst.name,
+            "kind": lst.kind,
+            "rule": cs.list_rule_text[i],
+            "published": lst.published,
+            "provenance": provenance(num) if num is not None else None,
+        }
     measures = {}
     for i, (k, m) in enumerate(s.measures.items()):
-        measures[k] = {"name": m.name, "kind": m.kind, "reward": m.reward,
-                       "trigger": cs.m_trigger_text[i], "targets": list(m.targets),
-                       "provenance": provenance(m.value) if m.value is not None else None}
+        measures[k] = {
+            "name": m.name,
+            "kind": m.kind,
+            "reward": m.reward,
+            "trigger": cs.m_trigger_text[i],
+            "targets": list(m.targets),
+            "provenance": provenance(m.value) if m.value is not None else None,
+        }
     score = None
     if s.score is not None:
-        score = {"base": s.score.base.value, "min": s.score.min.value, "max": s.score.max.value,
-                 "grades": [{"grade": g.grade, "min": g.min.value} for g in s.score.grades]}
+        score = {
+            "base": s.score.base.value,
+            "min": s.score.min.value,
+            "max": s.score.max.value,
+            "grades": [{"grade": g.grade, "min": g.min.value} for g in s.score.grades],
+        }
     return {"items": items, "lists": lists, "measures": measures, "score": score}
 
 
@@ -101,8 +122,9 @@ def simulate(
     tp = time.perf_counter()
     from credsim.engine.rng import Streams
 
-    pop = generate_population(s.population, n, Streams(seed).seed_sequence("population"),
-                              with_friends=cs.needs_friends)
+    pop = generate_population(
+        s.population, n, Streams(seed).seed_sequence("population"), with_friends=cs.needs_friends
+    )
     t_pop = time.perf_counter() - tp
     sim = Simulation(cs, pop, seed)
     sim.timings["population"] = t_pop
@@ -111,8 +133,9 @@ def simulate(
     if progress:
         from tqdm import tqdm
 
-        days_iter = tqdm(days_iter, desc=f"{s.id} x {n:,}", unit="day", file=sys.stderr,
-                         dynamic_ncols=True)
+        days_iter = tqdm(
+            days_iter, desc=f"{s.id} x {n:,}", unit="day", file=sys.stderr, dynamic_ncols=True
+        )
     for day in days_iter:
         sim.step(day)
         sim.snapshot_if_due(day, days)
@@ -154,7 +177,9 @@ def run(
     if out is not None:
         p = Path(out)
         if p.exists() and (not p.is_dir() or any(p.iterdir())):
-            raise RunExistsError(f"{p}: the run folder exists and is not empty; choose another --out")
+            raise RunExistsError(
+                f"{p}: the run folder exists and is not empty; choose another --out"
+            )
     result = simulate(scheme, population, days, seed, progress=progress)
     if out is not None:
         t = time.perf_counter()

@@ -31,8 +31,10 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
     loaded = load_scheme(args.file)
     s = loaded.scheme
-    print(f"{loaded.path}: valid scheme '{s.id}' ({s.name}): {len(s.behaviours)} behaviours, "
-          f"{len(s.items)} items, {len(s.lists)} lists, {len(s.measures)} measures")
+    print(
+        f"{loaded.path}: valid scheme '{s.id}' ({s.name}): {len(s.behaviours)} behaviours, "
+        f"{len(s.items)} items, {len(s.lists)} lists, {len(s.measures)} measures"
+    )
     return 0
 
 
@@ -41,8 +43,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from credsim.store.summary import summarize
 
     out = args.out or _default_out(args.scheme, args.seed)
-    result = run(args.scheme, args.population, args.days, args.seed, out,
-                 progress=not args.quiet)
+    result = run(args.scheme, args.population, args.days, args.seed, out, progress=not args.quiet)
     if not args.quiet:
         print(summarize(result.path))
     else:
@@ -84,7 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="credsim",
         description="Simulate social credit schemes over synthetic populations "
-                    "(it never scores real people).")
+        "(it never scores real people).",
+    )
     p.add_argument("--version", action="version", version=f"credsim {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -99,8 +101,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("run", help="run a scheme and write a run folder")
     sp.add_argument("scheme", help="bundled scheme id or path to a scheme file")
-    sp.add_argument("--population", type=int, default=None,
-                    help="number of persons (default: the jurisdiction's real size)")
+    sp.add_argument(
+        "--population",
+        type=int,
+        default=None,
+        help="number of persons (default: the jurisdiction's real size)",
+    )
     sp.add_argument("--days", type=int, default=365, help="simulated days (default 365)")
     sp.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     sp.add_argument("--out", default=None, help="run folder to create (default runs/SCHEME-seedS)")
@@ -112,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(func=_cmd_summary)
     sp = sub.add_parser("query", help="run SQL (DuckDB) over a run's tables")
     sp.add_argument("dir")
-    sp.add_argument("sql", help="e.g. \"select status, count(*) from records group by 1\"")
+    sp.add_argument("sql", help='e.g. "select status, count(*) from records group by 1"')
     sp.add_argument("--max-rows", type=int, default=50)
     sp.set_defaults(func=_cmd_query)
     sp = sub.add_parser("explain", help="a plain-language credit report on one entity")

@@ -58,9 +58,16 @@ class Behaviour:
             w = np.ones(pop.n) if t < 0 else traits[t]
             self.indexes[t] = build_index(order, gstart, w)
         # per behaviour: expected events per day by group (rate x trait total / 365)
-        self.daily = np.stack(
-            [cs.rate[k] * self.indexes[int(cs.trait_of[k])].total / 365.0 for k in range(len(cs.behaviours))]
-        ) if len(cs.behaviours) else np.zeros((0, G + 1))
+        self.daily = (
+            np.stack(
+                [
+                    cs.rate[k] * self.indexes[int(cs.trait_of[k])].total / 365.0
+                    for k in range(len(cs.behaviours))
+                ]
+            )
+            if len(cs.behaviours)
+            else np.zeros((0, G + 1))
+        )
         self.multiplier: dict[int, np.ndarray] = {}
         """Behaviour -> per-entity rate multiplier (only behaviours some measure changes)."""
 

@@ -13,8 +13,24 @@ from numba import njit
 
 
 @njit(cache=True)
-def apply_points(ids, day, entity, item, points, applied, score, scored, lo, hi,  # noqa: ANN001
-                 cap_ix, cap, cap_acc, last_rec, last_neg, mark_negative):
+def apply_points(
+    ids,
+    day,
+    entity,
+    item,
+    points,
+    applied,
+    score,
+    scored,
+    lo,
+    hi,  # noqa: ANN001
+    cap_ix,
+    cap,
+    cap_acc,
+    last_rec,
+    last_neg,
+    mark_negative,
+):
     """Apply each record's points to its entity's score, in record order, clamped to [lo, hi].
 
     ``applied`` receives the actual change (0 for entities that are not scored). Items with a cap
@@ -61,8 +77,25 @@ def reverse_points(ids, entity, applied, score, scored, lo, hi):  # noqa: ANN001
 
 
 @njit(cache=True)
-def escalate(ids, day, entity, item, truthful, rec_day, esc_item, esc_count, esc_window,  # noqa: ANN001
-             ring, ring_off, filled, pos, out_entity, out_rule, out_trigger, out_truthful):
+def escalate(
+    ids,
+    day,
+    entity,
+    item,
+    truthful,
+    rec_day,
+    esc_item,
+    esc_count,
+    esc_window,  # noqa: ANN001
+    ring,
+    ring_off,
+    filled,
+    pos,
+    out_entity,
+    out_rule,
+    out_trigger,
+    out_truthful,
+):
     """N accepted records of an item within W days produce one record of another item.
 
     Per (rule, entity) a ring buffer holds the ids of the last N records of the item. When it is
@@ -101,8 +134,21 @@ def escalate(ids, day, entity, item, truthful, rec_day, esc_item, esc_count, esc
 
 
 @njit(cache=True)
-def item_listings(ids, entity, item, list_item, list_count, count_row, counts, list_ep,  # noqa: ANN001
-                  enrolled, enrolled_only, out_list, out_entity, out_record):
+def item_listings(
+    ids,
+    entity,
+    item,
+    list_item,
+    list_count,
+    count_row,
+    counts,
+    list_ep,  # noqa: ANN001
+    enrolled,
+    enrolled_only,
+    out_list,
+    out_entity,
+    out_record,
+):
     """Count accepted records of each list's item per entity; emit a listing at the N-th.
 
     Entities already on the list are not counted; the count restarts after each listing. A

@@ -15,13 +15,22 @@ import numpy as np
 
 from credsim.engine import kernels
 from credsim.engine.records import Table
-from credsim.schemes.compile import INC_GRADES, INC_ITEM, INC_SCORE_AT_LEAST, INC_SCORE_BELOW, Compiled
+from credsim.schemes.compile import (
+    INC_ITEM,
+    INC_SCORE_AT_LEAST,
+    INC_SCORE_BELOW,
+    Compiled,
+)
 
 END_REASONS = ["expired", "repaired", "clean_period", "overturned", "condition_ended"]
 R_EXPIRED, R_REPAIRED, R_CLEAN, R_OVERTURNED, R_CONDITION = range(5)
 EPISODE_COLUMNS: dict[str, tuple[type, int | float | bool]] = {
-    "entity": (np.int32, -1), "list": (np.int32, -1), "start": (np.int32, -1),
-    "end": (np.int32, -1), "record": (np.int64, -1), "reason": (np.int8, -1),
+    "entity": (np.int32, -1),
+    "list": (np.int32, -1),
+    "start": (np.int32, -1),
+    "end": (np.int32, -1),
+    "record": (np.int64, -1),
+    "reason": (np.int8, -1),
 }
 
 
@@ -42,8 +51,9 @@ class ListBook:
         self.ended: list[tuple[np.ndarray, np.ndarray]] = []
 
     # -- episodes ---------------------------------------------------------------------------
-    def start(self, lst: np.ndarray, ent: np.ndarray, rec: np.ndarray, day: int,
-              rng: np.random.Generator) -> None:
+    def start(
+        self, lst: np.ndarray, ent: np.ndarray, rec: np.ndarray, day: int, rng: np.random.Generator
+    ) -> None:
         m = lst.shape[0]
         if m == 0:
             return
@@ -79,7 +89,9 @@ class ListBook:
         if ids.shape[0] == 0:
             return ids
         end[ids] = day
-        self.eps.col("reason")[ids] = reason if np.isscalar(reason) else np.asarray(reason)[first][still]
+        self.eps.col("reason")[ids] = (
+            reason if np.isscalar(reason) else np.asarray(reason)[first][still]
+        )
         ent = self.eps.col("entity")[ids]
         lst = self.eps.col("list")[ids]
         self.ep_of[lst, ent] = -1
@@ -87,22 +99,48 @@ class ListBook:
         return ids
 
     # -- daily rules ------------------------------------------------------------------------
-    def by_items(self, ids: np.ndarray, rec_entity: np.ndarray, rec_item: np.ndarray,
-                 enrolled: np.ndarray, day: int, rng: np.random.Generator) -> None:
+    def by_items(
+        self,
+        ids: np.ndarray,
+        rec_entity: np.ndarray,
+        rec_item: np.ndarray,
+        enrolled: np.ndarray,
+        day: int,
+        rng: np.random.Generator,
+    ) -> None:
         if self.counts.shape[0] == 0 or ids.shape[0] == 0:
             return
         cap = ids.shape[0] * self.count_row.shape[0]
         out_l = np.empty(cap, np.int32)
         out_e = np.empty(cap, np.int32)
         out_r = np.empty(cap, np.int64)
-        n = kernels.item_listings(ids, rec_entity, rec_item, self.list_item, self.cs.inc_count,
-                                  self.count_row, self.counts, self.ep_of, enrolled,
-                                  self.cs.list_enrolled_only, out_l, out_e, out_r)
+        n = kernels.item_listings(
+            ids,
+            rec_entity,
+            rec_item,
+            self.list_item,
+            self.cs.inc_count,
+            self.count_row,
+            self.counts,
+            self.ep_of,
+            enrolled,
+            self.cs.list_enrolled_only,
+            out_l,
+            out_e,
+            out_r,
+        )
         self.start(out_l[:n], out_e[:n], out_r[:n], day, rng)
 
-    def by_condition(self, ents: np.ndarray, score: np.ndarray, grade: np.ndarray,
-                     scored: np.ndarray, last_rec: np.ndarray, day: int,
-                     rng: np.random.Generator) -> None:
+    def by_condition(
+        self,
+        ents: np.ndarray,
+        score: np.ndarray,
+        grade: np.ndarray,
+        scored: np.ndarray,
+        last_rec: np.ndarray,
+        day: int,
+        rng: np.random.Generator,
+    ) -> None:
         """Score and grade lists: enter when the condition holds, leave when it stops holding."""
         cs = self.cs
         if ents.shape[0] == 0:
@@ -144,7 +182,9 @@ class ListBook:
             done = since >= clean
             self.finish(ids[done], day, R_CLEAN)
             for d in np.unique(clean[~done] - since[~done]):
-                self.clean_checks[day + int(d)].append(ids[~done][(clean[~done] - since[~done]) == d])
+                self.clean_checks[day + int(d)].append(
+                    ids[~done][(clean[~done] - since[~done]) == d]
+                )
 
     def overturned(self, recs: np.ndarray, rec_entity: np.ndarray, day: int) -> None:
         """End listings whose triggering record was overturned on appeal."""
@@ -162,8 +202,11 @@ class ListBook:
         def cat(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
             if not parts:
                 return np.zeros(0, np.int32), np.zeros(0, np.int32)
-            return (np.concatenate([p[0] for p in parts]).astype(np.int32),
-                    np.concatenate([p[1] for p in parts]).astype(np.int32))
+            return (
+                np.concatenate([p[0] for p in parts]).astype(np.int32),
+                np.concatenate([p[1] for p in parts]).astype(np.int32),
+            )
+
         out = cat(self.started), cat(self.ended)
         self.started, self.ended = [], []
         return out

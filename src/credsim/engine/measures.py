@@ -20,8 +20,12 @@ from credsim.schemes.compile import TRIG_ENROLLED, TRIG_GRADES, TRIG_LIST, Compi
 OWN, ASSOCIATION = 0, 1
 CAUSES = ["own", "association"]
 MEASURE_COLUMNS: dict[str, tuple[type, int | float | bool]] = {
-    "entity": (np.int32, -1), "measure": (np.int32, -1), "start": (np.int32, -1),
-    "end": (np.int32, -1), "cause": (np.int8, 0), "via": (np.int32, -1),
+    "entity": (np.int32, -1),
+    "measure": (np.int32, -1),
+    "start": (np.int32, -1),
+    "end": (np.int32, -1),
+    "cause": (np.int8, 0),
+    "via": (np.int32, -1),
 }
 
 
@@ -70,8 +74,11 @@ class MeasureBook:
         if not tg:
             z = np.zeros(0, np.int32)
             return z, z.astype(np.int8), z
-        return (np.concatenate(tg).astype(np.int32), np.concatenate(cause),
-                np.concatenate(via).astype(np.int32))
+        return (
+            np.concatenate(tg).astype(np.int32),
+            np.concatenate(cause),
+            np.concatenate(via).astype(np.int32),
+        )
 
     def _change(self, m: int, src: np.ndarray, delta: int, day: int) -> np.ndarray:
         t, cause, via = self._targets(m, src)
@@ -88,9 +95,16 @@ class MeasureBook:
             self.ep[rows, t] = -1
         return t
 
-    def update(self, day: int, list_started: tuple[np.ndarray, np.ndarray],
-               list_ended: tuple[np.ndarray, np.ndarray], grade_ents: np.ndarray,
-               old_grade: np.ndarray, new_grade: np.ndarray, enrolled_now: np.ndarray | None) -> None:
+    def update(
+        self,
+        day: int,
+        list_started: tuple[np.ndarray, np.ndarray],
+        list_ended: tuple[np.ndarray, np.ndarray],
+        grade_ents: np.ndarray,
+        old_grade: np.ndarray,
+        new_grade: np.ndarray,
+        enrolled_now: np.ndarray | None,
+    ) -> None:
         """Apply today's changes of list membership, grade and (at day 0) enrolment."""
         cs = self.cs
         changed: list[np.ndarray] = []

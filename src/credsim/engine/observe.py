@@ -13,7 +13,14 @@ from collections import defaultdict
 
 import numpy as np
 
-from credsim.engine.records import B_BEHAVIOUR, B_FALSE_REPORT, E_DATA_ENTRY, E_FALSE_REPORT, E_MISID, E_NONE
+from credsim.engine.records import (
+    B_BEHAVIOUR,
+    B_FALSE_REPORT,
+    E_DATA_ENTRY,
+    E_FALSE_REPORT,
+    E_MISID,
+    E_NONE,
+)
 from credsim.population.types import ORGANIZATION, Population
 from credsim.schemes.compile import ALL_CHANNELS, Compiled
 
@@ -22,7 +29,9 @@ Batch = dict[str, np.ndarray]
 
 
 class Observer:
-    def __init__(self, cs: Compiled, pop: Population, order: np.ndarray, gstart: np.ndarray) -> None:
+    def __init__(
+        self, cs: Compiled, pop: Population, order: np.ndarray, gstart: np.ndarray
+    ) -> None:
         self.cs = cs
         self.pop = pop
         self.order = order  # entities sorted by group (organisations last)
@@ -46,7 +55,9 @@ class Observer:
         hi = np.where(org, n, npers)
         return (lo + (rng.random(who.shape[0]) * (hi - lo)).astype(np.int64)).astype(np.int32)
 
-    def observe(self, day: int, actor: np.ndarray, kind: np.ndarray, rng: np.random.Generator) -> None:
+    def observe(
+        self, day: int, actor: np.ndarray, kind: np.ndarray, rng: np.random.Generator
+    ) -> None:
         """Queue the records that the day's behaviours (and false reports) will produce."""
         cs = self.cs
         for c in range(cs.ch_behaviour.shape[0]):
@@ -58,7 +69,9 @@ class Observer:
             entity = who.copy()
             error = np.full(who.shape[0], E_NONE, np.int8)
             if cs.ch_kind[c] == CAMERA:
-                fmr = np.minimum(cs.ch_fmr[c, self.group[who]] * cs.ch_fmr_sex[c, self.sex[who]], 1.0)
+                fmr = np.minimum(
+                    cs.ch_fmr[c, self.group[who]] * cs.ch_fmr_sex[c, self.sex[who]], 1.0
+                )
                 mis = rng.random(who.shape[0]) < fmr
                 if mis.any():
                     entity[mis] = self._same_group(who[mis], rng)
@@ -75,7 +88,9 @@ class Observer:
                 typo = rng.random(entity.shape[0]) < cs.data_entry_error
                 if typo.any():
                     entity[typo] = self._wrong_entity(entity[typo], rng)
-                    error[typo] = np.where(error[typo] == E_FALSE_REPORT, E_FALSE_REPORT, E_DATA_ENTRY)
+                    error[typo] = np.where(
+                        error[typo] == E_FALSE_REPORT, E_FALSE_REPORT, E_DATA_ENTRY
+                    )
             m = entity.shape[0]
             if m == 0:
                 continue

@@ -28,46 +28,52 @@ def _labels(codes: np.ndarray, names: list[str], null: int = -1) -> pa.Array:
 def population_table(sim: Simulation) -> pa.Table:
     pop = sim.pop
     org = pop.kind == ORGANIZATION
-    return pa.table({
-        "entity_id": pa.array(np.arange(pop.n, dtype=np.int32)),
-        "kind": _labels(pop.kind.astype(np.int32), ["person", "organization"]),
-        "code": pa.array(pop.codes.tolist() if pop.codes.dtype == object else pop.codes, pa.string()),
-        "district": _labels(pop.district.astype(np.int32), pop.district_ids),
-        "group": _labels(np.where(org, -1, pop.group).astype(np.int32), pop.group_ids),
-        "sex": _labels(np.where(org, -1, pop.sex).astype(np.int32), ["female", "male"]),
-        "age": pa.array(pop.age.astype(np.int16), mask=org),
-        "birth_date": pa.array(pop.birth_date.astype(np.int32), mask=org).cast(pa.date32()),
-        "income_decile": pa.array(pop.income_decile.astype(np.int8), mask=org),
-        "household_id": _nullable(pop.household.astype(np.int32)),
-        "employer_id": _nullable(pop.employer.astype(np.int32)),
-        "enrolled": pa.array(sim.enrolled),
-    })
+    return pa.table(
+        {
+            "entity_id": pa.array(np.arange(pop.n, dtype=np.int32)),
+            "kind": _labels(pop.kind.astype(np.int32), ["person", "organization"]),
+            "code": pa.array(
+                pop.codes.tolist() if pop.codes.dtype == object else pop.codes, pa.string()
+            ),
+            "district": _labels(pop.district.astype(np.int32), pop.district_ids),
+            "group": _labels(np.where(org, -1, pop.group).astype(np.int32), pop.group_ids),
+            "sex": _labels(np.where(org, -1, pop.sex).astype(np.int32), ["female", "male"]),
+            "age": pa.array(pop.age.astype(np.int16), mask=org),
+            "birth_date": pa.array(pop.birth_date.astype(np.int32), mask=org).cast(pa.date32()),
+            "income_decile": pa.array(pop.income_decile.astype(np.int8), mask=org),
+            "household_id": _nullable(pop.household.astype(np.int32)),
+            "employer_id": _nullable(pop.employer.astype(np.int32)),
+            "enrolled": pa.array(sim.enrolled),
+        }
+    )
 
 
 def records_table(sim: Simulation) -> pa.Table:
     r = sim.records
     c = r.col
-    return pa.table({
-        "record_id": pa.array(np.arange(r.n, dtype=np.int64)),
-        "day": pa.array(c("day")),
-        "behaviour_day": _nullable(c("behaviour_day")),
-        "entity_id": pa.array(c("entity")),
-        "actor_id": _nullable(c("actor")),
-        "item": _labels(c("item"), sim.item_names),
-        "behaviour": _labels(c("behaviour"), sim.cs.behaviours),
-        "channel": _labels(c("channel").astype(np.int32), ALL_CHANNELS),
-        "source_agency": _labels(c("agency"), sim.observer.agencies),
-        "points": pa.array(c("points")),
-        "applied": pa.array(c("applied")),
-        "status": _labels(c("status").astype(np.int32), STATUS),
-        "truthful": pa.array(c("truthful")),
-        "basis": _labels(c("basis").astype(np.int32), BASIS),
-        "error": _labels(c("error").astype(np.int32), ERRORS),
-        "cause_record": _nullable(c("cause")),
-        "review_day": _nullable(c("review_day")),
-        "appeal_day": _nullable(c("appeal_day")),
-        "appealed": pa.array(c("appealed")),
-    })
+    return pa.table(
+        {
+            "record_id": pa.array(np.arange(r.n, dtype=np.int64)),
+            "day": pa.array(c("day")),
+            "behaviour_day": _nullable(c("behaviour_day")),
+            "entity_id": pa.array(c("entity")),
+            "actor_id": _nullable(c("actor")),
+            "item": _labels(c("item"), sim.item_names),
+            "behaviour": _labels(c("behaviour"), sim.cs.behaviours),
+            "channel": _labels(c("channel").astype(np.int32), ALL_CHANNELS),
+            "source_agency": _labels(c("agency"), sim.observer.agencies),
+            "points": pa.array(c("points")),
+            "applied": pa.array(c("applied")),
+            "status": _labels(c("status").astype(np.int32), STATUS),
+            "truthful": pa.array(c("truthful")),
+            "basis": _labels(c("basis").astype(np.int32), BASIS),
+            "error": _labels(c("error").astype(np.int32), ERRORS),
+            "cause_record": _nullable(c("cause")),
+            "review_day": _nullable(c("review_day")),
+            "appeal_day": _nullable(c("appeal_day")),
+            "appealed": pa.array(c("appealed")),
+        }
+    )
 
 
 def scores_table(sim: Simulation) -> pa.Table:
@@ -81,30 +87,35 @@ def scores_table(sim: Simulation) -> pa.Table:
         days = np.concatenate([np.full(s[0].shape[0], s[1], np.int32) for s in sim.snap])
         score = np.concatenate([s[2] for s in sim.snap])
         grade = np.concatenate([s[3] for s in sim.snap])
-    return pa.table({
-        "entity_id": pa.array(ents.astype(np.int32)),
-        "day": pa.array(days),
-        "score": pa.array(score),
-        "grade": _labels(grade.astype(np.int32), sim.cs.grade_names or [""]),
-    })
+    return pa.table(
+        {
+            "entity_id": pa.array(ents.astype(np.int32)),
+            "day": pa.array(days),
+            "score": pa.array(score),
+            "grade": _labels(grade.astype(np.int32), sim.cs.grade_names or [""]),
+        }
+    )
 
 
 def lists_table(sim: Simulation) -> pa.Table:
     e = sim.lists.eps
     lst = e.col("list")
     cs = sim.cs
-    return pa.table({
-        "entity_id": pa.array(e.col("entity")),
-        "list": _labels(lst, cs.lists or [""]),
-        "kind": pa.array(np.where(cs.list_black[lst], "black", "red") if lst.size else [],
-                         pa.string()),
-        "start_day": pa.array(e.col("start")),
-        "end_day": _nullable(e.col("end")),
-        "rule": _labels(lst, cs.list_rule_text or [""]),
-        "trigger_record": _nullable(e.col("record")),
-        "end_reason": _labels(e.col("reason").astype(np.int32), END_REASONS),
-        "published": pa.array(cs.list_published[lst] if lst.size else np.zeros(0, bool)),
-    })
+    return pa.table(
+        {
+            "entity_id": pa.array(e.col("entity")),
+            "list": _labels(lst, cs.lists or [""]),
+            "kind": pa.array(
+                np.where(cs.list_black[lst], "black", "red") if lst.size else [], pa.string()
+            ),
+            "start_day": pa.array(e.col("start")),
+            "end_day": _nullable(e.col("end")),
+            "rule": _labels(lst, cs.list_rule_text or [""]),
+            "trigger_record": _nullable(e.col("record")),
+            "end_reason": _labels(e.col("reason").astype(np.int32), END_REASONS),
+            "published": pa.array(cs.list_published[lst] if lst.size else np.zeros(0, bool)),
+        }
+    )
 
 
 def measures_table(sim: Simulation) -> pa.Table:
@@ -113,17 +124,19 @@ def measures_table(sim: Simulation) -> pa.Table:
     cs = sim.cs
     kinds = [x.kind for x in cs.scheme.measures.values()]
     rewards = np.array([x.reward for x in cs.scheme.measures.values()], bool)
-    return pa.table({
-        "entity_id": pa.array(e.col("entity")),
-        "measure": _labels(m, cs.measures or [""]),
-        "kind": _labels(m, kinds or [""]),
-        "reward": pa.array(rewards[m] if m.size else np.zeros(0, bool)),
-        "start_day": pa.array(e.col("start")),
-        "end_day": _nullable(e.col("end")),
-        "cause": _labels(e.col("cause").astype(np.int32), CAUSES),
-        "via_entity": pa.array(e.col("via")),
-        "trigger": _labels(m, cs.m_trigger_text or [""]),
-    })
+    return pa.table(
+        {
+            "entity_id": pa.array(e.col("entity")),
+            "measure": _labels(m, cs.measures or [""]),
+            "kind": _labels(m, kinds or [""]),
+            "reward": pa.array(rewards[m] if m.size else np.zeros(0, bool)),
+            "start_day": pa.array(e.col("start")),
+            "end_day": _nullable(e.col("end")),
+            "cause": _labels(e.col("cause").astype(np.int32), CAUSES),
+            "via_entity": pa.array(e.col("via")),
+            "trigger": _labels(m, cs.m_trigger_text or [""]),
+        }
+    )
 
 
 def friendships_table(sim: Simulation) -> pa.Table | None:
@@ -132,7 +145,9 @@ def friendships_table(sim: Simulation) -> pa.Table | None:
         return None
     deg = np.diff(pop.friends_indptr)
     src = np.repeat(np.arange(pop.n_persons, dtype=np.int32), deg)
-    return pa.table({"entity_id": pa.array(src), "friend_id": pa.array(pop.friends.astype(np.int32))})
+    return pa.table(
+        {"entity_id": pa.array(src), "friend_id": pa.array(pop.friends.astype(np.int32))}
+    )
 
 
 def all_tables(sim: Simulation) -> dict[str, pa.Table]:

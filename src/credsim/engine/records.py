@@ -42,7 +42,9 @@ COLUMNS: dict[str, tuple[type, int | float | bool]] = {
 class Table:
     """Append-only columns with amortised growth; ``col(name)`` views the filled part."""
 
-    def __init__(self, columns: dict[str, tuple[type, int | float | bool]], capacity: int = 1024) -> None:
+    def __init__(
+        self, columns: dict[str, tuple[type, int | float | bool]], capacity: int = 1024
+    ) -> None:
         self.columns = columns
         self.n = 0
         self._cap = max(int(capacity), 16)

@@ -1,4 +1,4 @@
-"""The daily loop: behave, observe, review, score, escalate, associate, appeal, repair, list, measure.
+"""The daily loop: behave, observe, review, score, escalate, associate, appeal, repair, lists.
 
 :class:`Simulation` owns the state arrays; each stage is a method that reads and updates them for
 one day. Day 0 is the initial state; ticks are days 1..D. Everything random is drawn from a stream
@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import numpy as np
 
@@ -20,8 +20,16 @@ from credsim.engine.lists import ListBook
 from credsim.engine.measures import MeasureBook
 from credsim.engine.observe import Observer
 from credsim.engine.records import (
-    ACCEPTED, B_ASSOCIATION, B_BEHAVIOUR, B_ESCALATION, B_FALSE_REPORT, B_REPAIR, OVERTURNED,
-    PENDING, REJECTED, RecordBuffer,
+    ACCEPTED,
+    B_ASSOCIATION,
+    B_BEHAVIOUR,
+    B_ESCALATION,
+    B_FALSE_REPORT,
+    B_REPAIR,
+    OVERTURNED,
+    PENDING,
+    REJECTED,
+    RecordBuffer,
 )
 from credsim.engine.rng import Streams
 from credsim.population.types import ORGANIZATION, PERSON, Population
@@ -81,7 +89,9 @@ class Simulation:
         self.queue = np.zeros(0, np.int64)
         # review capacity is given at the jurisdiction's real size; a scaled run scales it
         size = float(cs.scheme.population.size.value) or 1.0
-        self.capacity = cs.capacity if cs.capacity < 0 else max(1, round(cs.capacity * pop.n_persons / size))
+        self.capacity = (
+            cs.capacity if cs.capacity < 0 else max(1, round(cs.capacity * pop.n_persons / size))
+        )
         self.appeals_due: dict[int, list[np.ndarray]] = defaultdict(list)
         self.snap: list[tuple[np.ndarray, int, np.ndarray, np.ndarray]] = []
         self.scored_ids = np.nonzero(self.scored)[0].astype(np.int32)
@@ -97,8 +107,15 @@ class Simulation:
         ents = self.scored_ids
         old = self.grade[ents].copy()
         self._grade(ents)
-        self.lists.by_condition(ents, self.score, self.grade, self.scored, self.last_rec, 0,
-                                self.streams.get("lists", 0))
+        self.lists.by_condition(
+            ents,
+            self.score,
+            self.grade,
+            self.scored,
+            self.last_rec,
+            0,
+            self.streams.get("lists", 0),
+        )
         started, ended = self.lists.take_changes()
         enrolled = np.nonzero(self.enrolled)[0].astype(np.int32)
         self.measures.update(0, started, ended, ents, old, self.grade[ents], enrolled)
@@ -131,8 +148,9 @@ class Simulation:
             old = self.grade[ents].copy()
             self._grade(ents)
             self.lists.due(day, self.last_neg)
-            self.lists.by_condition(ents, self.score, self.grade, self.scored, self.last_rec, day,
-                                    st.get("lists", day))
+            self.lists.by_condition(
+                ents, self.score, self.grade, self.scored, self.last_rec, day, st.get("lists", day)
+            )
             started, ended = self.lists.take_changes()
         with self.timed("measures"):
             self.measures.update(day, started, ended, ents, old, self.grade[ents], None)
@@ -147,7 +165,7 @@ class Simulation:
         cs, rec = self.cs, self.records
         self.queue = np.concatenate([self.queue, new]) if new.shape[0] else self.queue
         take = self.queue if self.capacity < 0 else self.queue[: self.capacity]
-        self.queue = self.queue[take.shape[0]:]
+        self.queue = self.queue[take.shape[0] :]
         if take.shape[0] == 0:
             return take
         rng = self.streams.get("review", day)
@@ -160,10 +178,24 @@ class Simulation:
 
     def _apply(self, ids: np.ndarray, day: int, mark_negative: bool) -> None:
         r = self.records
-        kernels.apply_points(ids, day, r.raw("entity"), r.raw("item"), r.raw("points"),
-                             r.raw("applied"), self.score, self.scored, self.cs.lo, self.cs.hi,
-                             self.cap_ix, self.cs.cap, self.cap_acc, self.last_rec, self.last_neg,
-                             mark_negative)
+        kernels.apply_points(
+            ids,
+            day,
+            r.raw("entity"),
+            r.raw("item"),
+            r.raw("points"),
+            r.raw("applied"),
+            self.score,
+            self.scored,
+            self.cs.lo,
+            self.cs.hi,
+            self.cap_ix,
+            self.cs.cap,
+            self.cap_acc,
+            self.last_rec,
+            self.last_neg,
+            mark_negative,
+        )
 
     def _accept(self, ids: np.ndarray, day: int, changed: list[np.ndarray]) -> None:
         """Score accepted records, list by item, escalate and spill over, until nothing new."""
@@ -186,16 +218,41 @@ class Simulation:
         out_q = np.empty(cap, np.int32)
         out_t = np.empty(cap, np.int64)
         out_ok = np.empty(cap, np.bool_)
-        k = kernels.escalate(batch, day, rec.raw("entity"), rec.raw("item"), rec.raw("truthful"),
-                             rec.raw("day"), cs.esc_item, cs.esc_count, cs.esc_window, self.ring,
-                             self.ring_off, self.filled, self.pos, out_e, out_q, out_t, out_ok)
+        k = kernels.escalate(
+            batch,
+            day,
+            rec.raw("entity"),
+            rec.raw("item"),
+            rec.raw("truthful"),
+            rec.raw("day"),
+            cs.esc_item,
+            cs.esc_count,
+            cs.esc_window,
+            self.ring,
+            self.ring_off,
+            self.filled,
+            self.pos,
+            out_e,
+            out_q,
+            out_t,
+            out_ok,
+        )
         if k == 0:
             return np.zeros(0, np.int64)
         item = cs.esc_produces[out_q[:k]]
         ok = out_ok[:k]
-        return rec.append(day=day, entity=out_e[:k], actor=np.where(ok, out_e[:k], -1),
-                          item=item, channel=CH_ESCALATION, points=cs.points[item],
-                          status=ACCEPTED, truthful=ok, basis=B_ESCALATION, cause=out_t[:k])
+        return rec.append(
+            day=day,
+            entity=out_e[:k],
+            actor=np.where(ok, out_e[:k], -1),
+            item=item,
+            channel=CH_ESCALATION,
+            points=cs.points[item],
+            status=ACCEPTED,
+            truthful=ok,
+            basis=B_ESCALATION,
+            cause=out_t[:k],
+        )
 
     def _associate(self, batch: np.ndarray, day: int, changed: list[np.ndarray]) -> None:
         """A share of each deduction spills onto the household and friends of the person."""
@@ -220,9 +277,17 @@ class Simulation:
         for tgt, origin, share in parts:
             if tgt.shape[0] == 0:
                 continue
-            ids = rec.append(day=day, entity=tgt, item=self.item_assoc, channel=CH_ASSOCIATION,
-                             points=share * rec.col("applied")[origin], status=ACCEPTED,
-                             truthful=False, basis=B_ASSOCIATION, cause=origin)
+            ids = rec.append(
+                day=day,
+                entity=tgt,
+                item=self.item_assoc,
+                channel=CH_ASSOCIATION,
+                points=share * rec.col("applied")[origin],
+                status=ACCEPTED,
+                truthful=False,
+                basis=B_ASSOCIATION,
+                cause=origin,
+            )
             self._apply(ids, day, False)
             changed.append(tgt)
 
@@ -237,8 +302,9 @@ class Simulation:
             (cs.household_share, pop.hh_start[hh], pop.hh_start[hh + 1], None)
         ]
         if pop.friends is not None and pop.friends_indptr is not None:
-            out.append((cs.friend_share, pop.friends_indptr[ent], pop.friends_indptr[ent + 1],
-                        pop.friends))
+            out.append(
+                (cs.friend_share, pop.friends_indptr[ent], pop.friends_indptr[ent + 1], pop.friends)
+            )
         return out
 
     def _appeals(self, day: int, accepted: np.ndarray, changed: list[np.ndarray]) -> None:
@@ -263,8 +329,9 @@ class Simulation:
         win = rng.random(ids.shape[0]) < np.where(truthful, cs.overturn_true, cs.overturn_false)
         won = ids[win]
         rec.col("status")[won] = OVERTURNED
-        kernels.reverse_points(won, rec.raw("entity"), rec.raw("applied"), self.score,
-                               self.scored, cs.lo, cs.hi)
+        kernels.reverse_points(
+            won, rec.raw("entity"), rec.raw("applied"), self.score, self.scored, cs.lo, cs.hi
+        )
         self.lists.overturned(won, rec.col("entity"), day)
         changed.append(rec.col("entity")[won])
 
@@ -278,9 +345,17 @@ class Simulation:
         ok = (s < cs.base) & (day - self.last_neg[ents] >= cs.recovery_days)
         ents = ents[ok]
         pts = np.minimum(cs.recovery_points, cs.base - s[ok])
-        ids = self.records.append(day=day, entity=ents, actor=ents, item=self.item_recovery,
-                                  channel=CH_REPAIR, points=pts, status=ACCEPTED, truthful=True,
-                                  basis=B_REPAIR)
+        ids = self.records.append(
+            day=day,
+            entity=ents,
+            actor=ents,
+            item=self.item_recovery,
+            channel=CH_REPAIR,
+            points=pts,
+            status=ACCEPTED,
+            truthful=True,
+            basis=B_REPAIR,
+        )
         self._apply(ids, day, False)
         changed.append(ents)
 

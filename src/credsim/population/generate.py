@@ -88,11 +88,23 @@ def age_pmf(bands: list[AgeBand]) -> np.ndarray:
     return pmf / pmf.sum()
 
 
+def _sorted_by(key: np.ndarray) -> np.ndarray:
+    """Argsort of a small-range integer key (int16: numpy uses radix sort, O(n))."""
+    return np.argsort(key.astype(np.int16), kind="stable")
+
+
 def _ages(rng: np.random.Generator, pmf: np.ndarray, sizes: np.ndarray,
           hh_start: np.ndarray, member: np.ndarray) -> np.ndarray:
-    """Ages in household order (see the module docstring for the placement rules)."""
+    """Ages in household order (see the module docstring for the placement rules).
+
+    Draws are i.i.d., so taking the first adults in draw order as heads and spouses is already
+    a random choice. Rank pairing uses keys quantised to 1/16 year so that the sorts are radix
+    sorts on int16.
+    """
     n, n_hh = int(hh_start[-1]), sizes.shape[0]
-    ages = rng.choice(pmf.shape[0], n, p=pmf).astype(np.int16)
+    cdf = np.cumsum(pmf)
+    ages = np.minimum(np.searchsorted(cdf, rng.random(n) * cdf[-1], side="right"),
+                      pmf.shape[0] - 1).astype(np.int16)
     couples = np.flatnonzero(sizes >= 2)
     need = n_hh + couples.shape[0]
     adult = ages >= ADULT_AGE
@@ -102,23 +114,24 @@ def _ages(rng: np.random.Generator, pmf: np.ndarray, sizes: np.ndarray,
         adult_p = pmf[ADULT_AGE:] / pmf[ADULT_AGE:].sum()
         ages[fix] = ADULT_AGE + rng.choice(adult_p.shape[0], deficit, p=adult_p)
         adult[fix] = True
-    adults = rng.permutation(np.flatnonzero(adult))
+    adults = np.flatnonzero(adult)
     head_age = ages[adults[:n_hh]]
     spouse_age = ages[adults[n_hh:need]]
     pool = np.sort(np.concatenate([ages[adults[need:]], ages[~adult]]))
 
     out = np.empty(n, dtype=np.int16)
     out[hh_start[:-1]] = head_age
-    noisy_head = head_age[couples] + rng.normal(0.0, 2.0, couples.shape[0])
-    noisy_spouse = spouse_age + rng.normal(0.0, 2.0, couples.shape[0])
+    k = couples.shape[0]
+    noisy_head = np.rint((head_age[couples] + rng.normal(0.0, 2.0, k)) * 16)
+    noisy_spouse = np.rint((spouse_age + rng.normal(0.0, 2.0, k)) * 16)
     paired = np.empty_like(spouse_age)
-    paired[np.argsort(noisy_head)] = spouse_age[np.argsort(noisy_spouse)]
+    paired[_sorted_by(noisy_head)] = spouse_age[_sorted_by(noisy_spouse)]
     out[hh_start[couples] + 1] = paired
 
     slots = np.flatnonzero(member >= 2)
     slot_hh = np.repeat(np.arange(n_hh), np.maximum(sizes - 2, 0))
-    target = head_age[slot_hh] - rng.integers(20, 41, slots.shape[0]) + rng.random(slots.shape[0])
-    out[slots[np.argsort(target)]] = pool
+    gap = rng.integers(20 * 16, 41 * 16, slots.shape[0])  # parent minus 20..40 years
+    out[slots[_sorted_by(head_age[slot_hh].astype(np.int32) * 16 - gap)]] = pool
     return out
 
 
@@ -150,7 +163,7 @@ def _pick_in_blocks(rng: np.random.Generator, block: np.ndarray, n_blocks: int,
     """For each entry of ``members_block``, a uniformly random index ``i`` with ``block[i]``
     equal to it; returns (indices, found). ``found`` is False where that block is empty (the
     index is then meaningless). ``block`` must not be empty."""
-    order = np.argsort(block, kind="stable")
+    order = np.argsort(block.astype(np.int16), kind="stable")  # radix sort
     count = np.bincount(block, minlength=n_blocks)
     start = np.concatenate([[0], np.cumsum(count)[:-1]])
     c = count[members_block]
@@ -168,7 +181,7 @@ def _employers(rng: np.random.Generator, spec: PopulationSpec, age: np.ndarray,
         return employer
     working = (age >= ADULT_AGE) & (age <= WORKING_AGE_MAX)
     who = np.flatnonzero(working & (rng.random(n) < spec.employment_rate.value))
-    local, found = _pick_in_blocks(rng, org_district, n_districts, district[who].astype(np.int64))
+    local, found = _pick_in_blocks(rng, org_district, n_districts, district[who])
     anywhere = rng.integers(0, n_orgs, who.shape[0])
     employer[who] = n + np.where(found, local, anywhere)
     return employer
@@ -182,8 +195,7 @@ def _friends(rng: np.random.Generator, mean: float, district: np.ndarray,
     a = rng.integers(0, n, m)
     within = rng.random(m) < FRIENDS_IN_DISTRICT
     b = rng.integers(0, n, m)
-    idx, _ = _pick_in_blocks(rng, district.astype(np.int64), n_districts,
-                             district[a[within]].astype(np.int64))
+    idx, _ = _pick_in_blocks(rng, district, n_districts, district[a[within]])
     b[within] = idx
     keep = a != b
     lo, hi = np.minimum(a[keep], b[keep]), np.maximum(a[keep], b[keep])

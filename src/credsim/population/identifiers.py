@@ -17,7 +17,7 @@ collector paused, because creating millions of small objects otherwise triggers 
 from __future__ import annotations
 
 import gc
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 from numba import njit
@@ -122,7 +122,7 @@ def uscc_codes(district_codes: np.ndarray, rng: np.random.Generator) -> np.ndarr
 # Resident identity numbers
 
 
-@lru_cache(maxsize=None)
+@cache
 def area_code_valid(code: int, year: int) -> bool:
     """Whether stdnum's GB/T 2260 database accepts ``code`` as a birthplace in ``year``."""
     try:
@@ -132,7 +132,7 @@ def area_code_valid(code: int, year: int) -> bool:
     return True
 
 
-@lru_cache(maxsize=None)
+@cache
 def birthplace_code(code: int, year: int) -> int:
     """``code`` if it was valid in ``year``, else its prefecture, else its province code."""
     for candidate in (code, code // 100 * 100, code // 10000 * 10000):

@@ -56,7 +56,9 @@ def resolve(scheme: str | Path) -> Path:
     if p.exists():
         return p
     known = ", ".join(bundled_ids())
-    raise SchemeError(f"{s}: no such scheme file and no bundled scheme with that id (bundled: {known})")
+    raise SchemeError(
+        f"{s}: no such scheme file and no bundled scheme with that id (bundled: {known})"
+    )
 
 
 @cache
@@ -66,10 +68,14 @@ def bibliography() -> dict[str, dict[str, Any]]:
     if not isinstance(loc.data, dict):
         raise SchemeError(f"{loc.file}: expected a mapping of source keys")
     for key, entry in loc.data.items():
-        if not isinstance(entry, dict) or "title" not in entry or not (
-            "document" in entry or "url" in entry
+        if (
+            not isinstance(entry, dict)
+            or "title" not in entry
+            or not ("document" in entry or "url" in entry)
         ):
-            raise SchemeError(f"{loc.where((key,))}: source '{key}' needs a title and a document or url")
+            raise SchemeError(
+                f"{loc.where((key,))}: source '{key}' needs a title and a document or url"
+            )
     return loc.data
 
 
@@ -92,7 +98,11 @@ def _format_validation(exc: ValidationError, located: Located) -> str:
         elif err["type"] == "missing":
             msg = "required field is missing"
         got = err.get("input")
-        shown = "" if err["type"] in ("missing", "extra_forbidden") or isinstance(got, dict | list) else f" (got {got!r})"
+        shown = (
+            ""
+            if err["type"] in ("missing", "extra_forbidden") or isinstance(got, dict | list)
+            else f" (got {got!r})"
+        )
         lines.append(f"{located.where(path)}: {dotted(path)}: {msg}{shown}")
     more = len(exc.errors()) - MAX_ERRORS
     if more > 0:
@@ -111,7 +121,10 @@ def parse_scheme(located: Located) -> Scheme:
     problems = check_semantics(scheme, bibliography(), catalogue())
     if problems:
         raise SchemeError(
-            "\n".join(f"{located.where(path)}: {dotted(path)}: {msg}" for path, msg in problems[:MAX_ERRORS])
+            "\n".join(
+                f"{located.where(path)}: {dotted(path)}: {msg}"
+                for path, msg in problems[:MAX_ERRORS]
+            )
         )
     return scheme
 

@@ -14,7 +14,14 @@ import datetime as dt
 import math
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 Ident = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]*$", max_length=64)]
 
@@ -181,7 +188,11 @@ class Channel(Strict):
 
     @model_validator(mode="after")
     def _kind_fields(self) -> Channel:
-        camera_only = (self.false_match_rate, self.false_match_by_group, self.false_match_sex_factor)
+        camera_only = (
+            self.false_match_rate,
+            self.false_match_by_group,
+            self.false_match_sex_factor,
+        )
         if self.kind != "camera" and any(x is not None for x in camera_only):
             raise ValueError("false_match_rate applies to camera channels only")
         if self.kind != "informant" and (self.false_report_rate, self.reward) != (None, None):
@@ -192,8 +203,17 @@ class Channel(Strict):
 class CustomBehaviour(Strict):
     name: str
     category: Literal[
-        "financial", "judicial", "administrative", "traffic", "social", "speech", "health",
-        "consumption", "location", "civic", "other",
+        "financial",
+        "judicial",
+        "administrative",
+        "traffic",
+        "social",
+        "speech",
+        "health",
+        "consumption",
+        "location",
+        "civic",
+        "other",
     ]
     lawful: bool
     good: bool = False
@@ -294,10 +314,15 @@ class Inclusion(Strict):
 
     @model_validator(mode="after")
     def _one(self) -> Inclusion:
-        chosen = [x for x in ("item", "score_below", "score_at_least", "grades")
-                  if getattr(self, x) is not None]
+        chosen = [
+            x
+            for x in ("item", "score_below", "score_at_least", "grades")
+            if getattr(self, x) is not None
+        ]
         if len(chosen) != 1:
-            raise ValueError("inclusion needs exactly one of item, score_below, score_at_least, grades")
+            raise ValueError(
+                "inclusion needs exactly one of item, score_below, score_at_least, grades"
+            )
         if self.count is not None and self.item is None:
             raise ValueError("'count' goes with 'item'")
         return self
@@ -334,9 +359,18 @@ class Trigger(Strict):
 
 
 MeasureKind = Literal[
-    "travel_ban_plane", "travel_ban_train", "consumption_restriction", "discount",
-    "deposit_waiver", "loan_terms", "school_access", "job_promotion", "public_naming",
-    "service_priority", "scrutiny", "other",
+    "travel_ban_plane",
+    "travel_ban_train",
+    "consumption_restriction",
+    "discount",
+    "deposit_waiver",
+    "loan_terms",
+    "school_access",
+    "job_promotion",
+    "public_naming",
+    "service_priority",
+    "scrutiny",
+    "other",
 ]
 
 
@@ -345,7 +379,9 @@ class Measure(Strict):
     kind: MeasureKind
     reward: bool
     trigger: Trigger
-    targets: list[Literal["self", "household", "children"]] = Field(default_factory=lambda: ["self"])
+    targets: list[Literal["self", "household", "children"]] = Field(
+        default_factory=lambda: ["self"]
+    )
     value: Num | None = None
     """e.g. the share off a ticket for a discount."""
     behaviour_effects: dict[Ident, Prob] | None = None
@@ -368,7 +404,13 @@ class Appeals(Strict):
     @model_validator(mode="after")
     def _fields(self) -> Appeals:
         if self.available:
-            for f in ("file_false", "file_true", "overturn_false", "overturn_true", "days_to_decide"):
+            for f in (
+                "file_false",
+                "file_true",
+                "overturn_false",
+                "overturn_true",
+                "days_to_decide",
+            ):
                 if getattr(self, f) is None:
                     raise ValueError(f"available appeals need '{f}'")
         return self

@@ -47,7 +47,9 @@ def check_semantics(
     p: list[Problem] = []
     for path, num in iter_nums(s):
         if num.source is not None and num.source not in bibliography:
-            p.append(((*path, "source"), f"unknown source '{num.source}' (not in the bibliography)"))
+            p.append(
+                ((*path, "source"), f"unknown source '{num.source}' (not in the bibliography)")
+            )
     for i, key in enumerate(s.sources):
         if key not in bibliography:
             p.append((("sources", i), f"unknown source '{key}' (not in the bibliography)"))
@@ -70,24 +72,35 @@ def check_semantics(
     for key, b in s.behaviours.items():
         bp: Path_ = ("behaviours", key)
         if key not in known_behaviours:
-            p.append((bp, f"unknown behaviour '{key}' (not in the catalogue nor custom_behaviours)"))
+            p.append(
+                (bp, f"unknown behaviour '{key}' (not in the catalogue nor custom_behaviours)")
+            )
         if b.propensity is not None and b.propensity not in s.propensities:
             p.append(((*bp, "propensity"), f"unknown propensity '{b.propensity}'"))
         elif b.propensity is not None and s.propensities[b.propensity].applies_to != b.actor:
-            p.append(((*bp, "propensity"), f"propensity '{b.propensity}' does not apply to {b.actor}s"))
+            p.append(
+                ((*bp, "propensity"), f"propensity '{b.propensity}' does not apply to {b.actor}s")
+            )
         for g in b.rate_by_group or {}:
             if g not in pop.groups:
                 p.append(((*bp, "rate_by_group", g), f"unknown population group '{g}'"))
         for i, ch in enumerate(b.channels):
             for g in ch.false_match_by_group or {}:
                 if g not in pop.groups:
-                    p.append(((*bp, "channels", i, "false_match_by_group", g), f"unknown group '{g}'"))
+                    p.append(
+                        ((*bp, "channels", i, "false_match_by_group", g), f"unknown group '{g}'")
+                    )
             if ch.kind == "camera" and b.actor != "person":
                 p.append(((*bp, "channels", i), "cameras observe persons only"))
         mapped = [k for k, it in s.items.items() if it.behaviour == key]
         if b.channels and len(mapped) != 1:
-            p.append((bp, f"an observed behaviour needs exactly one item with 'behaviour: {key}' "
-                          f"(found {len(mapped)})"))
+            p.append(
+                (
+                    bp,
+                    f"an observed behaviour needs exactly one item with 'behaviour: {key}' "
+                    f"(found {len(mapped)})",
+                )
+            )
 
     for key, it in s.items.items():
         if it.behaviour is not None and it.behaviour not in s.behaviours:
@@ -132,5 +145,7 @@ def check_semantics(
         if not m.targets:
             p.append(((*mp, "targets"), "a measure needs at least one target"))
     if s.association and s.association.friend_share and pop.friends_mean.value <= 0:
-        p.append((("association", "friend_share"), "friend spill-over needs population.friends_mean > 0"))
+        p.append(
+            (("association", "friend_share"), "friend spill-over needs population.friends_mean > 0")
+        )
     return p

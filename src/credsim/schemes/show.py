@@ -36,7 +36,9 @@ def render_scheme(scheme: str | Path | LoadedScheme) -> str:
         lines.append("")
     nums = iter_nums(s)
     width = max((len(dotted(p)) for p, _ in nums), default=10)
-    lines.append(f"Numbers ({len(nums)}; {sum(n.assumption is not None for _, n in nums)} assumptions):")
+    lines.append(
+        f"Numbers ({len(nums)}; {sum(n.assumption is not None for _, n in nums)} assumptions):"
+    )
     for path, num in nums:
         note = f"  ({num.note})" if num.note else ""
         lines.append(f"  {dotted(path):<{width}}  {num.value:>12g}   {_prov(num)}{note}")
@@ -49,6 +51,8 @@ def render_scheme(scheme: str | Path | LoadedScheme) -> str:
     lines += ["", "Sources:"]
     for key in sorted(used):
         entry = used[key]
-        where = entry.get("document") and f"../shared/sources/{entry['document']}" or entry.get("url")
+        where = (
+            entry.get("document") and f"../shared/sources/{entry['document']}" or entry.get("url")
+        )
         lines.append(f"  {key}: {entry['title']} <{where}>")
     return "\n".join(lines)

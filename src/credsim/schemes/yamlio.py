@@ -89,8 +89,6 @@ def read_yaml(path: str | Path) -> Located:
     return read_yaml_text(raw, str(p))
 
 
-
-
 def _scalar(node: yaml.ScalarNode) -> Any:
     loader = yaml.SafeLoader("")
     try:
@@ -110,14 +108,20 @@ def _build(node: yaml.Node, path: Path_, lines: dict[Path_, int], file: str, dep
         out: dict[str, Any] = {}
         for key_node, value_node in node.value:
             if key_node.tag == "tag:yaml.org,2002:merge":
-                raise SchemeError(f"{file}:{key_node.start_mark.line + 1}: merge keys (<<) are not allowed")
+                raise SchemeError(
+                    f"{file}:{key_node.start_mark.line + 1}: merge keys (<<) are not allowed"
+                )
             if not isinstance(key_node, yaml.ScalarNode):
-                raise SchemeError(f"{file}:{key_node.start_mark.line + 1}: keys must be plain strings")
+                raise SchemeError(
+                    f"{file}:{key_node.start_mark.line + 1}: keys must be plain strings"
+                )
             key = _scalar(key_node)
             if not isinstance(key, str):
                 key = str(key) if isinstance(key, int | float | bool) else None
                 if key is None:
-                    raise SchemeError(f"{file}:{key_node.start_mark.line + 1}: keys must be strings")
+                    raise SchemeError(
+                        f"{file}:{key_node.start_mark.line + 1}: keys must be strings"
+                    )
             if key in out:
                 raise SchemeError(
                     f"{file}:{key_node.start_mark.line + 1}: duplicate key '{key}' "
