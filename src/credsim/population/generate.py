@@ -33,10 +33,8 @@ from credsim.population import identifiers
 from credsim.population.types import ORGANIZATION, PERSON, Population
 from credsim.schemes.model import AgeBand, PopulationSpec
 
-MAX_HOUSEHOLD = 8
-"""Largest household size drawn."""
-FRIENDS_IN_DISTRICT = 0.9
-"""Share of friendships drawn within the person's own district."""
+MAX_HOUSEHOLD = 8  # largest household size drawn
+FRIENDS_IN_DISTRICT = 0.9  # share of friendships drawn within the person's own district
 ADULT_AGE = 18
 WORKING_AGE_MAX = 64
 
@@ -54,6 +52,13 @@ def _shares(values: list[float]) -> np.ndarray:
     p = np.asarray(values, dtype=np.float64)
     total = p.sum()
     return p / total if total > 0 else np.full(p.shape, 1.0 / p.shape[0])
+
+
+def _draw(rng: np.random.Generator, p: np.ndarray, size: int) -> np.ndarray:
+    """``size`` draws of category indices with probabilities ``p`` (int16)."""
+    cdf = np.cumsum(p)
+    idx = np.searchsorted(cdf, rng.random(size) * cdf[-1], side="right")
+    return np.minimum(idx, p.shape[0] - 1).astype(np.int16)
 
 
 def _household_sizes(rng: np.random.Generator, n: int, mean: float) -> np.ndarray:
@@ -102,9 +107,7 @@ def _ages(rng: np.random.Generator, pmf: np.ndarray, sizes: np.ndarray,
     sorts on int16.
     """
     n, n_hh = int(hh_start[-1]), sizes.shape[0]
-    cdf = np.cumsum(pmf)
-    ages = np.minimum(np.searchsorted(cdf, rng.random(n) * cdf[-1], side="right"),
-                      pmf.shape[0] - 1).astype(np.int16)
+    ages = _draw(rng, pmf, n)
     couples = np.flatnonzero(sizes >= 2)
     need = n_hh + couples.shape[0]
     adult = ages >= ADULT_AGE
@@ -189,23 +192,33 @@ def _employers(rng: np.random.Generator, spec: PopulationSpec, age: np.ndarray,
 
 def _friends(rng: np.random.Generator, mean: float, district: np.ndarray,
              n_districts: int) -> tuple[np.ndarray, np.ndarray]:
-    """Symmetric random friendship graph over persons as CSR (indptr int64, friends int32)."""
+    """Symmetric random friendship graph over persons as CSR (indptr int64, friends int32).
+
+    Draws ``n * mean / 2`` random pairs (most within a district), drops self loops and
+    duplicates via sorted packed int64 keys ``lo << 32 | hi``, then sorts both directions.
+    """
     n = district.shape[0]
     m = int(round(n * mean / 2))
-    a = rng.integers(0, n, m)
-    within = rng.random(m) < FRIENDS_IN_DISTRICT
-    b = rng.integers(0, n, m)
-    idx, _ = _pick_in_blocks(rng, district, n_districts, district[a[within]])
-    b[within] = idx
+    a = rng.integers(0, n, m).astype(np.int32)
+    b = rng.integers(0, n, m).astype(np.int32)
+    within = np.flatnonzero(rng.random(m) < FRIENDS_IN_DISTRICT)
+    b[within] = _pick_in_blocks(rng, district, n_districts, district[a[within]])[0]
     keep = a != b
-    lo, hi = np.minimum(a[keep], b[keep]), np.maximum(a[keep], b[keep])
-    edges = np.sort((lo << 32) | hi)  # sort + diff: far faster than np.unique's hash path
-    edges = edges[np.concatenate([[True], edges[1:] != edges[:-1]])]
-    both = np.sort(np.concatenate([edges, ((edges & 0xFFFFFFFF) << 32) | (edges >> 32)]))
-    src = both >> 32
+    a, b = a[keep], b[keep]
+    edges = (np.minimum(a, b).astype(np.int64) << 32) | np.maximum(a, b)
+    del a, b, keep, within
+    edges.sort()  # sort + diff: far faster than np.unique's hash path
+    first = np.ones(edges.shape[0], dtype=bool)
+    first[1:] = edges[1:] != edges[:-1]
+    edges = edges[first]
+    lo, hi = edges >> 32, edges & 0xFFFFFFFF
     indptr = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(np.bincount(src, minlength=n), out=indptr[1:])
-    return indptr, (both & 0xFFFFFFFF).astype(np.int32)
+    np.cumsum(np.bincount(lo, minlength=n) + np.bincount(hi, minlength=n), out=indptr[1:])
+    both = np.concatenate([edges, (hi << 32) | lo])
+    del edges, lo, hi
+    both.sort()
+    np.bitwise_and(both, 0xFFFFFFFF, out=both)
+    return indptr, both.astype(np.int32)
 
 
 def generate_population(spec: PopulationSpec, n_persons: int, seed: int | np.random.SeedSequence,
@@ -231,9 +244,9 @@ def generate_population(spec: PopulationSpec, n_persons: int, seed: int | np.ran
     household = np.repeat(np.arange(n_hh, dtype=np.int32), sizes)
     member = np.arange(n, dtype=np.int64) - hh_start[:-1][household]
     p_district = _shares([d.share.value for d in districts])
-    hh_district = rng_hh.choice(len(districts), n_hh, p=p_district).astype(np.int16)
-    hh_group = rng_hh.choice(len(groups), n_hh, p=_shares([g.share.value for g in groups]))
-    hh_decile = rng_hh.integers(1, 11, n_hh, dtype=np.int8)
+    hh_district = _draw(rng_hh, p_district, n_hh)
+    hh_group = _draw(rng_hh, _shares([g.share.value for g in groups]), n_hh)
+    hh_decile = np.asarray(rng_hh.integers(1, 11, size=n_hh), dtype=np.int8)
 
     pmf = age_pmf(spec.age_bands)
     age = _ages(rng_age, pmf, sizes, hh_start, member)
@@ -244,7 +257,7 @@ def generate_population(spec: PopulationSpec, n_persons: int, seed: int | np.ran
     rate = spec.organizations_per_1000.value
     n_orgs = int(round(n * rate / 1000))
     n_orgs = max(n_orgs, 1) if rate > 0 else 0
-    org_district = rng_org.choice(len(districts), n_orgs, p=p_district).astype(np.int16)
+    org_district = _draw(rng_org, p_district, n_orgs)
     district = np.concatenate([hh_district[household], org_district])
     employer = np.concatenate([
         _employers(rng_emp, spec, age, district[:n], org_district, len(districts)),
@@ -253,7 +266,7 @@ def generate_population(spec: PopulationSpec, n_persons: int, seed: int | np.ran
     # Birthplace candidates: an index into a small code table (district codes, then the
     # groups' own area codes), so that identifiers can resolve codes per table entry.
     code_table = [int(d.code) for d in districts]
-    group = hh_group[household].astype(np.int16)
+    group = hh_group[household]
     area_index = district[:n].astype(np.int32)
     for gi, g in enumerate(groups):
         if g.area_codes:

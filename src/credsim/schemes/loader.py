@@ -113,7 +113,10 @@ def _format_validation(exc: ValidationError, located: Located) -> str:
 def parse_scheme(located: Located) -> Scheme:
     """Validate parsed YAML against the schema and the semantic rules."""
     if not isinstance(located.data, dict):
-        raise SchemeError(f"{located.file}:1: expected a mapping of scheme fields at the top level")
+        raise SchemeError(
+            f"{located.where(())}: (top level): expected a mapping of scheme fields, "
+            f"got {type(located.data).__name__}"
+        )
     try:
         scheme = Scheme.model_validate(located.data)
     except ValidationError as exc:

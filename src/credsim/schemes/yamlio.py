@@ -58,17 +58,24 @@ def read_yaml_text(text: str | bytes, file: str) -> Located:
         try:
             text = text.decode("utf-8")
         except UnicodeDecodeError as exc:
+            line = text[: exc.start].count(b"\n") + 1
             raise SchemeError(
-                f"{file}: not UTF-8 text (byte {exc.start}: {exc.reason}); save it as UTF-8"
+                f"{file}:{line}: not UTF-8 text (byte {exc.start}: {exc.reason}); save it as UTF-8"
             ) from None
     if len(text) > MAX_BYTES:
         raise SchemeError(f"{file}: file too large ({len(text)} characters; at most {MAX_BYTES})")
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
+        # An unclosed bracket or quote is detected further down; the context mark says where the
+        # construct was opened, which is the line to fix.
+        opened, found = exc.context_mark, exc.problem_mark
+        mark = opened if opened is not None else found
         line = f":{mark.line + 1}" if mark is not None else ""
-        raise SchemeError(f"{file}{line}: not valid YAML: {exc.problem}") from None
+        also = ""
+        if opened is not None and found is not None and found.line != opened.line:
+            also = f" ({exc.context} at line {opened.line + 1}, detected at line {found.line + 1})"
+        raise SchemeError(f"{file}{line}: not valid YAML: {exc.problem}{also}") from None
     except yaml.YAMLError as exc:
         raise SchemeError(f"{file}: not valid YAML: {exc}") from None
     except RecursionError:
@@ -76,7 +83,10 @@ def read_yaml_text(text: str | bytes, file: str) -> Located:
     if node is None:
         raise SchemeError(f"{file}: the file is empty; expected a mapping of scheme fields")
     lines: dict[Path_, int] = {}
-    data = _build(node, (), lines, file, 0)
+    try:
+        data = _build(node, (), lines, file, 0, set())
+    except RecursionError:
+        raise SchemeError(f"{file}: nesting too deep") from None
     return Located(data, lines, file)
 
 
@@ -97,40 +107,50 @@ def _scalar(node: yaml.ScalarNode) -> Any:
         loader.dispose()
 
 
-def _build(node: yaml.Node, path: Path_, lines: dict[Path_, int], file: str, depth: int) -> Any:
-    lines[path] = node.start_mark.line + 1
+def _key(key_node: yaml.Node, path: Path_, file: str) -> str:
+    where = f"{file}:{key_node.start_mark.line + 1}"
+    if key_node.tag == "tag:yaml.org,2002:merge":
+        raise SchemeError(f"{where}: merge keys (<<) are not allowed in {dotted(path)}")
+    if not isinstance(key_node, yaml.ScalarNode):
+        raise SchemeError(f"{where}: keys must be plain strings in {dotted(path)}")
+    try:
+        key = _scalar(key_node)
+    except (yaml.YAMLError, ValueError, OverflowError) as exc:
+        raise SchemeError(f"{where}: cannot read a key in {dotted(path)}: {exc}") from None
+    if isinstance(key, bool) or not isinstance(key, str | int | float):
+        raise SchemeError(f"{where}: keys must be plain strings in {dotted(path)}, got {key!r}")
+    return str(key)
+
+
+def _build(
+    node: yaml.Node, path: Path_, lines: dict[Path_, int], file: str, depth: int, seen: set[int]
+) -> Any:
+    lines.setdefault(path, node.start_mark.line + 1)
     where = f"{file}:{node.start_mark.line + 1}"
     if depth > MAX_DEPTH:
         raise SchemeError(f"{where}: nesting deeper than {MAX_DEPTH} levels at {dotted(path)}")
-    if getattr(node, "anchor", None):
-        raise SchemeError(f"{where}: anchors and aliases are not allowed in scheme files")
+    # The composer turns an alias into the very node its anchor named: meeting a node twice
+    # means an alias (and possibly a cycle).
+    if id(node) in seen:
+        raise SchemeError(f"{where}: anchors and aliases are not allowed ({dotted(path)})")
+    seen.add(id(node))
     if isinstance(node, yaml.MappingNode):
         out: dict[str, Any] = {}
         for key_node, value_node in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":
-                raise SchemeError(
-                    f"{file}:{key_node.start_mark.line + 1}: merge keys (<<) are not allowed"
-                )
-            if not isinstance(key_node, yaml.ScalarNode):
-                raise SchemeError(
-                    f"{file}:{key_node.start_mark.line + 1}: keys must be plain strings"
-                )
-            key = _scalar(key_node)
-            if not isinstance(key, str):
-                key = str(key) if isinstance(key, int | float | bool) else None
-                if key is None:
-                    raise SchemeError(
-                        f"{file}:{key_node.start_mark.line + 1}: keys must be strings"
-                    )
+            key = _key(key_node, path, file)
             if key in out:
                 raise SchemeError(
                     f"{file}:{key_node.start_mark.line + 1}: duplicate key '{key}' "
                     f"in {dotted(path)}"
                 )
-            out[key] = _build(value_node, (*path, key), lines, file, depth + 1)
+            # an error about a field points at its key's line
+            lines[(*path, key)] = key_node.start_mark.line + 1
+            out[key] = _build(value_node, (*path, key), lines, file, depth + 1, seen)
         return out
     if isinstance(node, yaml.SequenceNode):
-        return [_build(v, (*path, i), lines, file, depth + 1) for i, v in enumerate(node.value)]
+        return [
+            _build(v, (*path, i), lines, file, depth + 1, seen) for i, v in enumerate(node.value)
+        ]
     try:
         value = _scalar(node)
     except (yaml.YAMLError, ValueError, OverflowError) as exc:
