@@ -126,13 +126,13 @@ def _build(
     node: yaml.Node, path: Path_, lines: dict[Path_, int], file: str, depth: int, seen: set[int]
 ) -> Any:
     lines.setdefault(path, node.start_mark.line + 1)
-    where = f"{file}:{node.start_mark.line + 1}"
+    where = f"{file}:{lines[path]}"
     if depth > MAX_DEPTH:
-        raise SchemeError(f"{where}: nesting deeper than {MAX_DEPTH} levels at {dotted(path)}")
+        raise SchemeError(f"{where}: {dotted(path)}: nesting deeper than {MAX_DEPTH} levels")
     # The composer turns an alias into the very node its anchor named: meeting a node twice
     # means an alias (and possibly a cycle).
     if id(node) in seen:
-        raise SchemeError(f"{where}: anchors and aliases are not allowed ({dotted(path)})")
+        raise SchemeError(f"{where}: {dotted(path)}: anchors and aliases are not allowed")
     seen.add(id(node))
     if isinstance(node, yaml.MappingNode):
         out: dict[str, Any] = {}
@@ -154,9 +154,9 @@ def _build(
     try:
         value = _scalar(node)
     except (yaml.YAMLError, ValueError, OverflowError) as exc:
-        raise SchemeError(f"{where}: cannot read value at {dotted(path)}: {exc}") from None
+        raise SchemeError(f"{where}: {dotted(path)}: cannot read the value: {exc}") from None
     if isinstance(value, dt.datetime):
         return value.date()
     if isinstance(value, bytes):
-        raise SchemeError(f"{where}: binary values are not allowed at {dotted(path)}")
+        raise SchemeError(f"{where}: {dotted(path)}: binary values are not allowed")
     return value
