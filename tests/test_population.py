@@ -210,6 +210,8 @@ def test_friendship_graph(pop: Population) -> None:
     src = np.repeat(np.arange(pop.n_persons), np.diff(indptr))
     assert ((fr >= 0) & (fr < pop.n_persons)).all()
     assert (src != fr).all()
+    row_change = np.diff(src) != 0
+    assert ((np.diff(fr) > 0) | row_change).all()  # each row sorted, hence no duplicates
     pairs = set(zip(src.tolist(), fr.tolist(), strict=True))
     assert len(pairs) == fr.shape[0]  # no duplicates
     assert all((b, a) in pairs for a, b in pairs)  # symmetric

@@ -277,19 +277,17 @@ class Simulation:
         for tgt, origin, share in parts:
             if tgt.shape[0] == 0:
                 continue
-            ids = rec.append(
-                day=day,
+            self._derive(
+                day,
+                changed,
                 entity=tgt,
                 item=self.item_assoc,
                 channel=CH_ASSOCIATION,
                 points=share * rec.col("applied")[origin],
-                status=ACCEPTED,
                 truthful=False,
                 basis=B_ASSOCIATION,
                 cause=origin,
             )
-            self._apply(ids, day, False)
-            changed.append(tgt)
 
     def _neighbours(
         self, ent: np.ndarray
@@ -345,19 +343,24 @@ class Simulation:
         ok = (s < cs.base) & (day - self.last_neg[ents] >= cs.recovery_days)
         ents = ents[ok]
         pts = np.minimum(cs.recovery_points, cs.base - s[ok])
-        ids = self.records.append(
-            day=day,
+        self._derive(
+            day,
+            changed,
             entity=ents,
             actor=ents,
             item=self.item_recovery,
             channel=CH_REPAIR,
             points=pts,
-            status=ACCEPTED,
             truthful=True,
             basis=B_REPAIR,
         )
+
+    def _derive(self, day: int, changed: list[np.ndarray], **cols: object) -> None:
+        """Append records the system derives itself (spill-over, recovery), accepted at once,
+        and score them; they never start a clean period's clock again."""
+        ids = self.records.append(day=day, status=ACCEPTED, **cols)  # type: ignore[arg-type]
         self._apply(ids, day, False)
-        changed.append(ents)
+        changed.append(self.records.col("entity")[ids])
 
     def _grade(self, ents: np.ndarray) -> None:
         if self.cs.grade_min.shape[0] == 0 or ents.shape[0] == 0:

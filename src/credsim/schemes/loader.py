@@ -6,7 +6,6 @@ where possible, the dotted path of the field and what was expected.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -134,18 +133,11 @@ def parse_scheme(located: Located) -> Scheme:
 
 def load_scheme(scheme: str | Path) -> LoadedScheme:
     """Load and validate a scheme given by bundled id or path."""
-    path = resolve(scheme)
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise SchemeError(f"{path}: cannot read the file ({exc.strerror or exc})") from None
-    located = read_yaml_text(raw, str(path))
-    return LoadedScheme(parse_scheme(located), str(path), hashlib.sha256(raw).hexdigest(), located)
+    located = read_yaml(resolve(scheme))
+    return LoadedScheme(parse_scheme(located), located.file, located.sha256, located)
 
 
 def load_scheme_text(text: str, name: str = "<scheme>") -> LoadedScheme:
     """Load a scheme from YAML text (tests, overlays)."""
     located = read_yaml_text(text, name)
-    return LoadedScheme(
-        parse_scheme(located), name, hashlib.sha256(text.encode()).hexdigest(), located
-    )
+    return LoadedScheme(parse_scheme(located), name, located.sha256, located)

@@ -32,7 +32,7 @@ def render_scheme(scheme: str | Path | LoadedScheme) -> str:
     ]
     if s.notes:
         lines.append("What the sources leave open:")
-        lines += [f"  - {k}: {v}" for k, v in s.notes.items()]
+        lines += [f"  - {k}: {' '.join(v.split())}" for k, v in s.notes.items()]
         lines.append("")
     nums = iter_nums(s)
     width = max((len(dotted(p)) for p, _ in nums), default=10)

@@ -9,6 +9,7 @@ to point validation errors at the right place in the file.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +25,12 @@ MAX_DEPTH = 40
 class Located:
     """Parsed YAML data plus the line of every path (1-based)."""
 
-    def __init__(self, data: Any, lines: dict[Path_, int], file: str) -> None:
+    def __init__(self, data: Any, lines: dict[Path_, int], file: str, sha256: str = "") -> None:
         self.data = data
         self.lines = lines
         self.file = file
+        self.sha256 = sha256
+        """sha256 of the file's bytes (UTF-8 for text given as str)."""
 
     def line_of(self, path: Path_) -> int | None:
         """The line of ``path``, or of its nearest ancestor that has one."""
@@ -52,6 +55,7 @@ def dotted(path: Path_) -> str:
 
 def read_yaml_text(text: str | bytes, file: str) -> Located:
     """Parse YAML text strictly; raise :class:`SchemeError` naming ``file`` and the line."""
+    digest = hashlib.sha256(text if isinstance(text, bytes) else text.encode()).hexdigest()
     if isinstance(text, bytes):
         if len(text) > MAX_BYTES:
             raise SchemeError(f"{file}: file too large ({len(text)} bytes; at most {MAX_BYTES})")
@@ -87,7 +91,7 @@ def read_yaml_text(text: str | bytes, file: str) -> Located:
         data = _build(node, (), lines, file, 0, set())
     except RecursionError:
         raise SchemeError(f"{file}: nesting too deep") from None
-    return Located(data, lines, file)
+    return Located(data, lines, file, digest)
 
 
 def read_yaml(path: str | Path) -> Located:
