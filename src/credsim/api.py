@@ -38,6 +38,12 @@ def provenance(num: Num) -> dict[str, Any]:
     return {"source": num.source} if num.source is not None else {"assumption": num.assumption}
 
 
+def _association_provenance(s: Scheme) -> dict[str, Any]:
+    a = s.association
+    share = None if a is None else (a.household_share or a.friend_share)
+    return {"source": None, "assumption": None} if share is None else provenance(share)
+
+
 def assumptions_of(scheme: Scheme) -> list[dict[str, Any]]:
     """Every number of the scheme that rests on an assumption rather than a source."""
     return [
@@ -56,11 +62,7 @@ def rules_of(sim: Simulation) -> dict[str, Any]:
     items["association-spillover"] = {
         "name": "Share of a relative's or friend's deduction",
         "points": None,
-        **(
-            {"source": None, "assumption": None}
-            if s.association is None
-            else provenance(s.association.household_share or s.association.friend_share)
-        ),  # type: ignore[arg-type]
+        **_association_provenance(s),
     }
     items["score-recovery"] = {
         "name": "Points regained after a clean period",

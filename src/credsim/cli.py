@@ -44,6 +44,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     out = args.out or _default_out(args.scheme, args.seed)
     result = run(args.scheme, args.population, args.days, args.seed, out, progress=not args.quiet)
+    assert result.path is not None
     if not args.quiet:
         print(summarize(result.path))
     else:

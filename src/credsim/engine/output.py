@@ -122,7 +122,7 @@ def measures_table(sim: Simulation) -> pa.Table:
     e = sim.measures.eps
     m = e.col("measure")
     cs = sim.cs
-    kinds = [x.kind for x in cs.scheme.measures.values()]
+    kinds: list[str] = [str(x.kind) for x in cs.scheme.measures.values()]
     rewards = np.array([x.reward for x in cs.scheme.measures.values()], bool)
     return pa.table(
         {

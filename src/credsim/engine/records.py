@@ -48,14 +48,16 @@ class Table:
         self.columns = columns
         self.n = 0
         self._cap = max(int(capacity), 16)
-        self._cols = {k: np.full(self._cap, fill, dt) for k, (dt, fill) in columns.items()}
+        self._cols: dict[str, np.ndarray] = {
+            k: np.full(self._cap, fill, dt) for k, (dt, fill) in columns.items()
+        }
 
     def _grow(self, need: int) -> None:
         if need <= self._cap:
             return
         cap = max(need, int(self._cap * 1.6))
         for k, (dt, fill) in self.columns.items():
-            new = np.full(cap, fill, dt)
+            new: np.ndarray = np.full(cap, fill, dt)
             new[: self.n] = self._cols[k][: self.n]
             self._cols[k] = new
         self._cap = cap

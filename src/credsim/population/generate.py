@@ -43,8 +43,9 @@ WORKING_AGE_MAX = 64
 def _seed_sequence(seed: int | np.random.SeedSequence) -> np.random.SeedSequence:
     """A fresh SeedSequence (a given one is copied, so spawning here never mutates it)."""
     if isinstance(seed, np.random.SeedSequence):
-        return np.random.SeedSequence(seed.entropy, spawn_key=seed.spawn_key,
-                                      pool_size=seed.pool_size)
+        return np.random.SeedSequence(
+            seed.entropy, spawn_key=seed.spawn_key, pool_size=seed.pool_size
+        )
     return np.random.SeedSequence(seed)
 
 
@@ -75,7 +76,7 @@ def _household_sizes(rng: np.random.Generator, n: int, mean: float) -> np.ndarra
     sizes = np.concatenate(parts).astype(np.int64)
     cum = np.cumsum(sizes)
     h = int(np.searchsorted(cum, n))  # household that reaches n persons
-    sizes = sizes[:h + 1]
+    sizes = sizes[: h + 1]
     sizes[h] -= int(cum[h]) - n
     return sizes
 
@@ -88,7 +89,7 @@ def age_pmf(bands: list[AgeBand]) -> np.ndarray:
         lo, hi = int(b.min.value), int(b.max.value)
         if hi < lo:
             raise ValueError(f"age band min {lo} is above its max {hi}")
-        pmf[lo:hi + 1] += b.share.value / (hi - lo + 1)
+        pmf[lo : hi + 1] += b.share.value / (hi - lo + 1)
     if pmf[ADULT_AGE:].sum() <= 0:
         raise ValueError("age_bands give no weight to adults (18+), who head households")
     return pmf / pmf.sum()
@@ -99,8 +100,13 @@ def _sorted_by(key: np.ndarray) -> np.ndarray:
     return np.argsort(key.astype(np.int16), kind="stable")
 
 
-def _ages(rng: np.random.Generator, pmf: np.ndarray, sizes: np.ndarray,
-          hh_start: np.ndarray, member: np.ndarray) -> np.ndarray:
+def _ages(
+    rng: np.random.Generator,
+    pmf: np.ndarray,
+    sizes: np.ndarray,
+    hh_start: np.ndarray,
+    member: np.ndarray,
+) -> np.ndarray:
     """Ages in household order (see the module docstring for the placement rules).
 
     Draws are i.i.d., so taking the first adults in draw order as heads and spouses is already
@@ -139,8 +145,9 @@ def _ages(rng: np.random.Generator, pmf: np.ndarray, sizes: np.ndarray,
     return out
 
 
-def _sexes(rng: np.random.Generator, male_share: float, hh_start: np.ndarray,
-           sizes: np.ndarray) -> np.ndarray:
+def _sexes(
+    rng: np.random.Generator, male_share: float, hh_start: np.ndarray, sizes: np.ndarray
+) -> np.ndarray:
     """0 female / 1 male; members 0 and 1 of each couple household have opposite sex."""
     n = int(hh_start[-1])
     couples = np.flatnonzero(sizes >= 2)
@@ -162,8 +169,9 @@ def _birth_windows(max_age: int) -> tuple[np.ndarray, np.ndarray]:
     return jan1 + 1, next_jan1 - jan1
 
 
-def _pick_in_blocks(rng: np.random.Generator, block: np.ndarray, n_blocks: int,
-                    members_block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _pick_in_blocks(
+    rng: np.random.Generator, block: np.ndarray, n_blocks: int, members_block: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """For each entry of ``members_block``, a uniformly random index ``i`` with ``block[i]``
     equal to it; returns (indices, found). ``found`` is False where that block is empty (the
     index is then meaningless). ``block`` must not be empty."""
@@ -176,8 +184,14 @@ def _pick_in_blocks(rng: np.random.Generator, block: np.ndarray, n_blocks: int,
     return order[np.where(found, pos, 0)], found
 
 
-def _employers(rng: np.random.Generator, spec: PopulationSpec, age: np.ndarray,
-               district: np.ndarray, org_district: np.ndarray, n_districts: int) -> np.ndarray:
+def _employers(
+    rng: np.random.Generator,
+    spec: PopulationSpec,
+    age: np.ndarray,
+    district: np.ndarray,
+    org_district: np.ndarray,
+    n_districts: int,
+) -> np.ndarray:
     """Entity id of each person's employer (-1 if not employed)."""
     n, n_orgs = age.shape[0], org_district.shape[0]
     employer = np.full(n, -1, dtype=np.int32)
@@ -191,8 +205,9 @@ def _employers(rng: np.random.Generator, spec: PopulationSpec, age: np.ndarray,
     return employer
 
 
-def _friends(rng: np.random.Generator, mean: float, district: np.ndarray,
-             n_districts: int) -> tuple[np.ndarray, np.ndarray]:
+def _friends(
+    rng: np.random.Generator, mean: float, district: np.ndarray, n_districts: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Symmetric random friendship graph over persons as CSR (indptr int64, friends int32).
 
     Draws ``n * mean / 2`` random pairs (most within a district), drops self loops and
@@ -200,14 +215,19 @@ def _friends(rng: np.random.Generator, mean: float, district: np.ndarray,
     """
     n = district.shape[0]
     m = int(round(n * mean / 2))
-    a = rng.integers(0, n, m).astype(np.int32)
-    b = rng.integers(0, n, m).astype(np.int32)
-    within = np.flatnonzero(rng.random(m) < FRIENDS_IN_DISTRICT)
-    b[within] = _pick_in_blocks(rng, district, n_districts, district[a[within]])[0]
+    perm = np.argsort(district, kind="stable")  # persons grouped by district (radix sort)
+    count = np.bincount(district, minlength=n_districts)
+    start = np.concatenate([[0], np.cumsum(count)[:-1]])
+    m_within = rng.multinomial(rng.binomial(m, FRIENDS_IN_DISTRICT), count / n)
+    ends = [rng.integers(0, n, (2, m - int(m_within.sum())), dtype=np.int32)]
+    for d in np.flatnonzero(m_within):  # a loop over districts, not persons
+        ends.append(perm[start[d] + rng.integers(0, count[d], (2, m_within[d]))].astype(np.int32))
+    a, b = np.concatenate(ends, axis=1)
+    del ends, perm
     keep = a != b
     a, b = a[keep], b[keep]
     edges = (np.minimum(a, b).astype(np.int64) << 32) | np.maximum(a, b)
-    del a, b, keep, within
+    del a, b, keep
     edges.sort()  # sort + diff: far faster than np.unique's hash path
     first = np.ones(edges.shape[0], dtype=bool)
     first[1:] = edges[1:] != edges[:-1]
@@ -220,8 +240,9 @@ def _friends(rng: np.random.Generator, mean: float, district: np.ndarray,
 
 
 @njit(cache=True)
-def _fill_csr(lo: np.ndarray, hi: np.ndarray,
-              indptr: np.ndarray) -> np.ndarray:  # pragma: no cover (numba)
+def _fill_csr(
+    lo: np.ndarray, hi: np.ndarray, indptr: np.ndarray
+) -> np.ndarray:  # pragma: no cover (numba)
     """Both directions of edges sorted by (lo, hi) into CSR, in O(edges).
 
     Row ``r`` receives first its smaller neighbours (edges where it is ``hi``, met in ``lo``
@@ -238,8 +259,9 @@ def _fill_csr(lo: np.ndarray, hi: np.ndarray,
     return out
 
 
-def generate_population(spec: PopulationSpec, n_persons: int, seed: int | np.random.SeedSequence,
-                        *, with_friends: bool) -> Population:
+def generate_population(
+    spec: PopulationSpec, n_persons: int, seed: int | np.random.SeedSequence, *, with_friends: bool
+) -> Population:
     """Generate ``n_persons`` persons and their organisations following ``spec``.
 
     Organisations number ``round(n_persons * organizations_per_1000 / 1000)`` (at least one
@@ -248,8 +270,9 @@ def generate_population(spec: PopulationSpec, n_persons: int, seed: int | np.ran
     if n_persons < 1:
         raise ValueError("n_persons must be at least 1")
     s = _seed_sequence(seed).spawn(7)
-    rng_hh, rng_age, rng_sex, rng_org, rng_emp, rng_id, rng_fr = (np.random.default_rng(x)
-                                                                  for x in s)
+    rng_hh, rng_age, rng_sex, rng_org, rng_emp, rng_id, rng_fr = (
+        np.random.default_rng(x) for x in s
+    )
     district_ids, group_ids = list(spec.districts), list(spec.groups)
     districts, groups = list(spec.districts.values()), list(spec.groups.values())
     n = n_persons
@@ -276,9 +299,12 @@ def generate_population(spec: PopulationSpec, n_persons: int, seed: int | np.ran
     n_orgs = max(n_orgs, 1) if rate > 0 else 0
     org_district = _draw(rng_org, p_district, n_orgs)
     district = np.concatenate([hh_district[household], org_district])
-    employer = np.concatenate([
-        _employers(rng_emp, spec, age, district[:n], org_district, len(districts)),
-        np.full(n_orgs, -1, dtype=np.int32)])
+    employer = np.concatenate(
+        [
+            _employers(rng_emp, spec, age, district[:n], org_district, len(districts)),
+            np.full(n_orgs, -1, dtype=np.int32),
+        ]
+    )
 
     # Birthplace candidates: an index into a small code table (district codes, then the
     # groups' own area codes), so that identifiers can resolve codes per table entry.
@@ -291,21 +317,24 @@ def generate_population(spec: PopulationSpec, n_persons: int, seed: int | np.ran
             pick = rng_id.integers(0, len(g.area_codes), mine.shape[0])
             area_index[mine] = len(code_table) + pick
             code_table += [int(c) for c in g.area_codes]
-    ric, birth = identifiers.ric_codes(area_index, np.array(code_table, dtype=np.int64), birth,
-                                       sex, age, win_start, win_len)
-    codes_of_district = np.array(code_table[:len(districts)], dtype=np.int64)
+    ric, birth = identifiers.ric_codes(
+        area_index, np.array(code_table, dtype=np.int64), birth, sex, age, win_start, win_len
+    )
+    codes_of_district = np.array(code_table[: len(districts)], dtype=np.int64)
     codes = np.concatenate([ric, identifiers.uscc_codes(codes_of_district[org_district], rng_id)])
 
     friends_indptr = friends = None
     if with_friends:
-        friends_indptr, friends = _friends(rng_fr, spec.friends_mean.value, district[:n],
-                                           len(districts))
+        friends_indptr, friends = _friends(
+            rng_fr, spec.friends_mean.value, district[:n], len(districts)
+        )
 
     def pad(a: np.ndarray, fill: int, dtype: type) -> np.ndarray:
         return np.concatenate([a.astype(dtype), np.full(n_orgs, fill, dtype=dtype)])
 
     return Population(
-        n_persons=n, n_orgs=n_orgs,
+        n_persons=n,
+        n_orgs=n_orgs,
         kind=pad(np.full(n, PERSON), ORGANIZATION, np.int8),
         district=district.astype(np.int16),
         group=pad(group, -1, np.int16),
@@ -317,6 +346,8 @@ def generate_population(spec: PopulationSpec, n_persons: int, seed: int | np.ran
         hh_start=hh_start,
         employer=employer,
         codes=codes,
-        district_ids=district_ids, group_ids=group_ids,
-        friends_indptr=friends_indptr, friends=friends,
+        district_ids=district_ids,
+        group_ids=group_ids,
+        friends_indptr=friends_indptr,
+        friends=friends,
     )

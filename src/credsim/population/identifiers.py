@@ -163,9 +163,15 @@ def _running_count(key: np.ndarray, n_keys: int) -> np.ndarray:  # pragma: no co
     return out
 
 
-def ric_codes(area_index: np.ndarray, area_table: np.ndarray, birth_date: np.ndarray,
-              sex: np.ndarray, age: np.ndarray, window_start: np.ndarray,
-              window_len: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def ric_codes(
+    area_index: np.ndarray,
+    area_table: np.ndarray,
+    birth_date: np.ndarray,
+    sex: np.ndarray,
+    age: np.ndarray,
+    window_start: np.ndarray,
+    window_len: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
     """Unique RICs for persons; returns ``(codes, birth_date)``.
 
     Each person's preferred birthplace is ``area_table[area_index]``; it falls back to the
@@ -189,8 +195,9 @@ def ric_codes(area_index: np.ndarray, area_table: np.ndarray, birth_date: np.nda
         pair = area_index.astype(np.int64) * n_years + (year_t[day] - y0)
         present = np.flatnonzero(np.bincount(pair, minlength=n_codes * n_years))
         resolved = np.zeros(n_codes * n_years, dtype=np.int64)
-        resolved[present] = [birthplace_code(int(area_table[p // n_years]), y0 + int(p % n_years))
-                             for p in present]
+        resolved[present] = [
+            birthplace_code(int(area_table[p // n_years]), y0 + int(p % n_years)) for p in present
+        ]
         codes, code_idx = np.unique(resolved[present], return_inverse=True)
         dense = np.zeros(n_codes * n_years, dtype=np.int64)
         dense[present] = code_idx.ravel()
@@ -222,9 +229,9 @@ def _ric_strings(numbers: np.ndarray) -> np.ndarray:
     gc.disable()
     try:
         for lo in range(0, numbers.shape[0], _CHUNK):
-            strs = list(map(str, numbers[lo:lo + _CHUNK].tolist()))
+            strs = list(map(str, numbers[lo : lo + _CHUNK].tolist()))
             checks = list(map(calc, strs))  # calc_check_digit ignores the last character
-            out[lo:lo + len(strs)] = [s[:-1] + c for s, c in zip(strs, checks, strict=True)]
+            out[lo : lo + len(strs)] = [s[:-1] + c for s, c in zip(strs, checks, strict=True)]
     finally:
         if was_enabled:
             gc.enable()

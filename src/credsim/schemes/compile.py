@@ -133,8 +133,8 @@ def compile_scheme(s: Scheme) -> Compiled:
                 behaviour_item[k] = item_ix[ik]
         for c in b.channels:
             fmr = np.full(G, _v(c.false_match_rate))
-            for g, r in (c.false_match_by_group or {}).items():
-                fmr[groups.index(g)] = r.value
+            for g, fm in (c.false_match_by_group or {}).items():
+                fmr[groups.index(g)] = fm.value
             sexf = c.false_match_sex_factor or {}
             ch["b"].append(k)
             ch["kind"].append(ALL_CHANNELS.index(c.kind))
@@ -194,8 +194,8 @@ def compile_scheme(s: Scheme) -> Compiled:
         else:
             m_trigger[mi] = TRIG_ENROLLED
             trig_text.append("enrolled")
-        for b, mult in (m.behaviour_effects or {}).items():
-            m_effect[mi, behaviours.index(b)] = mult.value
+        for bk, mult in (m.behaviour_effects or {}).items():
+            m_effect[mi, behaviours.index(bk)] = mult.value
 
     ap = s.appeals
     assoc = s.association

@@ -358,6 +358,7 @@ class Trigger(Strict):
         return self
 
 
+Target = Literal["self", "household", "children"]
 MeasureKind = Literal[
     "travel_ban_plane",
     "travel_ban_train",
@@ -379,9 +380,7 @@ class Measure(Strict):
     kind: MeasureKind
     reward: bool
     trigger: Trigger
-    targets: list[Literal["self", "household", "children"]] = Field(
-        default_factory=lambda: ["self"]
-    )
+    targets: list[Target] = Field(default_factory=lambda: list[Target](["self"]))
     value: Num | None = None
     """e.g. the share off a ticket for a discount."""
     behaviour_effects: dict[Ident, Prob] | None = None

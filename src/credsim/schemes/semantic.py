@@ -139,9 +139,9 @@ def check_semantics(
         for g in m.trigger.grades or []:
             if g not in grades:
                 p.append(((*mp, "trigger", "grades"), f"unknown grade '{g}'"))
-        for b in m.behaviour_effects or {}:
-            if b not in s.behaviours:
-                p.append(((*mp, "behaviour_effects", b), f"unknown behaviour '{b}'"))
+        for bk in m.behaviour_effects or {}:
+            if bk not in s.behaviours:
+                p.append(((*mp, "behaviour_effects", bk), f"unknown behaviour '{bk}'"))
         if not m.targets:
             p.append(((*mp, "targets"), "a measure needs at least one target"))
     if s.association and s.association.friend_share and pop.friends_mean.value <= 0:

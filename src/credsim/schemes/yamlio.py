@@ -59,10 +59,11 @@ def read_yaml_text(text: str | bytes, file: str) -> Located:
     if isinstance(text, bytes):
         if len(text) > MAX_BYTES:
             raise SchemeError(f"{file}: file too large ({len(text)} bytes; at most {MAX_BYTES})")
+        raw = text
         try:
-            text = text.decode("utf-8")
+            text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
-            line = text[: exc.start].count(b"\n") + 1
+            line = raw[: exc.start].count(b"\n") + 1
             raise SchemeError(
                 f"{file}:{line}: not UTF-8 text (byte {exc.start}: {exc.reason}); save it as UTF-8"
             ) from None
@@ -75,11 +76,11 @@ def read_yaml_text(text: str | bytes, file: str) -> Located:
         # construct was opened, which is the line to fix.
         opened, found = exc.context_mark, exc.problem_mark
         mark = opened if opened is not None else found
-        line = f":{mark.line + 1}" if mark is not None else ""
+        where = f":{mark.line + 1}" if mark is not None else ""
         also = ""
         if opened is not None and found is not None and found.line != opened.line:
             also = f" ({exc.context} at line {opened.line + 1}, detected at line {found.line + 1})"
-        raise SchemeError(f"{file}{line}: not valid YAML: {exc.problem}{also}") from None
+        raise SchemeError(f"{file}{where}: not valid YAML: {exc.problem}{also}") from None
     except yaml.YAMLError as exc:
         raise SchemeError(f"{file}: not valid YAML: {exc}") from None
     except RecursionError:

@@ -29,7 +29,7 @@ def connect(run: str | Path | RunStore) -> duckdb.DuckDBPyConnection:
     for name in store.tables:
         literal = str(store.path(name)).replace("'", "''")
         try:
-            con.execute(f'CREATE VIEW "{name}" AS SELECT * FROM read_parquet(\'{literal}\')')
+            con.execute(f"CREATE VIEW \"{name}\" AS SELECT * FROM read_parquet('{literal}')")
         except duckdb.Error as exc:
             con.close()
             raise RunStoreError(f"cannot read {store.path(name)}: {exc}") from exc
@@ -136,7 +136,7 @@ def fmt_num(value: float | int | None, digits: int = 4) -> str:
         return str(value)
     if value == int(value) and abs(value) < 1e15:
         return str(int(value))
-    if abs(value) < 10 ** -digits:
+    if abs(value) < 10**-digits:
         return f"{value:.{digits}g}"
     return f"{value:.{digits}f}".rstrip("0").rstrip(".")
 

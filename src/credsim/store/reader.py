@@ -47,7 +47,7 @@ class RunStore:
             raise RunStoreError(f"{manifest_path} does not hold a JSON object")
         if manifest.get("complete") is not True:
             raise RunStoreError(
-                f"the run in {self.dir} is incomplete: its {MANIFEST} lacks \"complete\": true "
+                f'the run in {self.dir} is incomplete: its {MANIFEST} lacks "complete": true '
                 "(the run did not finish writing); run the simulation again"
             )
         self.manifest: dict[str, Any] = manifest
@@ -91,7 +91,7 @@ class RunStore:
         """
         listed = self.manifest.get("tables")
         if not isinstance(listed, dict):
-            raise RunStoreError(f"the manifest in {self.dir} has no \"tables\" section")
+            raise RunStoreError(f'the manifest in {self.dir} has no "tables" section')
         problems = []
         for name, meta in listed.items():
             file = self.dir / f"{name}.parquet"

@@ -19,78 +19,90 @@ def _f(name: str, type_: pa.DataType, nullable: bool = False) -> pa.Field:
     return pa.field(name, type_, nullable=nullable)
 
 
-POPULATION = pa.schema([
-    _f("entity_id", pa.int32()),
-    _f("kind", pa.string()),
-    _f("code", pa.string()),
-    _f("district", pa.string()),
-    _f("group", pa.string(), True),
-    _f("sex", pa.string(), True),
-    _f("age", pa.int16(), True),
-    _f("birth_date", pa.date32(), True),
-    _f("income_decile", pa.int8(), True),
-    _f("household_id", pa.int32(), True),
-    _f("employer_id", pa.int32(), True),
-    _f("enrolled", pa.bool_()),
-])
+POPULATION = pa.schema(
+    [
+        _f("entity_id", pa.int32()),
+        _f("kind", pa.string()),
+        _f("code", pa.string()),
+        _f("district", pa.string()),
+        _f("group", pa.string(), True),
+        _f("sex", pa.string(), True),
+        _f("age", pa.int16(), True),
+        _f("birth_date", pa.date32(), True),
+        _f("income_decile", pa.int8(), True),
+        _f("household_id", pa.int32(), True),
+        _f("employer_id", pa.int32(), True),
+        _f("enrolled", pa.bool_()),
+    ]
+)
 
-RECORDS = pa.schema([
-    _f("record_id", pa.int64()),
-    _f("day", pa.int32()),
-    _f("behaviour_day", pa.int32(), True),
-    _f("entity_id", pa.int32()),
-    _f("actor_id", pa.int32(), True),
-    _f("item", pa.string()),
-    _f("behaviour", pa.string(), True),
-    _f("channel", pa.string()),
-    _f("source_agency", pa.string(), True),
-    _f("points", pa.float64()),
-    _f("applied", pa.float64()),
-    _f("status", pa.string()),
-    _f("truthful", pa.bool_()),
-    _f("basis", pa.string()),
-    _f("error", pa.string(), True),
-    _f("cause_record", pa.int64(), True),
-    _f("review_day", pa.int32(), True),
-    _f("appeal_day", pa.int32(), True),
-    _f("appealed", pa.bool_()),
-])
+RECORDS = pa.schema(
+    [
+        _f("record_id", pa.int64()),
+        _f("day", pa.int32()),
+        _f("behaviour_day", pa.int32(), True),
+        _f("entity_id", pa.int32()),
+        _f("actor_id", pa.int32(), True),
+        _f("item", pa.string()),
+        _f("behaviour", pa.string(), True),
+        _f("channel", pa.string()),
+        _f("source_agency", pa.string(), True),
+        _f("points", pa.float64()),
+        _f("applied", pa.float64()),
+        _f("status", pa.string()),
+        _f("truthful", pa.bool_()),
+        _f("basis", pa.string()),
+        _f("error", pa.string(), True),
+        _f("cause_record", pa.int64(), True),
+        _f("review_day", pa.int32(), True),
+        _f("appeal_day", pa.int32(), True),
+        _f("appealed", pa.bool_()),
+    ]
+)
 
-SCORES = pa.schema([
-    _f("entity_id", pa.int32()),
-    _f("day", pa.int32()),
-    _f("score", pa.float64()),
-    _f("grade", pa.string(), True),
-])
+SCORES = pa.schema(
+    [
+        _f("entity_id", pa.int32()),
+        _f("day", pa.int32()),
+        _f("score", pa.float64()),
+        _f("grade", pa.string(), True),
+    ]
+)
 
-LISTS = pa.schema([
-    _f("entity_id", pa.int32()),
-    _f("list", pa.string()),
-    _f("kind", pa.string()),
-    _f("start_day", pa.int32()),
-    _f("end_day", pa.int32(), True),
-    _f("rule", pa.string()),
-    _f("trigger_record", pa.int64(), True),
-    _f("end_reason", pa.string(), True),
-    _f("published", pa.bool_()),
-])
+LISTS = pa.schema(
+    [
+        _f("entity_id", pa.int32()),
+        _f("list", pa.string()),
+        _f("kind", pa.string()),
+        _f("start_day", pa.int32()),
+        _f("end_day", pa.int32(), True),
+        _f("rule", pa.string()),
+        _f("trigger_record", pa.int64(), True),
+        _f("end_reason", pa.string(), True),
+        _f("published", pa.bool_()),
+    ]
+)
 
-MEASURES = pa.schema([
-    _f("entity_id", pa.int32()),
-    _f("measure", pa.string()),
-    _f("kind", pa.string()),
-    _f("reward", pa.bool_()),
-    _f("start_day", pa.int32()),
-    _f("end_day", pa.int32(), True),
-    _f("cause", pa.string()),
-    _f("via_entity", pa.int32()),
-    _f("trigger", pa.string()),
-])
+MEASURES = pa.schema(
+    [
+        _f("entity_id", pa.int32()),
+        _f("measure", pa.string()),
+        _f("kind", pa.string()),
+        _f("reward", pa.bool_()),
+        _f("start_day", pa.int32()),
+        _f("end_day", pa.int32(), True),
+        _f("cause", pa.string()),
+        _f("via_entity", pa.int32()),
+        _f("trigger", pa.string()),
+    ]
+)
 
-FRIENDSHIPS = pa.schema([
-    _f("entity_id", pa.int32()),
-    _f("friend_id", pa.int32()),
-])
+FRIENDSHIPS = pa.schema(
+    [
+        _f("entity_id", pa.int32()),
+        _f("friend_id", pa.int32()),
+    ]
+)
 
 SCHEMAS: dict[str, pa.Schema] = {
     "population": POPULATION,
@@ -108,20 +120,47 @@ REQUIRED_TABLES: tuple[str, ...] = ("population", "records", "scores", "lists", 
 ALLOWED: dict[tuple[str, str], frozenset[str]] = {
     ("population", "kind"): frozenset({"person", "organization"}),
     ("population", "sex"): frozenset({"female", "male"}),
-    ("records", "channel"): frozenset({
-        "camera", "agency", "informant", "app", "escalation", "association", "repair", "import",
-    }),
-    ("records", "status"): frozenset({
-        "accepted", "rejected_in_review", "overturned_on_appeal", "pending",
-    }),
-    ("records", "basis"): frozenset({
-        "behaviour", "false_report", "escalation", "association", "repair", "import",
-    }),
+    ("records", "channel"): frozenset(
+        {
+            "camera",
+            "agency",
+            "informant",
+            "app",
+            "escalation",
+            "association",
+            "repair",
+            "import",
+        }
+    ),
+    ("records", "status"): frozenset(
+        {
+            "accepted",
+            "rejected_in_review",
+            "overturned_on_appeal",
+            "pending",
+        }
+    ),
+    ("records", "basis"): frozenset(
+        {
+            "behaviour",
+            "false_report",
+            "escalation",
+            "association",
+            "repair",
+            "import",
+        }
+    ),
     ("records", "error"): frozenset({"misidentification", "data_entry", "false_report"}),
     ("lists", "kind"): frozenset({"black", "red"}),
-    ("lists", "end_reason"): frozenset({
-        "expired", "repaired", "clean_period", "overturned", "condition_ended",
-    }),
+    ("lists", "end_reason"): frozenset(
+        {
+            "expired",
+            "repaired",
+            "clean_period",
+            "overturned",
+            "condition_ended",
+        }
+    ),
     ("measures", "cause"): frozenset({"own", "association"}),
 }
 """The closed vocabularies of categorical columns (nulls are checked separately)."""

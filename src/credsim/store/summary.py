@@ -66,26 +66,35 @@ def summarize(run_dir: str | Path | RunStore) -> str:
 def _header(store: RunStore, con: Any) -> list[str]:
     m = store.manifest
     scheme = m.get("scheme") or {}
-    p = rows(con, """
+    p = rows(
+        con,
+        """
         SELECT count(*) FILTER (kind = 'person') AS persons,
                count(*) FILTER (kind = 'organization') AS orgs,
                count(*) FILTER (enrolled) AS enrolled,
                count(*) FILTER (enrolled AND kind = 'person') AS enrolled_persons,
                count(*) FILTER (enrolled AND kind = 'organization') AS enrolled_orgs
-        FROM population""")[0]
+        FROM population""",
+    )[0]
     total = p["persons"] + p["orgs"]
     name = scheme.get("name") or scheme.get("id") or "unknown scheme"
     if scheme.get("id") and scheme.get("id") != name:
         name += f" ({scheme['id']})"
     facts = [
         ["Scheme", name],
-        ["Population", f"{fmt_count(p['persons'], 'person')}, "
-                       f"{fmt_count(p['orgs'], 'organisation')} (synthetic)"],
+        [
+            "Population",
+            f"{fmt_count(p['persons'], 'person')}, "
+            f"{fmt_count(p['orgs'], 'organisation')} (synthetic)",
+        ],
         ["Simulated", f"{fmt_count(m.get('days'), 'day')}, random seed {m.get('seed')}"],
-        ["Enrolled", f"{fmt_int(p['enrolled'])} of {fmt_count(total, 'entity', 'entities')} "
-                     f"({fmt_pct(p['enrolled'], total)}): "
-                     f"{fmt_int(p['enrolled_persons'])} of {fmt_count(p['persons'], 'person')}, "
-                     f"{fmt_int(p['enrolled_orgs'])} of {fmt_count(p['orgs'], 'organisation')}"],
+        [
+            "Enrolled",
+            f"{fmt_int(p['enrolled'])} of {fmt_count(total, 'entity', 'entities')} "
+            f"({fmt_pct(p['enrolled'], total)}): "
+            f"{fmt_int(p['enrolled_persons'])} of {fmt_count(p['persons'], 'person')}, "
+            f"{fmt_int(p['enrolled_orgs'])} of {fmt_count(p['orgs'], 'organisation')}",
+        ],
     ]
     if m.get("credsim_version"):
         facts.append(["Made by", f"credsim {m['credsim_version']}, {m.get('created', '')}"])
@@ -94,104 +103,185 @@ def _header(store: RunStore, con: Any) -> list[str]:
 
 
 def _records(con: Any) -> list[str]:
-    by_status = {r["status"]: r["n"] for r in rows(
-        con, "SELECT status, count(*) AS n FROM records GROUP BY status")}
+    by_status = {
+        r["status"]: r["n"]
+        for r in rows(con, "SELECT status, count(*) AS n FROM records GROUP BY status")
+    }
     total = sum(by_status.values())
     out = [f"Records: {fmt_int(total)} in total"]
     order = [s for s in STATUS_LABELS if s in by_status]
     order += sorted(set(by_status) - set(STATUS_LABELS))
-    out += align([[STATUS_LABELS.get(s, s), fmt_int(by_status[s]), fmt_pct(by_status[s], total)]
-                  for s in order], right=[False, True, True], indent="  ")
-    t = rows(con, """
+    out += align(
+        [
+            [STATUS_LABELS.get(s, s), fmt_int(by_status[s]), fmt_pct(by_status[s], total)]
+            for s in order
+        ],
+        right=[False, True, True],
+        indent="  ",
+    )
+    t = rows(
+        con,
+        """
         SELECT count(*) FILTER (truthful) AS truthful, count(*) FILTER (NOT truthful) AS wrongful
-        FROM records WHERE status = 'accepted'""")[0]
+        FROM records WHERE status = 'accepted'""",
+    )[0]
     accepted = t["truthful"] + t["wrongful"]
     out += ["", f"Accepted records ({fmt_int(accepted)}): were they true?"]
-    body = [["truthful (a real behaviour of that very person or organisation)",
-             fmt_int(t["truthful"]), fmt_pct(t["truthful"], accepted)],
-            ["wrongful (no such behaviour of theirs lies behind it)",
-             fmt_int(t["wrongful"]), fmt_pct(t["wrongful"], accepted)]]
-    for r in rows(con, """
+    body = [
+        [
+            "truthful (a real behaviour of that very person or organisation)",
+            fmt_int(t["truthful"]),
+            fmt_pct(t["truthful"], accepted),
+        ],
+        [
+            "wrongful (no such behaviour of theirs lies behind it)",
+            fmt_int(t["wrongful"]),
+            fmt_pct(t["wrongful"], accepted),
+        ],
+    ]
+    for r in rows(
+        con,
+        """
             SELECT coalesce(error, basis) AS why, count(*) AS n FROM records
-            WHERE status = 'accepted' AND NOT truthful GROUP BY why ORDER BY n DESC, why"""):
+            WHERE status = 'accepted' AND NOT truthful GROUP BY why ORDER BY n DESC, why""",
+    ):
         label = WRONG_LABELS.get(r["why"], f"untrue, no error recorded (basis: {r['why']})")
         body.append([f"  {label}", fmt_int(r["n"]), fmt_pct(r["n"], accepted)])
     return out + align(body, right=[False, True, True], indent="  ") + [""]
 
 
 def _lists(con: Any, m: dict) -> list[str]:
-    found = rows(con, """
+    found = rows(
+        con,
+        """
         SELECT l.list, any_value(l.kind) AS kind, count(*) AS entered,
                count(*) FILTER (l.end_day IS NULL) AS at_end,
                count(*) FILTER (r.truthful = false) AS wrongful,
                count(*) FILTER (l.trigger_record IS NULL) AS untriggered,
                count(*) FILTER (l.published) AS published
         FROM lists l LEFT JOIN records r ON r.record_id = l.trigger_record
-        GROUP BY l.list ORDER BY l.list""")
+        GROUP BY l.list ORDER BY l.list""",
+    )
     if not found:
         return ["Lists: nobody was put on a list.", ""]
-    body = [[rule_name(m, "lists", r["list"]), r["kind"], fmt_int(r["entered"]),
-             fmt_int(r["at_end"]),
-             f"{fmt_int(r['wrongful'])} ({fmt_pct(r['wrongful'], r['entered'])})",
-             fmt_int(r["published"])] for r in found]
+    body = [
+        [
+            rule_name(m, "lists", r["list"]),
+            r["kind"],
+            fmt_int(r["entered"]),
+            fmt_int(r["at_end"]),
+            f"{fmt_int(r['wrongful'])} ({fmt_pct(r['wrongful'], r['entered'])})",
+            fmt_int(r["published"]),
+        ]
+        for r in found
+    ]
     out = ["Lists (black: sanctions; red: rewards)"]
-    out += align(body, header=["list", "kind", "entered", "listed at end", "wrongful", "published"],
-                 right=[False, False, True, True, True, True], indent="  ")
+    out += align(
+        body,
+        header=["list", "kind", "entered", "listed at end", "wrongful", "published"],
+        right=[False, False, True, True, True, True],
+        indent="  ",
+    )
     out.append("  A listing is wrongful when the record that triggered it was not truthful.")
     untriggered = sum(r["untriggered"] for r in found)
     if untriggered:
-        out.append(f"  {fmt_int(untriggered)} listing(s) followed a score or grade, not one record;"
-                   " they are not counted as wrongful.")
+        out.append(
+            f"  {fmt_int(untriggered)} listing(s) followed a score or grade, not one record;"
+            " they are not counted as wrongful."
+        )
     return out + [""]
 
 
 def _measures(con: Any, m: dict) -> list[str]:
-    found = rows(con, """
+    found = rows(
+        con,
+        """
         SELECT measure, any_value(kind) AS kind, bool_or(reward) AS reward, count(*) AS n,
                count(*) FILTER (cause = 'own') AS own,
                count(*) FILTER (cause = 'association') AS assoc,
                count(*) FILTER (end_day IS NULL) AS at_end,
                count(DISTINCT entity_id) AS entities
-        FROM measures GROUP BY measure ORDER BY reward, measure""")
+        FROM measures GROUP BY measure ORDER BY reward, measure""",
+    )
     if not found:
         return ["Measures: no penalty or reward was imposed.", ""]
-    body = [[rule_name(m, "measures", r["measure"]), "reward" if r["reward"] else "sanction",
-             fmt_int(r["n"]), fmt_int(r["own"]), fmt_int(r["assoc"]), fmt_int(r["at_end"]),
-             fmt_int(r["entities"])] for r in found]
+    body = [
+        [
+            rule_name(m, "measures", r["measure"]),
+            "reward" if r["reward"] else "sanction",
+            fmt_int(r["n"]),
+            fmt_int(r["own"]),
+            fmt_int(r["assoc"]),
+            fmt_int(r["at_end"]),
+            fmt_int(r["entities"]),
+        ]
+        for r in found
+    ]
     out = ["Measures (penalties and rewards)"]
-    out += align(body, header=["measure", "type", "imposed", "own record", "someone else's",
-                               "in force at end", "entities"],
-                 right=[False, False, True, True, True, True, True], indent="  ")
-    out.append("  \"someone else's\": imposed because of a relative's, friend's or employer's"
-               " listing or grade.")
+    out += align(
+        body,
+        header=[
+            "measure",
+            "type",
+            "imposed",
+            "own record",
+            "someone else's",
+            "in force at end",
+            "entities",
+        ],
+        right=[False, False, True, True, True, True, True],
+        indent="  ",
+    )
+    out.append(
+        "  \"someone else's\": imposed because of a relative's, friend's or employer's"
+        " listing or grade."
+    )
     return out + [""]
 
 
 def _scores(con: Any, m: dict) -> list[str]:
     latest = """SELECT * FROM scores
                 QUALIFY row_number() OVER (PARTITION BY entity_id ORDER BY day DESC) = 1"""
-    s = rows(con, f"""
+    s = rows(
+        con,
+        f"""
         SELECT count(*) AS n, max(day) AS day, avg(score) AS mean, min(score) AS lo,
                max(score) AS hi, quantile_cont(score, [0.1, 0.25, 0.5, 0.75, 0.9]) AS q
-        FROM ({latest})""")[0]
+        FROM ({latest})""",
+    )[0]
     if not s["n"]:
         return ["Scores: this run has no scores (the scheme keeps lists, not a score).", ""]
     q = s["q"]
-    out = [f"Scores at the end (each entity's latest score; last day {s['day']}; "
-           f"{fmt_int(s['n'])} entities)"]
-    out += align([["mean", "min", "10%", "25%", "median", "75%", "90%", "max"],
-                  [fmt_num(v, 2) for v in (s["mean"], s["lo"], *q, s["hi"])]],
-                 right=[True] * 8, indent="  ")
-    grades = {r["grade"]: r["n"] for r in rows(
-        con, f"SELECT grade, count(*) AS n FROM ({latest}) GROUP BY grade")}
+    out = [
+        f"Scores at the end (each entity's latest score; last day {s['day']}; "
+        f"{fmt_int(s['n'])} entities)"
+    ]
+    out += align(
+        [
+            ["mean", "min", "10%", "25%", "median", "75%", "90%", "max"],
+            [fmt_num(v, 2) for v in (s["mean"], s["lo"], *q, s["hi"])],
+        ],
+        right=[True] * 8,
+        indent="  ",
+    )
+    grades = {
+        r["grade"]: r["n"]
+        for r in rows(con, f"SELECT grade, count(*) AS n FROM ({latest}) GROUP BY grade")
+    }
     if any(g is not None for g in grades):
         order: list[str | None] = [g for g in grade_order(m) if g in grades]
         order += sorted((g for g in grades if g not in order and g is not None), key=str)
         order += [None] if None in grades else []
-        body = [["no grade" if g is None else str(g), fmt_int(grades[g]),
-                 fmt_pct(grades[g], s["n"])] for g in order]
-        out += ["", *align(body, header=["grade", "entities", "share"],
-                           right=[False, True, True], indent="  ")]
+        body = [
+            ["no grade" if g is None else str(g), fmt_int(grades[g]), fmt_pct(grades[g], s["n"])]
+            for g in order
+        ]
+        out += [
+            "",
+            *align(
+                body, header=["grade", "entities", "share"], right=[False, True, True], indent="  "
+            ),
+        ]
     return out + [""]
 
 
@@ -204,7 +294,9 @@ def _footer(store: RunStore) -> list[str]:
         body.append(["total", f"{sum(timings.values()):.2f} s"])
         out += ["Timings", *align(body, right=[False, True], indent="  "), ""]
     n_assumptions = len(m.get("assumptions") or [])
-    out.append(f"Assumptions: {fmt_int(n_assumptions)} number(s) in this run rest on stated "
-               "assumptions rather than published sources (see manifest.json, \"assumptions\").")
+    out.append(
+        f"Assumptions: {fmt_int(n_assumptions)} number(s) in this run rest on stated "
+        'assumptions rather than published sources (see manifest.json, "assumptions").'
+    )
     out.append(f"Run folder: {store.dir}")
     return out
