@@ -89,3 +89,14 @@ def test_explain_a_downgraded_person(nanjing_run: Path, capsys: pytest.CaptureFi
 def test_query_error_exits_non_zero(nanjing_run: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["query", str(nanjing_run), "select nope from records"]) != 0
     assert "error" in capsys.readouterr().err.lower()
+
+
+def test_explain_names_the_escalation_rule_and_its_source(
+    nanjing_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from credsim.store.query import query
+
+    t = query(nanjing_run, "select entity_id from records where channel = 'escalation' limit 1")
+    assert main(["explain", str(nanjing_run), str(t["entity_id"][0].as_py())]) == 0
+    out = capsys.readouterr().out
+    assert "fired by: 6 accepted records of 'jaywalking-capture' within 365 days (src-000)" in out

@@ -69,6 +69,13 @@ def rules_of(sim: Simulation) -> dict[str, Any]:
         "points": None,
         **(provenance(s.score.recovery.points) if s.score and s.score.recovery else {}),
     }
+    for e in s.escalations:
+        window = f" within {e.window_days.value:g} days" if e.window_days else ""
+        prov = provenance(e.count)
+        cited = prov.get("source") or f"assumption: {prov.get('assumption')}"
+        items[e.produces]["produced_by"] = (
+            f"{e.count.value:g} accepted records of '{e.item}'{window} ({cited})"
+        )
     lists = {}
     for i, (k, lst) in enumerate(s.lists.items()):
         inc = lst.inclusion

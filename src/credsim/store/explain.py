@@ -255,6 +255,9 @@ def _records(recs: list[dict], ctx: _Context) -> list[str]:
         )
         if r["truthful"] and r["cause_record"] is not None:
             truth += f" (follows from {ctx.record(r['cause_record'])})"
+        escalation = ((ctx.manifest.get("rules") or {}).get("items") or {}).get(r["item"]) or {}
+        if r["channel"] == "escalation" and escalation.get("produced_by"):
+            out.append(f"      fired by: {escalation['produced_by']}")
         out += [
             f"      rule:     {_provenance(ctx, r['item'])}",
             f"      came via: {via}",
