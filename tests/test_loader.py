@@ -338,3 +338,14 @@ def test_random_line_deletions_never_crash() -> None:
             load_scheme_text("".join(lines[:i] + lines[i + 1 :]), "cut.yaml")
         except SchemeError as exc:
             assert str(exc).startswith("cut.yaml"), str(exc)
+
+
+def test_unknown_area_code_is_a_validation_error() -> None:
+    text = GOOD.read_text(encoding="utf-8")
+    import re
+
+    code = re.search(r'code: "(\d{6})"', text)
+    assert code is not None
+    bad = text.replace(code.group(0), 'code: "990101"')
+    with pytest.raises(SchemeError, match="not a GB/T 2260 area code"):
+        load_scheme_text(bad, "scheme.yaml")

@@ -53,8 +53,21 @@ def make_spec(**over: object) -> PopulationSpec:
 
 
 SPEC = make_spec()
-FIELDS = ("kind", "district", "group", "sex", "age", "birth_date", "income_decile", "household",
-          "hh_start", "employer", "codes", "friends_indptr", "friends")
+FIELDS = (
+    "kind",
+    "district",
+    "group",
+    "sex",
+    "age",
+    "birth_date",
+    "income_decile",
+    "household",
+    "hh_start",
+    "employer",
+    "codes",
+    "friends_indptr",
+    "friends",
+)
 
 
 @pytest.fixture(scope="module")
@@ -79,14 +92,12 @@ def age_on_day0(born: dt.date) -> int:
 # Organisation code and birthplace helpers
 
 
-@pytest.mark.parametrize("body, check", [("77604965", "3"), ("MA5CJQ4N", "5"),
-                                         ("07283195", "4")])
+@pytest.mark.parametrize("body, check", [("77604965", "3"), ("MA5CJQ4N", "5"), ("07283195", "4")])
 def test_org_code_check_known_codes(body: str, check: str) -> None:
     assert org_code_check_char(body) == check
 
 
-@pytest.mark.parametrize("code", ["91350200776049653A", "91440101MA5CJQ4N59",
-                                  "913502000728319549"])
+@pytest.mark.parametrize("code", ["91350200776049653A", "91440101MA5CJQ4N59", "913502000728319549"])
 def test_known_usccs_contain_a_valid_org_code(code: str) -> None:
     assert uscc.is_valid(code)
     assert org_code_check_char(code[8:16]) == code[16]
@@ -117,8 +128,15 @@ def test_ric_sequence_overflow_moves_birth_dates() -> None:
     win_start[30] = (dt.date(1988, 1, 2) - EPOCH).days
     win_len[30] = 366
     birth = np.full(n, (dt.date(1989, 1, 1) - EPOCH).days, dtype=np.int64)
-    codes, moved = ric_codes(np.zeros(n, dtype=np.int32), np.array([320583]), birth,
-                             np.zeros(n, dtype=np.int8), age, win_start, win_len)
+    codes, moved = ric_codes(
+        np.zeros(n, dtype=np.int32),
+        np.array([320583]),
+        birth,
+        np.zeros(n, dtype=np.int8),
+        age,
+        win_start,
+        win_len,
+    )
     assert len(set(codes)) == n
     assert all(ric.is_valid(c) and int(c[16]) % 2 == 0 for c in codes)
     days = sorted(set(moved.tolist()))
@@ -134,9 +152,18 @@ def test_ric_sequence_overflow_moves_birth_dates() -> None:
 def test_shapes_and_dtypes(pop: Population) -> None:
     n = pop.n
     assert pop.n_persons == 3000 and pop.n_orgs == 60 and n == 3060
-    expect = {"kind": np.int8, "district": np.int16, "group": np.int16, "sex": np.int8,
-              "age": np.int16, "birth_date": np.int32, "income_decile": np.int8,
-              "household": np.int32, "employer": np.int32, "codes": object}
+    expect = {
+        "kind": np.int8,
+        "district": np.int16,
+        "group": np.int16,
+        "sex": np.int8,
+        "age": np.int16,
+        "birth_date": np.int32,
+        "income_decile": np.int8,
+        "household": np.int32,
+        "employer": np.int32,
+        "codes": object,
+    }
     for name, dtype in expect.items():
         arr = getattr(pop, name)
         assert arr.shape == (n,) and arr.dtype == dtype, name
@@ -149,8 +176,15 @@ def test_shapes_and_dtypes(pop: Population) -> None:
 def test_organisation_fields(pop: Population) -> None:
     p, o = slice(0, pop.n_persons), slice(pop.n_persons, pop.n)
     assert (pop.kind[p] == PERSON).all() and (pop.kind[o] == ORGANIZATION).all()
-    for name, fill in [("group", -1), ("sex", -1), ("age", -1), ("birth_date", -1),
-                       ("income_decile", 0), ("household", -1), ("employer", -1)]:
+    for name, fill in [
+        ("group", -1),
+        ("sex", -1),
+        ("age", -1),
+        ("birth_date", -1),
+        ("income_decile", 0),
+        ("household", -1),
+        ("employer", -1),
+    ]:
         assert (getattr(pop, name)[o] == fill).all(), name
     assert ((pop.district[o] >= 0) & (pop.district[o] < 2)).all()
     assert ((pop.income_decile[p] >= 1) & (pop.income_decile[p] <= 10)).all()
@@ -183,9 +217,9 @@ def test_households(pop: Population) -> None:
     hs = pop.hh_start
     sizes = np.diff(hs)
     assert hs[0] == 0 and hs[-1] == pop.n_persons and (sizes >= 1).all()
-    assert (pop.household[:pop.n_persons] == np.repeat(np.arange(pop.n_households), sizes)).all()
+    assert (pop.household[: pop.n_persons] == np.repeat(np.arange(pop.n_households), sizes)).all()
     for name in ("district", "group", "income_decile"):
-        col = getattr(pop, name)[:pop.n_persons]
+        col = getattr(pop, name)[: pop.n_persons]
         assert (col == np.repeat(col[hs[:-1]], sizes)).all(), name
     assert (pop.age[hs[:-1]] >= 18).all()  # heads are adults
     couples = hs[:-1][sizes >= 2]
@@ -195,13 +229,13 @@ def test_households(pop: Population) -> None:
 
 
 def test_employers(pop: Population) -> None:
-    emp = pop.employer[:pop.n_persons]
+    emp = pop.employer[: pop.n_persons]
     employed = emp >= 0
     assert ((emp[employed] >= pop.n_persons) & (emp[employed] < pop.n)).all()
     assert (pop.kind[emp[employed]] == ORGANIZATION).all()
-    age = pop.age[:pop.n_persons][employed]
+    age = pop.age[: pop.n_persons][employed]
     assert ((age >= 18) & (age <= 64)).all()
-    assert (pop.district[emp[employed]] == pop.district[:pop.n_persons][employed]).all()
+    assert (pop.district[emp[employed]] == pop.district[: pop.n_persons][employed]).all()
 
 
 def test_friendship_graph(pop: Population) -> None:
@@ -285,18 +319,26 @@ def test_single_person_and_no_organisations() -> None:
 
 
 def test_singles_and_few_adults() -> None:
-    spec = make_spec(household_size_mean=num(1), age_bands=[
-        {"min": num(0), "max": num(17), "share": num(0.9)},
-        {"min": num(18), "max": num(40), "share": num(0.1)}])
+    spec = make_spec(
+        household_size_mean=num(1),
+        age_bands=[
+            {"min": num(0), "max": num(17), "share": num(0.9)},
+            {"min": num(18), "max": num(40), "share": num(0.1)},
+        ],
+    )
     p = generate_population(spec, 2000, 3, with_friends=False)
     assert (np.diff(p.hh_start) == 1).all()
-    assert (p.age[:p.n_persons] >= 18).all()  # every person heads a household
+    assert (p.age[: p.n_persons] >= 18).all()  # every person heads a household
 
 
 def test_invalid_inputs() -> None:
     with pytest.raises(ValueError):
         generate_population(SPEC, 0, 0, with_friends=False)
     with pytest.raises(ValueError):
-        generate_population(make_spec(age_bands=[{"min": num(0), "max": num(17),
-                                                  "share": num(1)}]), 10, 0, with_friends=False)
+        generate_population(
+            make_spec(age_bands=[{"min": num(0), "max": num(17), "share": num(1)}]),
+            10,
+            0,
+            with_friends=False,
+        )
     assert DAY0 == (dt.date(2019, 1, 1) - EPOCH).days

@@ -158,17 +158,6 @@ def _sexes(
     return sex
 
 
-def _birth_windows(max_age: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per whole age a: first day and number of days of the birth dates giving age a on day 0.
-
-    Age a on 2019-01-01 means born from 2 January of year 2018-a to 1 January of 2019-a.
-    """
-    year = 2018 - np.arange(max_age + 1)
-    jan1 = (year - 1970).astype("datetime64[Y]").astype("datetime64[D]").astype(np.int64)
-    next_jan1 = (year - 1969).astype("datetime64[Y]").astype("datetime64[D]").astype(np.int64)
-    return jan1 + 1, next_jan1 - jan1
-
-
 def _pick_in_blocks(
     rng: np.random.Generator, block: np.ndarray, n_blocks: int, members_block: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -291,46 +280,36 @@ def generate_population(
     pmf = age_pmf(spec.age_bands)
     age = _ages(rng_age, pmf, sizes, hh_start, member)
     sex = _sexes(rng_sex, spec.male_share.value, hh_start, sizes)
-    win_start, win_len = _birth_windows(pmf.shape[0] - 1)
+    win_start, win_len = identifiers.birth_windows(pmf.shape[0] - 1)
     birth = win_start[age] + np.floor(rng_sex.random(n) * win_len[age]).astype(np.int64)
 
     rate = spec.organizations_per_1000.value
     n_orgs = int(round(n * rate / 1000))
     n_orgs = max(n_orgs, 1) if rate > 0 else 0
     org_district = _draw(rng_org, p_district, n_orgs)
+
+    def pad(a: np.ndarray, fill: int, dtype: type) -> np.ndarray:
+        return np.concatenate([a.astype(dtype), np.full(n_orgs, fill, dtype=dtype)])
+
     district = np.concatenate([hh_district[household], org_district])
-    employer = np.concatenate(
-        [
-            _employers(rng_emp, spec, age, district[:n], org_district, len(districts)),
-            np.full(n_orgs, -1, dtype=np.int32),
-        ]
+    employer = pad(
+        _employers(rng_emp, spec, age, district[:n], org_district, len(districts)), -1, np.int32
     )
 
-    # Birthplace candidates: an index into a small code table (district codes, then the
-    # groups' own area codes), so that identifiers can resolve codes per table entry.
-    code_table = [int(d.code) for d in districts]
     group = hh_group[household]
-    area_index = district[:n].astype(np.int32)
-    for gi, g in enumerate(groups):
-        if g.area_codes:
-            mine = np.flatnonzero(group == gi)
-            pick = rng_id.integers(0, len(g.area_codes), mine.shape[0])
-            area_index[mine] = len(code_table) + pick
-            code_table += [int(c) for c in g.area_codes]
-    ric, birth = identifiers.ric_codes(
-        area_index, np.array(code_table, dtype=np.int64), birth, sex, age, win_start, win_len
+    district_codes = [int(d.code) for d in districts]
+    area_index, code_table = identifiers.birthplace_candidates(
+        rng_id, district_codes, [g.area_codes for g in groups], district[:n], group
     )
-    codes_of_district = np.array(code_table[: len(districts)], dtype=np.int64)
-    codes = np.concatenate([ric, identifiers.uscc_codes(codes_of_district[org_district], rng_id)])
+    ric, birth = identifiers.ric_codes(area_index, code_table, birth, sex, age, win_start, win_len)
+    org_codes = identifiers.uscc_codes(np.array(district_codes)[org_district], rng_id)
+    codes = np.concatenate([ric, org_codes])
 
     friends_indptr = friends = None
     if with_friends:
         friends_indptr, friends = _friends(
             rng_fr, spec.friends_mean.value, district[:n], len(districts)
         )
-
-    def pad(a: np.ndarray, fill: int, dtype: type) -> np.ndarray:
-        return np.concatenate([a.astype(dtype), np.full(n_orgs, fill, dtype=dtype)])
 
     return Population(
         n_persons=n,

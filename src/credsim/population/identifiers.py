@@ -141,6 +141,40 @@ def birthplace_code(code: int, year: int) -> int:
     raise ValueError(f"area code {code:06d} is unknown to stdnum's GB/T 2260 database")
 
 
+def birth_windows(max_age: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per whole age a: first day and number of days of the birth dates giving age a on day 0.
+
+    Age a on 2019-01-01 means born from 2 January of year 2018-a to 1 January of 2019-a.
+    """
+    year = 2018 - np.arange(max_age + 1)
+    jan1 = (year - 1970).astype("datetime64[Y]").astype("datetime64[D]").astype(np.int64)
+    next_jan1 = (year - 1969).astype("datetime64[Y]").astype("datetime64[D]").astype(np.int64)
+    return jan1 + 1, next_jan1 - jan1
+
+
+def birthplace_candidates(
+    rng: np.random.Generator,
+    district_codes: list[int],
+    group_area_codes: list[list[str] | None],
+    district: np.ndarray,
+    group: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each person's preferred birthplace as an index into a small code table.
+
+    The table holds the district codes, then every group's own ``area_codes``; a person of a
+    group with area codes gets a random one of them, anyone else the code of their district.
+    Returns ``(area_index int32, table int64)``.
+    """
+    table = list(district_codes)
+    area_index = district.astype(np.int32)
+    for gi, own in enumerate(group_area_codes):
+        if own:
+            mine = np.flatnonzero(group == gi)
+            area_index[mine] = len(table) + rng.integers(0, len(own), mine.shape[0])
+            table += [int(c) for c in own]
+    return area_index, np.array(table, dtype=np.int64)
+
+
 def date_parts(days: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(year, YYYYMMDD) as int64 arrays for dates given in days since 1970-01-01."""
     d = np.asarray(days).astype("datetime64[D]")

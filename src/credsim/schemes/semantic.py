@@ -33,6 +33,16 @@ def iter_nums(obj: Any, path: Path_ = ()) -> list[tuple[Path_, Num]]:
     return out
 
 
+def _known_area(code: str) -> bool:
+    from credsim.population.identifiers import birthplace_code
+
+    try:
+        birthplace_code(int(code), 2019)
+    except ValueError:
+        return False
+    return True
+
+
 def _shares(items: dict[str, Any] | list[Any], path: Path_, what: str) -> list[Problem]:
     values = items.values() if isinstance(items, dict) else items
     total = sum(x.share.value for x in values)
@@ -62,6 +72,23 @@ def check_semantics(
     for i, band in enumerate(pop.age_bands):
         if band.min.value > band.max.value:
             p.append((("population", "age_bands", i), "age band needs min <= max"))
+    for key, d in pop.districts.items():
+        if not _known_area(d.code):
+            p.append(
+                (
+                    ("population", "districts", key, "code"),
+                    f"'{d.code}' is not a GB/T 2260 area code known to python-stdnum",
+                )
+            )
+    for key, grp in pop.groups.items():
+        for i, code in enumerate(grp.area_codes or []):
+            if not _known_area(code):
+                p.append(
+                    (
+                        ("population", "groups", key, "area_codes", i),
+                        f"'{code}' is not a GB/T 2260 area code known to python-stdnum",
+                    )
+                )
     if pop.household_size_mean.value < 1:
         p.append((("population", "household_size_mean"), "a household has at least one person"))
 
