@@ -38,7 +38,7 @@ class ListBook:
     def __init__(self, cs: Compiled, n: int) -> None:
         self.cs = cs
         L = len(cs.lists)
-        self.ep_of = np.full((L, n), -1, np.int32)  # current episode per (list, entity)
+        self.ep_of = np.full((L, n), -1, np.int64)  # current episode per (list, entity)
         item_lists = np.nonzero(cs.inc_kind == INC_ITEM)[0]
         self.count_row = np.full(L, -1, np.int32)
         self.count_row[item_lists] = np.arange(item_lists.shape[0], dtype=np.int32)
@@ -57,7 +57,7 @@ class ListBook:
         m = lst.shape[0]
         if m == 0:
             return
-        ids = self.eps.append(entity=ent, list=lst, start=day, record=rec).astype(np.int32)
+        ids = self.eps.append(entity=ent, list=lst, start=day, record=rec)
         self.ep_of[lst, ent] = ids
         self.started.append((lst, ent))
         cs = self.cs

@@ -44,7 +44,7 @@ class MeasureBook:
                 self.row[m, ASSOCIATION] = r
                 r += 1
         self.counts = np.zeros((r, pop.n), np.int16)
-        self.ep = np.full((r, pop.n), -1, np.int32)
+        self.ep = np.full((r, pop.n), -1, np.int64)
         self.eps = Table(MEASURE_COLUMNS)
         affected = np.nonzero((cs.m_effect != 1.0).any(axis=0))[0]
         self.multiplier = {int(k): np.ones(pop.n) for k in affected}
