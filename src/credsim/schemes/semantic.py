@@ -14,6 +14,7 @@ from credsim.schemes.model import Num, Scheme
 from credsim.schemes.yamlio import Path_
 
 Problem = tuple[Path_, str]
+MAX_ESCALATION_COUNT = 10_000  # the engine's per-entity ring counters are int16
 
 
 def iter_nums(obj: Any, path: Path_ = ()) -> list[tuple[Path_, Num]]:
@@ -138,8 +139,10 @@ def check_semantics(
         for field in ("item", "produces"):
             if getattr(esc, field) not in s.items:
                 p.append((("escalations", i, field), f"unknown item '{getattr(esc, field)}'"))
-        if esc.count.value < 1:
-            p.append((("escalations", i, "count"), "count must be at least 1"))
+        if not 1 <= esc.count.value <= MAX_ESCALATION_COUNT:
+            p.append(
+                (("escalations", i, "count"), f"count must lie in [1, {MAX_ESCALATION_COUNT}]")
+            )
         if esc.produces == esc.item:
             p.append((("escalations", i, "produces"), "an escalation cannot produce its own item"))
         produced.add(esc.produces)
