@@ -11,6 +11,7 @@ from typing import Any
 import pyarrow as pa
 
 from credsim import __version__
+from credsim.engine.events import read_events_file, validate_events
 from credsim.engine.output import all_tables
 from credsim.engine.simulation import Simulation
 from credsim.errors import CredsimError, RunExistsError
@@ -115,8 +116,16 @@ def simulate(
     seed: int = 0,
     *,
     progress: bool = False,
+    events: str | Path | None = None,
 ) -> RunResult:
-    """Run a scheme in memory and return its tables and manifest (nothing is written)."""
+    """Run a scheme in memory and return its tables and manifest (nothing is written).
+
+    ``events``: a CSV or Parquet file of hand-written case-study events to inject
+    (:mod:`credsim.engine.events`). A file that cannot be used as a whole raises
+    :class:`~credsim.errors.CredsimError` before anything runs; invalid rows are quarantined.
+    The result then holds the tables ``events`` (accepted rows and their records) and
+    ``quarantine`` (rejected rows and why), and ``manifest["events"]``.
+    """
     loaded = scheme if isinstance(scheme, LoadedScheme) else load_scheme(scheme)
     s = loaded.scheme
     n = int(s.population.size.value) if population is None else int(population)
@@ -127,6 +136,7 @@ def simulate(
     if not 0 <= seed < 2**63:
         raise CredsimError(f"seed must be a non-negative integer below 2**63, got {seed}")
     t0 = time.perf_counter()
+    events_file = read_events_file(events) if events is not None else None
     cs = compile_scheme(s)
     tp = time.perf_counter()
     from credsim.engine.rng import Streams
@@ -137,6 +147,12 @@ def simulate(
     t_pop = time.perf_counter() - tp
     sim = Simulation(cs, pop, seed)
     sim.timings["population"] = t_pop
+    imported = None
+    if events_file is not None:
+        te = time.perf_counter()
+        imported = validate_events(events_file, pop, cs, days)
+        sim.inject(imported.batches)
+        sim.timings["events"] = time.perf_counter() - te
     sim.start()
     days_iter: Any = range(1, days + 1)
     if progress:
@@ -149,7 +165,10 @@ def simulate(
         sim.step(day)
         sim.snapshot_if_due(day, days)
     tt = time.perf_counter()
+    accepted = imported.attach(sim.records) if imported is not None else None
     tables = all_tables(sim)
+    if imported is not None:
+        tables["events"], tables["quarantine"] = accepted, imported.quarantine
     sim.timings["tables"] = time.perf_counter() - tt
     bib = bibliography()
     used = sorted({num.source for _, num in iter_nums(s) if num.source} | set(s.sources))
@@ -161,6 +180,7 @@ def simulate(
         "organizations": pop.n_orgs,
         "days": days,
         "enrolled": int(sim.enrolled.sum()),
+        **({"events": imported.manifest()} if imported is not None else {}),
         "counts": {name: t.num_rows for name, t in tables.items()},
         "timings": {k: round(v, 4) for k, v in sim.timings.items()},
         "assumptions": assumptions_of(s),
@@ -179,6 +199,7 @@ def run(
     out: str | Path | None = None,
     *,
     progress: bool = False,
+    events: str | Path | None = None,
 ) -> RunResult:
     """Run a scheme and, when ``out`` is given, write the run folder (never overwriting)."""
     from credsim.store import write_run
@@ -189,7 +210,7 @@ def run(
             raise RunExistsError(
                 f"{p}: the run folder exists and is not empty; choose another --out"
             )
-    result = simulate(scheme, population, days, seed, progress=progress)
+    result = simulate(scheme, population, days, seed, progress=progress, events=events)
     if out is not None:
         t = time.perf_counter()
         result.path = write_run(out, result.tables, result.manifest)

@@ -43,12 +43,27 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from credsim.store.summary import summarize
 
     out = args.out or _default_out(args.scheme, args.seed)
-    result = run(args.scheme, args.population, args.days, args.seed, out, progress=not args.quiet)
+    result = run(
+        args.scheme,
+        args.population,
+        args.days,
+        args.seed,
+        out,
+        progress=not args.quiet,
+        events=args.events,
+    )
     assert result.path is not None
     if not args.quiet:
         print(summarize(result.path))
     else:
         print(result.path)
+    ev = result.manifest.get("events")
+    if ev:
+        print(
+            f"events: {ev['rows_read']:,} rows read, {ev['accepted']:,} accepted, "
+            f"{ev['quarantined']:,} quarantined (see {result.path / 'quarantine.parquet'})",
+            file=sys.stderr if args.quiet else sys.stdout,
+        )
     return 0
 
 
@@ -82,6 +97,14 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from credsim.store.verify import verify
+
+    report = verify(args.dir, expect=args.expect)
+    print(report.summary())
+    return 0 if report.ok else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="credsim",
@@ -112,6 +135,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     sp.add_argument("--out", default=None, help="run folder to create (default runs/SCHEME-seedS)")
     sp.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    sp.add_argument(
+        "--events",
+        metavar="FILE",
+        default=None,
+        help="CSV or Parquet file of case-study events to inject (columns entity, day, "
+        "behaviour, optional note); invalid rows go to quarantine.parquet",
+    )
     sp.set_defaults(func=_cmd_run)
 
     sp = sub.add_parser("summary", help="summarise a run folder")
@@ -126,6 +156,17 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("dir")
     sp.add_argument("entity", help="entity_id or 18-character identity code")
     sp.set_defaults(func=_cmd_explain)
+    sp = sub.add_parser(
+        "verify", help="check a run folder's files against its digests (exit 1 if tampered)"
+    )
+    sp.add_argument("dir")
+    sp.add_argument(
+        "--expect",
+        metavar="DIGEST",
+        default=None,
+        help="manifest digest or ledger head recorded elsewhere when the run was made",
+    )
+    sp.set_defaults(func=_cmd_verify)
     return p
 
 

@@ -54,7 +54,7 @@ def estimate(cs: Compiled, days: int) -> Estimate:
     s = cs.scheme
     orgs = s.population.organizations_per_1000.value / 1000.0
     enrol = 1.0 if s.enrolment.mode == "mandatory" else float(s.enrolment.rate.value)  # type: ignore[union-attr]
-    per_entity = PER_ENTITY + PER_TRAIT * max(1, len(cs.traits))
+    per_entity = float(PER_ENTITY + PER_TRAIT * max(1, len(cs.traits)))
     per_entity += 12 * len(cs.lists) + 10 * len(cs.measures) + 8 * int(cs.esc_count.sum())
     per_entity += 8 * int((cs.m_effect != 1.0).any(axis=0).sum()) + 8 * int(
         (cs.cap < float("inf")).sum()

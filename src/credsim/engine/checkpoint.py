@@ -100,8 +100,9 @@ def state(sim: Simulation) -> dict[str, np.ndarray]:
         _ragged(out, f"pending.{c}", [(d, b[c]) for d, b in pending])
     snaps = sim.snap
     out["snap.days"] = np.array([s[1] for s in snaps], np.int64)
-    for i, part in ((0, "ents"), (2, "score"), (3, "grade")):
-        _ragged(out, f"snap.{part}", [(s[1], s[i]) for s in snaps])
+    _ragged(out, "snap.ents", [(d, e) for e, d, _, _ in snaps])
+    _ragged(out, "snap.score", [(d, sc) for _, d, sc, _ in snaps])
+    _ragged(out, "snap.grade", [(d, g) for _, d, _, g in snaps])
     return out
 
 
@@ -135,11 +136,11 @@ def restore(sim: Simulation, z: dict[str, np.ndarray]) -> None:
     ):
         sim.lists.scheduled[d].append((ids, why))
     sim.observer.pending.clear()
-    cols = [str(c) for c in z["pending.columns"]]
-    if cols:
-        parts = {c: _unragged(z, f"pending.{c}") for c in cols}
-        for i, (d, _) in enumerate(parts[cols[0]]):
-            sim.observer.pending[d].append({c: parts[c][i][1] for c in cols})
+    names = [str(c) for c in z["pending.columns"]]
+    if names:
+        parts = {c: _unragged(z, f"pending.{c}") for c in names}
+        for i, (d, _) in enumerate(parts[names[0]]):
+            sim.observer.pending[d].append({c: parts[c][i][1] for c in names})
     ents, score, grade = (_unragged(z, f"snap.{p}") for p in ("ents", "score", "grade"))
     sim.snap = [
         (e.astype(np.int32), d, s, g.astype(np.int16))

@@ -72,6 +72,7 @@ def records_table(sim: Simulation) -> pa.Table:
             "review_day": _nullable(c("review_day")),
             "appeal_day": _nullable(c("appeal_day")),
             "appealed": pa.array(c("appealed")),
+            "import_row": _nullable(c("import_row")),
         }
     )
 

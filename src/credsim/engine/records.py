@@ -36,6 +36,7 @@ COLUMNS: dict[str, tuple[type, int | float | bool]] = {
     "review_day": (np.int32, -1),
     "appeal_day": (np.int32, -1),
     "appealed": (np.bool_, False),
+    "import_row": (np.int32, -1),  # data row of an imported event (engine/events.py), -1: none
 }
 
 

@@ -25,6 +25,7 @@ from credsim.engine.records import (
     B_BEHAVIOUR,
     B_ESCALATION,
     B_FALSE_REPORT,
+    B_IMPORT,
     B_REPAIR,
     OVERTURNED,
     PENDING,
@@ -101,6 +102,12 @@ class Simulation:
         t0 = time.perf_counter()
         yield
         self.timings[stage] += time.perf_counter() - t0
+
+    def inject(self, batches_by_day: dict[int, dict[str, np.ndarray]]) -> None:
+        """Queue ready-made records (imported events) to arrive on their days, ahead of that
+        day's observations; from arrival on they are treated like observed records."""
+        for day in sorted(batches_by_day):
+            self.observer.pending[day].append(batches_by_day[day])
 
     # -- day 0 -----------------------------------------------------------------------------
     def start(self) -> None:
@@ -311,7 +318,7 @@ class Simulation:
             return
         rng = self.streams.get("appeal", day)
         basis = rec.col("basis")[accepted]
-        own = accepted[(basis == B_BEHAVIOUR) | (basis == B_FALSE_REPORT)]
+        own = accepted[(basis == B_BEHAVIOUR) | (basis == B_FALSE_REPORT) | (basis == B_IMPORT)]
         if own.shape[0]:
             truthful = rec.col("truthful")[own]
             filed = rng.random(own.shape[0]) < np.where(truthful, cs.file_true, cs.file_false)

@@ -2,7 +2,8 @@
 
 Write a run with :func:`write_run`, open it with :class:`RunStore`, ask it questions with
 :func:`query` (DuckDB SQL), and read it in plain language with :func:`summarize` and
-:func:`explain`.
+:func:`explain`. Runs are sealed as they are written (:mod:`credsim.store.ledger`); check one
+with :func:`verify`.
 """
 
 from credsim.store.explain import explain
@@ -20,6 +21,7 @@ from credsim.store.schema import (
     conform,
 )
 from credsim.store.summary import summarize
+from credsim.store.verify import VerifyReport, verify
 from credsim.store.writer import sha256_file, write_run
 
 __all__ = [
@@ -32,6 +34,7 @@ __all__ = [
     "SCHEMAS",
     "SCORES",
     "RunStore",
+    "VerifyReport",
     "conform",
     "connect",
     "explain",
@@ -39,5 +42,6 @@ __all__ = [
     "query",
     "sha256_file",
     "summarize",
+    "verify",
     "write_run",
 ]

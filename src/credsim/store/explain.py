@@ -66,9 +66,10 @@ def explain(run_dir: str | Path | RunStore, entity: str) -> str:
                 r["friend_id"]
                 for r in rows(con, "SELECT friend_id FROM friendships WHERE entity_id = ?", [eid])
             }
+        notes = _import_notes(con, store, eid)
     finally:
         con.close()
-    ctx = _Context(store.manifest, me, people, by_id, friends)
+    ctx = _Context(store.manifest, me, people, by_id, friends, notes)
     out = _who(store, me, household, ctx) + _records(recs, ctx) + _scores(scores, store.manifest)
     out += _lists(lists, ctx) + _measures(meas, ctx) + _someone_else(recs, lists, meas, ctx)
     return "\n".join(out).rstrip() + "\n"
@@ -84,9 +85,11 @@ class _Context:
         people: dict[int, dict],
         records: dict[int, dict],
         friends: set[int],
+        notes: dict[int, str | None] | None = None,
     ) -> None:
         self.manifest, self.me, self.people = manifest, me, people
         self.records, self.friends = records, friends
+        self.notes = notes or {}  # record_id -> note of an imported event
         self.noun = "organisation" if me["kind"] == "organization" else "person"
 
     def name(self, eid: int | None) -> str:
@@ -128,6 +131,23 @@ def _by_ids(con: Any, table: str, column: str, ids: set) -> list[dict]:
         return []
     listed = ", ".join(map(str, sorted(ids)))
     return rows(con, f"SELECT * FROM {table} WHERE {column} IN ({listed})")
+
+
+def _import_notes(con: Any, store: RunStore, eid: int) -> dict[int, str | None]:
+    """record_id -> note of this entity's imported events (``events.parquet``, run --events)."""
+    path = store.dir / "events.parquet"
+    if not path.is_file():
+        return {}
+    literal = str(path).replace("'", "''")
+    sql = f"SELECT record_id, note FROM read_parquet('{literal}') WHERE entity_id = ?"
+    return {r["record_id"]: r["note"] for r in rows(con, sql, [eid])}
+
+
+def _imported(r: dict, ctx: _Context) -> str:
+    """``imported event (row 3 of cases.csv): NOTE`` for a record imported with --events."""
+    file = Path(str((ctx.manifest.get("events") or {}).get("file") or "the events file")).name
+    note = ctx.notes.get(r["record_id"])
+    return f"imported event (row {r.get('import_row')} of {file})" + (f": {note}" if note else "")
 
 
 def _resolve(con: Any, store: RunStore, entity: str) -> dict:
@@ -255,6 +275,9 @@ def _records(recs: list[dict], ctx: _Context) -> list[str]:
         )
         if r["truthful"] and r["cause_record"] is not None:
             truth += f" (follows from {ctx.record(r['cause_record'])})"
+        if r["basis"] == "import":
+            out.append(f"      imported: {_imported(r, ctx)}")
+            truth = "taken as true (a hand-written case-study event, not simulated)"
         escalation = ((ctx.manifest.get("rules") or {}).get("items") or {}).get(r["item"]) or {}
         if r["channel"] == "escalation" and escalation.get("produced_by"):
             out.append(f"      fired by: {escalation['produced_by']}")

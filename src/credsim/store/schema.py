@@ -57,8 +57,18 @@ RECORDS = pa.schema(
         _f("review_day", pa.int32(), True),
         _f("appeal_day", pa.int32(), True),
         _f("appealed", pa.bool_()),
+        _f("import_row", pa.int32(), True),  # data row of an imported event (run --events)
+        # Computed by the writer (credsim.store.ledger), never by the engine: the record's link
+        # in the hash chain, sha256(previous digest || canonical row). Always the last column.
+        _f("digest", pa.binary(32)),
     ]
 )
+
+DIGEST_COLUMN = "digest"
+"""The records column the writer adds: each record's digest in the hash chain."""
+
+RECORDS_CONTENT = pa.schema([f for f in RECORDS if f.name != DIGEST_COLUMN])
+"""The records schema without ``digest``: what the engine produces and the chain covers."""
 
 SCORES = pa.schema(
     [
@@ -117,6 +127,38 @@ SCHEMAS: dict[str, pa.Schema] = {
 REQUIRED_TABLES: tuple[str, ...] = ("population", "records", "scores", "lists", "measures")
 """Tables every run has (possibly with zero rows); ``friendships`` is optional."""
 
+EVENTS = pa.schema(
+    [
+        _f("row", pa.int64()),
+        _f("entity_id", pa.int32()),
+        _f("day", pa.int32()),
+        _f("behaviour", pa.string(), True),
+        _f("item", pa.string()),
+        _f("note", pa.string(), True),
+        _f("record_id", pa.int64()),
+    ]
+)
+
+QUARANTINE = pa.schema(
+    [
+        _f("row", pa.int64()),
+        _f("entity", pa.string(), True),
+        _f("day", pa.string(), True),
+        _f("behaviour", pa.string(), True),
+        _f("note", pa.string(), True),
+        _f("reason", pa.string()),
+    ]
+)
+
+IMPORT_TABLES: dict[str, pa.Schema] = {"events": EVENTS, "quarantine": QUARANTINE}
+"""Optional tables of a run made with ``--events`` (engine/events.py), written after
+:data:`SCHEMAS`: the accepted rows of the events file with the record each became, and the
+rejected rows as given with their reasons. ``row`` is the 1-based data row (1: first after the
+header)."""
+
+OPTIONAL_COLUMNS: frozenset[tuple[str, str]] = frozenset({("records", "import_row")})
+"""Nullable columns that :func:`conform` fills with nulls when a table lacks them."""
+
 ALLOWED: dict[tuple[str, str], frozenset[str]] = {
     ("population", "kind"): frozenset({"person", "organization"}),
     ("population", "sex"): frozenset({"female", "male"}),
@@ -171,13 +213,20 @@ def conform(name: str, table: pa.Table) -> pa.Table:
 
     Raises :class:`~credsim.errors.RunStoreError` naming the table and column when a column is
     missing or extra, cannot be cast without loss, holds nulls where none are allowed, or holds
-    a category outside :data:`ALLOWED`.
+    a category outside :data:`ALLOWED`. A records table may lack the ``digest`` column (the
+    writer computes it); it is then conformed to :data:`RECORDS_CONTENT`.
     """
-    if name not in SCHEMAS:
+    if name not in SCHEMAS and name not in IMPORT_TABLES:
         raise RunStoreError(f"unknown table {name!r}; a run holds {', '.join(SCHEMAS)}")
     if not isinstance(table, pa.Table):
         raise RunStoreError(f"table {name!r} must be a pyarrow.Table, not {type(table).__name__}")
-    schema = SCHEMAS[name]
+    schema = SCHEMAS.get(name) or IMPORT_TABLES[name]
+    have = table.column_names
+    if name == "records" and DIGEST_COLUMN not in have:
+        schema = RECORDS_CONTENT  # the writer adds the digest column when it seals the run
+    for f in schema:
+        if (name, f.name) in OPTIONAL_COLUMNS and f.name not in have:
+            table = table.append_column(f, pa.nulls(table.num_rows, f.type))
     have = table.column_names
     missing = [f.name for f in schema if f.name not in have]
     extra = [c for c in have if c not in schema.names]

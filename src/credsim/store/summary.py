@@ -54,6 +54,7 @@ def summarize(run_dir: str | Path | RunStore) -> str:
     try:
         out = _header(store, con)
         out += _records(con)
+        out += _imports(m)
         out += _lists(con, m)
         out += _measures(con, m)
         out += _scores(con, m)
@@ -100,6 +101,20 @@ def _header(store: RunStore, con: Any) -> list[str]:
         facts.append(["Made by", f"credsim {m['credsim_version']}, {m.get('created', '')}"])
     title = "credsim run summary"
     return [title, "=" * len(title), *align(facts), ""]
+
+
+def _imports(m: dict) -> list[str]:
+    """One line on the case-study events imported with ``run --events``, if any."""
+    ev = m.get("events")
+    if not isinstance(ev, dict):
+        return []
+    name = Path(str(ev.get("file") or "?")).name
+    return [
+        f"Imported events: {fmt_int(ev.get('rows_read'))} row(s) read from {name}, "
+        f"{fmt_int(ev.get('accepted'))} accepted as records (channel 'import'), "
+        f"{fmt_int(ev.get('quarantined'))} quarantined (quarantine.parquet).",
+        "",
+    ]
 
 
 def _records(con: Any) -> list[str]:

@@ -24,7 +24,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from credsim.errors import RunExistsError, RunStoreError
-from credsim.store.schema import REQUIRED_TABLES, SCHEMAS, conform
+from credsim.store.ledger import Sealer
+from credsim.store.schema import DIGEST_COLUMN, IMPORT_TABLES, REQUIRED_TABLES, SCHEMAS, conform
 
 MANIFEST = "manifest.json"
 
@@ -34,15 +35,17 @@ def write_run(out_dir: str | Path, tables: Mapping[str, pa.Table], manifest: dic
 
     The five tables in :data:`~credsim.store.schema.REQUIRED_TABLES` must be given (possibly
     empty); ``friendships`` is optional. The manifest written is a copy of ``manifest`` with
-    ``complete``, ``tables`` (rows and sha256 of each file) and ``created`` added; the caller's
-    dict is not modified. Returns the absolute path of the run folder.
+    ``complete``, ``tables`` (rows and sha256 of each file) and ``created`` added, and sealed
+    (:func:`_seal_table`, :func:`_seal_manifest`): records gain their ``digest`` column and the
+    manifest its ``ledger``, ``table_digests``, ``field_digests`` and ``manifest_digest``. The
+    caller's dict is not modified. Returns the absolute path of the run folder.
 
     Raises :class:`~credsim.errors.RunExistsError` if ``out_dir`` exists and is not an empty
     folder, and :class:`~credsim.errors.RunStoreError` if a table does not fit its schema.
     """
     out = Path(out_dir).expanduser().absolute()
     _refuse_existing(out)
-    unknown = sorted(set(tables) - set(SCHEMAS))
+    unknown = sorted(set(tables) - set(SCHEMAS) - set(IMPORT_TABLES))
     missing = [n for n in REQUIRED_TABLES if n not in tables]
     if unknown or missing:
         what = [f"unknown table(s) {unknown}"] if unknown else []
@@ -53,19 +56,22 @@ def write_run(out_dir: str | Path, tables: Mapping[str, pa.Table], manifest: dic
     tmp.mkdir()
     try:
         info: dict[str, dict[str, Any]] = {}
-        for name in SCHEMAS:  # fixed order; conform one table at a time to bound memory
+        full = _plain(dict(manifest))
+        sealer = Sealer(full)
+        for name in (*SCHEMAS, *IMPORT_TABLES):  # fixed order; one table at a time (memory)
             if name not in tables:
                 continue
             table = conform(name, tables[name])
+            table = _seal_table(sealer, name, table)  # every table gets a content digest
             path = tmp / f"{name}.parquet"
-            pq.write_table(table, path, compression="zstd")
+            pq.write_table(table, path, compression="zstd", use_dictionary=_dictionary(table))
             _fsync_file(path)
             info[name] = {"rows": table.num_rows, "sha256": sha256_file(path)}
             del table
-        full = _plain(dict(manifest))
         full["complete"] = True
         full["tables"] = info
         full["created"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        full = _seal_manifest(sealer, full)
         text = json.dumps(full, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
         (tmp / MANIFEST).write_text(text, encoding="utf-8")
         _fsync_file(tmp / MANIFEST)
@@ -84,6 +90,22 @@ def write_run(out_dir: str | Path, tables: Mapping[str, pa.Table], manifest: dic
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+def _seal_table(sealer: Sealer, name: str, table: pa.Table) -> pa.Table:
+    """Chain the records (adding their ``digest`` column) and digest the table's content."""
+    return sealer.add(name, table)
+
+
+def _seal_manifest(sealer: Sealer, manifest: dict[str, Any]) -> dict[str, Any]:
+    """Add ``ledger``, ``table_digests``, ``field_digests`` and ``manifest_digest``; call last."""
+    return sealer.finish(manifest)
+
+
+def _dictionary(table: pa.Table) -> bool | list[str]:
+    """Dictionary-encode every column but the digests (random bytes: a dictionary never pays)."""
+    names = table.column_names
+    return [c for c in names if c != DIGEST_COLUMN] if DIGEST_COLUMN in names else True
 
 
 def sha256_file(path: str | Path) -> str:

@@ -1,0 +1,559 @@
+"""Import hand-written case-study events into a run, validating every row.
+
+A case study ("she missed a bill during a hospital stay") is a CSV or Parquet file with one event
+per row:
+
+``entity``
+    an entity id of the run's population (digits, e.g. ``42``) or an 18-character code: a resident
+    identity number (``stdnum.cn.ric``) or a unified social credit code (``stdnum.cn.uscc``);
+``day``
+    the day the event happens and reaches the database, a whole number in ``1..days``;
+``behaviour``
+    a behaviour id of the scheme (its item is recorded) or an item id (e.g. ``credit-downgrade``,
+    an item that escalation produces); a name that is both is taken as the behaviour;
+``note`` (optional)
+    free text kept with the event and shown by ``credsim explain``.
+
+Column names are matched case-insensitively; other columns are an error. Reading is in two steps:
+:func:`read_events_file` checks the file as a whole (readable, UTF-8 CSV or real Parquet, the
+right columns, at least one row) and raises :class:`~credsim.errors.CredsimError` naming the file
+and what was expected; :func:`validate_events` then checks each row against the population and the
+scheme. Rows that fail are quarantined with their row number and every reason; the others become
+records. Row numbers are 1-based *data* rows: row 1 is the first row after the header (in a
+spreadsheet, row R of the file is spreadsheet row R + 1). Rows left entirely blank are skipped:
+they are not counted as read but they keep their number, so the numbers match the spreadsheet.
+Always ``accepted + quarantined == rows_read``.
+
+An imported event is taken as true: the record is about the entity named, its actor is that
+entity, ``truthful`` is true, ``basis`` and ``channel`` are ``import`` and it has no source agency
+(a case study names no agency). It arrives on its day ahead of that day's observations and then
+goes through review, scoring, escalation, lists, measures and appeals like any observed record.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from stdnum.cn import ric, uscc
+from stdnum.exceptions import InvalidChecksum, ValidationError
+
+from credsim.engine.records import B_IMPORT, E_NONE
+from credsim.errors import CredsimError
+from credsim.population.types import Population
+from credsim.schemes.compile import ALL_CHANNELS, Compiled
+
+REQUIRED = ("entity", "day", "behaviour")
+OPTIONAL = ("note",)
+COLUMNS = REQUIRED + OPTIONAL
+CH_IMPORT = ALL_CHANNELS.index("import")
+PARQUET_SUFFIXES = (".parquet", ".parq", ".pq")
+_EXPECTED = "a header row with the columns entity, day, behaviour and optionally note"
+_RIC_SHAPE = re.compile(r"\d{17}[\dX]")
+
+Batch = dict[str, np.ndarray]
+
+
+@dataclass
+class EventsFile:
+    """The rows of an events file as text, after the file-level checks."""
+
+    path: Path
+    sha256: str
+    rows: np.ndarray  # int64 1-based data row numbers of the non-blank rows
+    text: dict[str, pa.Array]  # column -> string array (null: absent), raw as in the file
+    width: list[str | None]  # per row: a problem with its number of fields (CSV), or None
+
+
+@dataclass
+class ImportedEvents:
+    """Validated events: the batches to inject, the accepted rows and the quarantined ones."""
+
+    file: str
+    sha256: str
+    rows_read: int
+    batches: dict[int, Batch]  # arrival day -> records, in row order
+    accepted: pa.Table  # row, entity_id, day, behaviour, item, note (sorted by row)
+    quarantine: pa.Table  # row, entity, day, behaviour, note, reason (sorted by row)
+    arrival_rows: np.ndarray = field(repr=False)  # rows in the order their records arrive
+
+    @property
+    def n_accepted(self) -> int:
+        return int(self.accepted.num_rows)
+
+    @property
+    def n_quarantined(self) -> int:
+        return int(self.quarantine.num_rows)
+
+    def manifest(self) -> dict[str, Any]:
+        return {
+            "file": self.file,
+            "sha256": self.sha256,
+            "rows_read": self.rows_read,
+            "accepted": self.n_accepted,
+            "quarantined": self.n_quarantined,
+        }
+
+    def attach(self, records: Any) -> pa.Table:
+        """After the run: mark the imported records (``import_row``) in ``records`` (the run's
+        :class:`~credsim.engine.records.RecordBuffer`) and return the accepted rows with the
+        ``record_id`` each became. Imported records are the only ones with basis ``import``, and
+        they arrive by day in row order, which is the order of :attr:`arrival_rows`."""
+        ids = np.nonzero(records.col("basis") == B_IMPORT)[0]
+        if ids.shape[0] != self.arrival_rows.shape[0]:
+            raise RuntimeError(
+                f"internal error: {self.arrival_rows.shape[0]} events imported but "
+                f"{ids.shape[0]} imported records found"
+            )
+        records.col("import_row")[ids] = self.arrival_rows
+        rid = ids[np.argsort(self.arrival_rows, kind="stable")]  # accepted is sorted by row
+        return self.accepted.append_column("record_id", pa.array(rid, pa.int64()))
+
+
+def read_events(path: str | Path, pop: Population, cs: Compiled, days: int) -> ImportedEvents:
+    """Read ``path`` (CSV or Parquet) and validate every row; see the module docstring."""
+    return validate_events(read_events_file(path), pop, cs, days)
+
+
+# --------------------------------------------------------------------------------------------
+# File level
+
+
+def _fail(path: Path, problem: str) -> CredsimError:
+    return CredsimError(f"events file {path}: {problem}")
+
+
+def _names(names: list[str], limit: int = 6) -> str:
+    shown = [repr(n[:40]) if n else "an unnamed column" for n in names[:limit]]
+    more = f" and {len(names) - limit} more" if len(names) > limit else ""
+    return ", ".join(shown) + more
+
+
+def _columns(path: Path, header: list[str]) -> dict[str, int]:
+    """Map each expected column to its position in ``header``; raise on a wrong header."""
+    names = [h.strip().lower() for h in header]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    missing = [c for c in REQUIRED if c not in names]
+    extra = [n for n in names if n not in COLUMNS]
+    problems = []
+    if missing:
+        problems.append(f"missing column(s) {', '.join(missing)}")
+    if extra:
+        problems.append(f"unexpected column(s) {_names(extra)}")
+    if dupes:
+        problems.append(f"duplicate column(s) {_names(dupes)}")
+    if problems:
+        hint = ""
+        if len(header) == 1 and any(s in header[0] for s in ";\t|"):
+            hint = " (columns must be separated by commas)"
+        raise _fail(path, f"{'; '.join(problems)}; expected {_EXPECTED}{hint}")
+    return {n: i for i, n in enumerate(names)}
+
+
+def _read_bytes(path: Path) -> bytes:
+    if not path.exists():
+        raise _fail(path, "no such file")
+    if not path.is_file():
+        raise _fail(path, "not a file (expected a CSV or Parquet file)")
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise _fail(path, f"cannot be read: {exc.strerror or exc}") from exc
+
+
+def read_events_file(path: str | Path) -> EventsFile:
+    """Read an events file and check it as a whole; raise :class:`CredsimError` if it is not a
+    readable UTF-8 CSV or Parquet file with the expected columns and at least one row."""
+    p = Path(path)
+    data = _read_bytes(p)
+    if not data:
+        raise _fail(p, f"the file is empty; expected {_EXPECTED}")
+    digest = hashlib.sha256(data).hexdigest()
+    is_parquet = p.suffix.lower() in PARQUET_SUFFIXES or (
+        data[:4] == b"PAR1" and data[-4:] == b"PAR1" and len(data) > 8
+    )
+    rows, text, width = _read_parquet(p, data) if is_parquet else _read_csv(p, data)
+    if rows.shape[0] == 0:
+        raise _fail(p, f"no event rows (every row is blank); expected {_EXPECTED} and rows below")
+    return EventsFile(p, digest, rows, text, width)
+
+
+def _decode(path: Path, data: bytes) -> str:
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        raise _fail(path, "is UTF-16 text; expected a CSV file in UTF-8 (save as 'CSV UTF-8')")
+    if data[:4] == b"PK\x03\x04":
+        raise _fail(
+            path, "is a zip archive (an Excel workbook?); expected a CSV file in UTF-8 or Parquet"
+        )
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise _fail(
+            path,
+            f"is not UTF-8 text (invalid byte at offset {exc.start}); expected a CSV file in "
+            "UTF-8 or a Parquet file",
+        ) from exc
+
+
+def _read_csv(path: Path, data: bytes) -> tuple[np.ndarray, dict[str, pa.Array], list[str | None]]:
+    text = _decode(path, data)
+    if "\x00" in text:
+        raise _fail(path, "holds NUL characters, so it is not a text (CSV) file")
+    reader = csv.reader(io.StringIO(text, newline=""), strict=False)
+    header: list[str] | None = None
+    w = 0
+    number = 0
+    rows: list[int] = []
+    recs: list[list[str | None]] = []
+    width: list[str | None] = []
+    try:
+        for rec in reader:
+            if header is None:
+                if "".join(rec).strip():
+                    header = rec
+                    cols = _columns(path, header)
+                    w = len(header)
+                continue
+            number += 1
+            if not "".join(rec).strip():
+                continue  # a blank row: not read, but it keeps its number
+            rows.append(number)
+            if len(rec) == w:
+                recs.append(rec)  # type: ignore[arg-type]
+                width.append(None)
+            else:
+                recs.append([*rec[:w], *([None] * (w - len(rec)))])
+                width.append(f"row has {len(rec)} fields, the header has {w}")
+    except csv.Error as exc:
+        raise _fail(path, f"is not valid CSV near data row {number + 1}: {exc}") from exc
+    if header is None:
+        raise _fail(path, f"holds only blank lines; expected {_EXPECTED}")
+    cols_text = {
+        c: pa.array([r[cols[c]] for r in recs], pa.string())
+        if c in cols
+        else pa.nulls(len(recs), pa.string())
+        for c in COLUMNS
+    }
+    return np.array(rows, np.int64), cols_text, width
+
+
+def _as_text(path: Path, name: str, col: pa.ChunkedArray) -> pa.Array:
+    """A Parquet column as strings: text as is, integers in digits, whole floats as integers."""
+    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    t = arr.type
+    if pa.types.is_dictionary(t):
+        arr = arr.dictionary_decode()
+        t = arr.type
+    if pa.types.is_null(t):
+        return pa.nulls(len(arr), pa.string())
+    if (
+        pa.types.is_string(t)
+        or pa.types.is_large_string(t)
+        or pa.types.is_integer(t)
+        or (pa.types.is_decimal(t))
+    ):
+        return pc.cast(arr, pa.string())
+    if pa.types.is_floating(t):
+        v = arr.to_numpy(zero_copy_only=False).astype(np.float64)
+        out = [
+            None if isnan else (str(int(x)) if np.isfinite(x) and x == np.floor(x) else repr(x))
+            for x, isnan in zip(v.tolist(), _np(arr.is_null()).tolist(), strict=True)
+        ]
+        return pa.array(out, pa.string())
+    raise _fail(path, f"column {name!r} holds {t}; expected text or numbers")
+
+
+def _read_parquet(
+    path: Path, data: bytes
+) -> tuple[np.ndarray, dict[str, pa.Array], list[str | None]]:
+    """The rows of a Parquet file; any failure to decode it (a damaged footer, page, column name
+    or string) is the file's fault and becomes a :class:`CredsimError`."""
+    try:
+        table = pq.read_table(pa.BufferReader(data))
+        names = [str(n) for n in table.column_names]
+        cols = _columns(path, names)
+        text = {c: _as_text(path, c, table.column(cols[c])) for c in COLUMNS if c in cols}
+        for a in text.values():
+            a.validate(full=True)  # e.g. strings that are not UTF-8
+        if "note" not in text:
+            text["note"] = pa.nulls(table.num_rows, pa.string())
+        blank = np.ones(table.num_rows, bool)
+        for a in text.values():
+            blank &= _np(pc.equal(_strip(a), ""))
+    except CredsimError:
+        raise
+    except Exception as exc:  # anything else: the file cannot be decoded
+        raise _fail(path, f"is not a readable Parquet file ({type(exc).__name__}: {exc})") from exc
+    keep = np.nonzero(~blank)[0]
+    mask = pa.array(~blank)
+    text = {c: pc.filter(a, mask) for c, a in text.items()}
+    return (keep + 1).astype(np.int64), text, [None] * keep.shape[0]
+
+
+# --------------------------------------------------------------------------------------------
+# Row level
+
+
+def _np(a: Any) -> np.ndarray:
+    return np.asarray(a.to_numpy(zero_copy_only=False))
+
+
+def _strip(a: pa.Array) -> pa.Array:
+    return pc.utf8_trim_whitespace(a.fill_null(""))
+
+
+def _show(v: str) -> str:
+    return repr(v if len(v) <= 40 else v[:37] + "...")
+
+
+def _whole(s: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """(is a whole number, its value or -1 when it has more than 9 digits) for each string."""
+    whole = _np(pc.match_substring_regex(s, r"^[+-]?[0-9]+(\.0*)?$"))
+    neg = _np(pc.starts_with(s, "-"))
+    body = pc.replace_substring_regex(s, r"^[+-]", "")
+    body = pc.replace_substring_regex(body, r"\.0*$", "")
+    body = pc.replace_substring_regex(body, r"^0+([0-9])", r"\1")
+    small = whole & (_np(pc.utf8_length(body)) <= 9)
+    value = np.full(len(s), -1, np.int64)
+    if small.any():
+        value[small] = _np(pc.cast(pc.filter(body, pa.array(small)), pa.int64()))
+        value[small & neg] *= -1
+    return whole, value
+
+
+def _code_problem(code: str) -> str:
+    """Why an 18-character code not in the population is not a valid RIC or USCC, or ''."""
+    if ric.is_valid(code) or uscc.is_valid(code):
+        return ""
+    mod: Any = ric if _RIC_SHAPE.fullmatch(code) else uscc
+    what = "identity number" if mod is ric else "unified social credit code"
+    try:
+        mod.validate(code)
+    except InvalidChecksum:
+        try:
+            want = f" (expected {mod.calc_check_digit(code[:17])})"
+        except Exception:  # a character outside the code's alphabet
+            want = ""
+        return f"{what} {code} has a wrong check character{want}"
+    except ValidationError as exc:
+        detail = {
+            "InvalidComponent": "impossible birth date or unknown birthplace code",
+            "InvalidFormat": "characters not allowed where they are",
+        }.get(type(exc).__name__, str(exc))
+        return f"{what} {code} is not well formed ({detail})"
+    return ""
+
+
+def _check_digit_ok(code: str) -> bool:
+    """The check character of a code found in the population, recomputed with python-stdnum."""
+    try:
+        if _RIC_SHAPE.fullmatch(code) and code[-1] == ric.calc_check_digit(code):
+            return True
+        return bool(code[-1] == uscc.calc_check_digit(code))
+    except Exception:  # a character outside the code's alphabet
+        return False
+
+
+def _entities(ent: pa.Array, pop: Population, reasons: list[list[str]]) -> np.ndarray:
+    """Entity ids (-1 where the entity is not valid, with the reason appended)."""
+    m = len(ent)
+    out = np.full(m, -1, np.int64)
+    length = _np(pc.utf8_length(ent))
+    digits = _np(pc.match_substring_regex(ent, r"^[0-9]+$"))
+    code = (length == 18) & _np(pc.match_substring_regex(ent, r"^[0-9A-Za-z]+$"))
+    idf = digits & (length != 18)
+    _, value = _whole(ent)
+    ok = idf & (value >= 0) & (value < pop.n)
+    out[ok] = value[ok]
+    values = ent.to_pylist()
+    for i in np.nonzero(length == 0)[0]:
+        reasons[i].append("entity is empty")
+    for i in np.nonzero((length > 0) & ~idf & ~code)[0]:
+        reasons[i].append(
+            f"entity {_show(values[i])} is neither an entity id (digits) nor an 18-character "
+            "identity number or unified social credit code"
+        )
+    for i in np.nonzero(idf & ~ok)[0]:
+        reasons[i].append(
+            f"unknown entity: entity_id {_show(values[i])} is not in the run's population "
+            f"(ids 0 to {pop.n - 1})"
+        )
+    if code.any():
+        rows = np.nonzero(code)[0]
+        codes = pc.utf8_upper(pc.filter(ent, pa.array(code)))
+        uniq = pc.unique(codes)
+        pop_codes = pa.array(np.asarray(pop.codes, dtype=object), pa.string())
+        found = _np(pc.index_in(uniq, value_set=pop_codes).fill_null(-1)).astype(np.int64)
+        ulist = uniq.to_pylist()
+        problem = [
+            ("" if _check_digit_ok(c) else f"{c} has a wrong check character")
+            if f >= 0
+            else (
+                _code_problem(c) or f"unknown entity: {_kind(c)} {c} is not in the run's population"
+            )
+            for c, f in zip(ulist, found.tolist(), strict=True)
+        ]
+        where = _np(pc.index_in(codes, value_set=uniq)).astype(np.int64)
+        for r, u in zip(rows.tolist(), where.tolist(), strict=True):
+            if problem[u]:
+                reasons[r].append(problem[u])
+            else:
+                out[r] = found[u]
+    return out
+
+
+def _kind(code: str) -> str:
+    return "identity number" if ric.is_valid(code) else "unified social credit code"
+
+
+def _days(day: pa.Array, days: int, reasons: list[list[str]]) -> np.ndarray:
+    whole, value = _whole(day)
+    length = _np(pc.utf8_length(day))
+    ok = whole & (value >= 1) & (value <= days)
+    values = day.to_pylist()
+    for i in np.nonzero(length == 0)[0]:
+        reasons[i].append("day is empty")
+    for i in np.nonzero((length > 0) & ~whole)[0]:
+        reasons[i].append(f"day {_show(values[i])} is not a whole number")
+    for i in np.nonzero(whole & ~ok)[0]:
+        reasons[i].append(f"day {_show(values[i])} is outside the run (1 to {days})")
+    return np.where(ok, value, -1)
+
+
+def _vocabulary(cs: Compiled) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Names a row may give, with the behaviour (-1: none) and item (-1: none) each stands for."""
+    names = list(cs.behaviours)
+    beh = list(range(len(names)))
+    item = [int(i) for i in cs.behaviour_item]
+    for i, (key, it) in enumerate(cs.scheme.items.items()):
+        if key not in names:
+            names.append(key)
+            beh.append(cs.behaviours.index(it.behaviour) if it.behaviour in cs.behaviours else -1)
+            item.append(i)
+    return names, np.array(beh, np.int32), np.array(item, np.int32)
+
+
+def _behaviours(
+    b: pa.Array, cs: Compiled, reasons: list[list[str]]
+) -> tuple[np.ndarray, np.ndarray]:
+    names, beh, item = _vocabulary(cs)
+    low = pc.utf8_lower(b)
+    ix = _np(pc.index_in(low, value_set=pa.array(names, pa.string())).fill_null(-1)).astype(
+        np.int64
+    )
+    length = _np(pc.utf8_length(b))
+    known = ix >= 0
+    out_b = np.where(known, beh[np.maximum(ix, 0)], -1)
+    out_i = np.where(known, item[np.maximum(ix, 0)], -1)
+    values = b.to_pylist()
+    vocab = _names(names, 8)
+    for i in np.nonzero(length == 0)[0]:
+        reasons[i].append("behaviour is empty")
+    for i in np.nonzero((length > 0) & ~known)[0]:
+        reasons[i].append(
+            f"unknown behaviour or item {_show(values[i])} (the scheme knows {vocab})"
+        )
+    for i in np.nonzero(known & (out_i < 0))[0]:
+        reasons[i].append(
+            f"behaviour {_show(values[i])} has no item in this scheme, so it makes no record"
+        )
+    return out_b, out_i
+
+
+def validate_events(f: EventsFile, pop: Population, cs: Compiled, days: int) -> ImportedEvents:
+    """Check every row of ``f`` against the population and the scheme; see the module docstring."""
+    m = f.rows.shape[0]
+    reasons: list[list[str]] = [[] if w is None else [w] for w in f.width]
+    good_width = np.array([w is None for w in f.width], bool)
+    ent = _strip(f.text["entity"])
+    day_s = _strip(f.text["day"])
+    beh_s = _strip(f.text["behaviour"])
+    # rows with the wrong number of fields are judged on that alone: their fields are shifted
+    scratch: list[list[str]] = [[] for _ in range(m)]
+    eid = _entities(ent, pop, scratch)
+    day = _days(day_s, days, scratch)
+    beh, item = _behaviours(beh_s, cs, scratch)
+    for i in np.nonzero(good_width)[0]:
+        reasons[i] += scratch[i]
+    valid = np.array([not r for r in reasons], bool)
+    # duplicates: the same entity, day, behaviour and item as an earlier valid row
+    vi = np.nonzero(valid)[0]
+    if vi.shape[0]:
+        key = np.stack([eid[vi], day[vi], beh[vi], item[vi]], axis=1).astype(np.int64)
+        _, first, inv = np.unique(key, axis=0, return_index=True, return_inverse=True)
+        orig = vi[first[inv.reshape(-1)]]
+        is_dup = orig != vi
+        for i, o in zip(vi[is_dup].tolist(), orig[is_dup].tolist(), strict=True):
+            reasons[i].append(f"duplicate of row {int(f.rows[o])} (same entity, day and behaviour)")
+        valid[vi[is_dup]] = False
+    note = f.text["note"]
+    note_s = _strip(note)
+    note_clean = pc.if_else(pc.equal(note_s, ""), pa.scalar(None, pa.string()), note_s)
+    acc = np.nonzero(valid)[0]
+    bad = np.nonzero(~valid)[0]
+    item_names = list(cs.items)
+    beh_names = list(cs.behaviours)
+    accepted = pa.table(
+        {
+            "row": pa.array(f.rows[acc], pa.int64()),
+            "entity_id": pa.array(eid[acc].astype(np.int32)),
+            "day": pa.array(day[acc].astype(np.int32)),
+            "behaviour": pa.array(
+                [beh_names[k] if k >= 0 else None for k in beh[acc].tolist()], pa.string()
+            ),
+            "item": pa.array([item_names[k] for k in item[acc].tolist()], pa.string()),
+            "note": note_clean.take(pa.array(acc, pa.int64())),
+        }
+    )
+    take_bad = pa.array(bad, pa.int64())
+    quarantine = pa.table(
+        {
+            "row": pa.array(f.rows[bad], pa.int64()),
+            "entity": f.text["entity"].take(take_bad),
+            "day": f.text["day"].take(take_bad),
+            "behaviour": f.text["behaviour"].take(take_bad),
+            "note": note.take(take_bad),
+            "reason": pa.array(["; ".join(reasons[i]) for i in bad.tolist()], pa.string()),
+        }
+    )
+    order = acc[np.lexsort((f.rows[acc], day[acc]))]
+    batches: dict[int, Batch] = {}
+    arrival_days, starts = np.unique(day[order], return_index=True)
+    chunks = np.split(order, starts[1:]) if order.shape[0] else []
+    for d, sel in zip(arrival_days.tolist(), chunks, strict=True):
+        k = sel.shape[0]
+        e = eid[sel].astype(np.int32)
+        it = item[sel].astype(np.int32)
+        batches[int(d)] = {
+            "behaviour_day": np.full(k, d, np.int32),
+            "entity": e,
+            "actor": e.copy(),
+            "item": it,
+            "behaviour": beh[sel].astype(np.int32),
+            "channel": np.full(k, CH_IMPORT, np.int8),
+            "agency": np.full(k, -1, np.int32),
+            "points": cs.points[it].astype(np.float64),
+            "truthful": np.ones(k, np.bool_),
+            "basis": np.full(k, B_IMPORT, np.int8),
+            "error": np.full(k, E_NONE, np.int8),
+        }
+    result = ImportedEvents(
+        file=str(f.path),
+        sha256=f.sha256,
+        rows_read=m,
+        batches=batches,
+        accepted=accepted,
+        quarantine=quarantine,
+        arrival_rows=f.rows[order].astype(np.int32),
+    )
+    assert result.n_accepted + result.n_quarantined == result.rows_read
+    return result

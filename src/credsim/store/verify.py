@@ -1,0 +1,479 @@
+"""Check a sealed run folder on disk: ``credsim verify DIR``.
+
+:func:`verify` re-derives every digest the writer sealed into a run (see
+:mod:`credsim.store.ledger` and docs/integrity.md): the hash chain over the records, the content
+digest and file SHA-256 of every table, and the manifest digest. It reports every discrepancy it
+finds, in the order manifest, tables (in their canonical order), records; each problem names the
+manifest field, table or record that fails. The records are streamed in batches, so memory does
+not grow with the run.
+
+This checks the *files*. It says nothing about whether the simulated system was honest: the
+``intrusion`` scenario tampers inside the simulation, through the system's own write path, and a
+run of it verifies as intact - the tampering is part of what was simulated and recorded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from credsim.errors import RunStoreError
+from credsim.store import ledger
+from credsim.store.schema import DIGEST_COLUMN, IMPORT_TABLES, REQUIRED_TABLES, SCHEMAS
+from credsim.store.writer import MANIFEST, sha256_file
+
+MAX_RECORD_PROBLEMS = 10
+"""Failing records named one by one; beyond this only their number is given."""
+
+
+@dataclass
+class VerifyReport:
+    """What :func:`verify` found. ``ok`` when ``problems`` is empty."""
+
+    run_dir: Path
+    problems: list[str] = field(default_factory=list)
+    tables: list[str] = field(default_factory=list)
+    records: int | None = None
+    head: str | None = None
+    manifest_digest: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def summary(self) -> str:
+        """Plain-language result: 'intact' with the digests to record, or every problem."""
+        if self.ok:
+            lines = [
+                f"intact: {self.run_dir}",
+                f"  {len(self.tables)} tables ({', '.join(self.tables)}), "
+                f"{self.records or 0:,} records: every digest re-derived and matching",
+                f"  ledger head      {self.head}",
+                f"  manifest digest  {self.manifest_digest}",
+            ]
+            return "\n".join(lines)
+        n = len(self.problems)
+        lines = [f"TAMPERED: {self.run_dir}: {n} problem{'s' if n != 1 else ''}"]
+        lines += [f"  {p}" for p in self.problems]
+        return "\n".join(lines)
+
+
+def verify(run_dir: str | Path, expect: str | None = None) -> VerifyReport:
+    """Re-derive every digest of the run in ``run_dir`` and report what does not match.
+
+    ``expect``, if given, is a manifest digest or ledger head recorded elsewhere when the run
+    was made (an anchor: without one, someone who rewrites the files *and* recomputes every
+    digest cannot be caught). Raises :class:`~credsim.errors.RunStoreError` if the folder or
+    its manifest cannot be read at all; everything else is reported in the returned report.
+    """
+    return _Verifier(Path(run_dir).expanduser().absolute(), expect).run()
+
+
+def _read_manifest(run: Path) -> dict[str, Any]:
+    if not run.exists():
+        raise RunStoreError(f"no run folder at {run}")
+    if not run.is_dir():
+        raise RunStoreError(f"{run} is a file, not a run folder")
+    path = run / MANIFEST
+    if not path.is_file():
+        raise RunStoreError(
+            f"{run} has no {MANIFEST}: not a credsim run, or its manifest was deleted"
+        )
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RunStoreError(f"{path} cannot be read as JSON (corrupt?): {exc}") from exc
+    if not isinstance(manifest, dict):
+        raise RunStoreError(f"{path} does not hold a JSON object")
+    return manifest
+
+
+def _schema_notes(name: str, schema: pa.Schema) -> list[str]:
+    """How a stored table's columns differ from the current schema (to explain a mismatch)."""
+    expected = SCHEMAS.get(name) or IMPORT_TABLES.get(name)
+    if expected is None:
+        return []
+    notes = []
+    missing = [f.name for f in expected if f.name not in schema.names]
+    extra = [c for c in schema.names if c not in expected.names]
+    if missing:
+        notes.append(f"missing column(s) {', '.join(missing)}")
+    if extra:
+        notes.append(f"unexpected column(s) {', '.join(extra)}")
+    for f in expected:
+        if f.name in schema.names and schema.field(f.name).type != f.type:
+            notes.append(f"column '{f.name}' stored as {schema.field(f.name).type}, not {f.type}")
+    return notes
+
+
+def _short(hexdigest: str | None) -> str:
+    return f"{hexdigest[:16]}..." if hexdigest else "nothing"
+
+
+class _Verifier:
+    def __init__(self, run: Path, expect: str | None) -> None:
+        self.run_dir = run
+        self.expect = expect.strip().lower() if expect else None
+        self.m = _read_manifest(run)
+        self.report = VerifyReport(run)
+        self.manifest_problems: dict[str, str] = {}  # field path -> detail
+        self.table_problems: list[str] = []  # tables in order; a table's records within it
+        self.altered: set[str] = set()  # top-level manifest fields whose field digest differs
+
+    # -- manifest -------------------------------------------------------------------------
+
+    def _section(self, key: str) -> dict[str, Any]:
+        value = self.m.get(key)
+        return value if isinstance(value, dict) else {}
+
+    def check_manifest(self) -> None:
+        m = self.m
+        recomputed = ledger.manifest_digest(m)
+        self.report.manifest_digest = recomputed
+        stored = m.get("manifest_digest")
+        if stored is None:
+            self.manifest_problems["manifest_digest"] = (
+                "manifest: no 'manifest_digest': the run was not sealed (written by a credsim "
+                "before integrity checks) or the field was removed"
+            )
+            return
+        fields = m.get("field_digests")
+        if isinstance(fields, dict):
+            now = ledger.field_digests(m)
+            for key in sorted(set(now) | set(fields)):
+                if key not in fields:
+                    self.manifest_problems[key] = f"manifest: field '{key}' added"
+                    self.altered.add(key)
+                elif key not in now:
+                    self.manifest_problems[key] = f"manifest: field '{key}' removed"
+                    self.altered.add(key)
+                elif fields[key] != now[key]:
+                    self.altered.add(key)
+        if stored != recomputed and not self.altered:
+            self.manifest_problems["manifest_digest"] = (
+                "manifest: field 'manifest_digest' altered, or a field altered and "
+                f"'field_digests' recomputed (manifest digest mismatch: recorded "
+                f"{_short(str(stored))}, the content gives {_short(recomputed)})"
+            )
+        elif stored == recomputed:
+            self.altered.clear()  # the field digests are covered by the manifest digest
+
+    def blame(self, path: str, manifest_detail: str, table_problem: str) -> None:
+        """A manifest field disagrees with the files: blame the side that was altered."""
+        if path.split(".")[0] in self.altered:
+            self.manifest_problems[path] = (
+                f"manifest: field '{path}' altered ({manifest_detail}; manifest digest mismatch)"
+            )
+        else:
+            self.table_problems.append(table_problem)
+
+    # -- tables ---------------------------------------------------------------------------
+
+    def check_tables(self) -> None:
+        listed = self._section("tables")
+        if "tables" not in self.m:
+            self.manifest_problems.setdefault("tables", "manifest: no 'tables' section")
+        known = [*SCHEMAS, *IMPORT_TABLES]
+        for name in sorted(n for n in listed if n not in known):
+            self.blame(
+                f"tables.{name}",
+                f"lists {name!r}, which is not a credsim table",
+                f"manifest: lists {name!r}, which is not a credsim table",
+            )
+        for name in known:
+            path = self.run_dir / f"{name}.parquet"
+            if not path.is_file():
+                if name in listed or name in REQUIRED_TABLES:
+                    self.table_problems.append(f"table {name}: {path.name} is missing (deleted)")
+                continue
+            if name not in listed:
+                self.blame(
+                    f"tables.{name}",
+                    f"the manifest does not list {path.name}",
+                    f"table {name}: {path.name} is not in the manifest (added)",
+                )
+            self.report.tables.append(name)
+            meta = listed.get(name)
+            self.check_table(name, meta if isinstance(meta, dict) else {})
+
+    def check_table(self, name: str, meta: dict[str, Any]) -> None:
+        path = self.run_dir / f"{name}.parquet"
+        file_sha = sha256_file(path)
+        if meta and file_sha != meta.get("sha256"):
+            self.blame(
+                f"tables.{name}.sha256",
+                f"the file's sha256 is {_short(file_sha)}",
+                f"table {name}: file {path.name} altered (sha256 differs from the manifest)",
+            )
+        chain = None
+        try:
+            schema = pq.read_schema(path)
+            if name == "records":
+                chain = _Chain(self, schema)
+                pf = pq.ParquetFile(path, read_dictionary=chain.strings_in(schema))
+                hasher = None
+            else:
+                pf = pq.ParquetFile(path)
+                hasher = ledger.TableHasher(name, schema)  # the content as stored
+            for batch in pf.iter_batches(batch_size=ledger.BATCH_ROWS):
+                if chain is not None:
+                    chain.update(batch)
+                else:
+                    hasher.update(batch)  # type: ignore[union-attr]
+        except (OSError, pa.ArrowException) as exc:
+            self.table_problems.append(
+                f"table {name}: {path.name} cannot be read, truncated or corrupt ({exc})"
+            )
+            return
+        except RunStoreError as exc:
+            self.table_problems.append(f"table {name}: {exc}")
+            return
+        if chain is not None:
+            notes = chain.finish()
+            rows, digest = chain.pos, chain.content_digest()
+        else:
+            notes = _schema_notes(name, schema)
+            rows, digest = hasher.rows, hasher.hexdigest()  # type: ignore[union-attr]
+        recorded = self._section("table_digests").get(name)
+        if "manifest_digest" in self.m and digest != recorded:
+            self.blame(
+                f"table_digests.{name}",
+                f"the table's content gives {_short(digest)}",
+                f"table {name}: content digest mismatch (rows changed, added or removed"
+                + "".join(f"; {n}" for n in notes)
+                + ")",
+            )
+        if meta and rows != meta.get("rows"):
+            self.blame(
+                f"tables.{name}.rows",
+                f"says {meta.get('rows')}; {path.name} holds {rows} rows",
+                f"table {name}: {path.name} holds {rows} rows, the manifest says "
+                f"{meta.get('rows')}",
+            )
+        counts = self._section("counts")
+        if name in counts and counts[name] != rows:
+            self.blame(
+                f"counts.{name}",
+                f"says {counts[name]}; {path.name} holds {rows} rows",
+                f"table {name}: {path.name} holds {rows} rows, the manifest's counts say "
+                f"{counts[name]}",
+            )
+
+    # -- the whole --------------------------------------------------------------------------
+
+    def run(self) -> VerifyReport:
+        self.check_manifest()
+        self.check_ledger_header()
+        self.check_tables()
+        if self.expect and self.expect not in {self.report.manifest_digest, self.report.head}:
+            self.manifest_problems["expect"] = (
+                f"manifest: neither the manifest digest ({_short(self.report.manifest_digest)}) "
+                f"nor the ledger head matches the expected {_short(self.expect)}: this is not "
+                "the run that was recorded"
+            )
+        for key in sorted(self.altered):
+            if not any(p == key or p.startswith(key + ".") for p in self.manifest_problems):
+                self.manifest_problems[key] = (
+                    f"manifest: field '{key}' altered (manifest digest mismatch)"
+                )
+        self.report.problems = list(self.manifest_problems.values()) + self.table_problems
+        return self.report
+
+    def check_ledger_header(self) -> None:
+        """The ledger's encoding and genesis; fixes the chain's starting point."""
+        lg = self._section("ledger")
+        self.genesis = ledger.genesis(self.m)
+        if "manifest_digest" not in self.m and not lg:
+            return
+        if not lg:
+            self.manifest_problems.setdefault("ledger", "manifest: no 'ledger' section")
+            return
+        if lg.get("encoding") != ledger.ENCODING:
+            self.manifest_problems["ledger.encoding"] = (
+                f"manifest: ledger encoding {lg.get('encoding')!r} is not {ledger.ENCODING!r}"
+            )
+        claimed = lg.get("genesis")
+        if claimed != self.genesis.hex():
+            culprits = [k for k in ("seed", "scheme") if k in self.altered]
+            if culprits:
+                for k in culprits:
+                    path = "scheme.sha256" if k == "scheme" else k
+                    self.manifest_problems[path] = (
+                        f"manifest: field '{path}' altered (the ledger's genesis no longer "
+                        "derives from it; manifest digest mismatch)"
+                    )
+            elif "ledger" in self.altered:
+                self.manifest_problems["ledger.genesis"] = (
+                    "manifest: field 'ledger.genesis' altered (it does not derive from the "
+                    "seed and scheme sha256; manifest digest mismatch)"
+                )
+            else:
+                self.manifest_problems["ledger.genesis"] = (
+                    "manifest: the ledger genesis does not derive from the seed and scheme "
+                    "sha256: field 'seed', 'scheme.sha256' or 'ledger.genesis' altered (and "
+                    "the manifest's digests recomputed to match)"
+                )
+            try:  # check the chain from the recorded start, so records are judged on their own
+                self.genesis = bytes.fromhex(str(claimed))
+                if len(self.genesis) != 32:
+                    raise ValueError
+            except ValueError:
+                self.genesis = ledger.genesis(self.m)
+
+
+class _Chain:
+    """Streaming check of the records chain: every link, the id sequence and the head."""
+
+    def __init__(self, v: _Verifier, schema: pa.Schema) -> None:
+        self.v = v
+        lg = v._section("ledger")
+        self.lg = lg
+        columns = lg.get("columns")
+        self.layout = ledger.RECORD_LAYOUT
+        if isinstance(columns, list):
+            self.layout = ledger.RecordLayout.parse(columns)
+        absent = [c for c, _ in self.layout.columns if c not in schema.names]
+        if absent:
+            raise RunStoreError(
+                f"the ledger's column(s) {', '.join(absent)} are missing (removed): the chain "
+                "cannot be checked"
+            )
+        self.notes = []  # how the stored columns differ from the ledger's
+        chained = {c: t for c, t in self.layout.columns}
+        extra = [c for c in schema.names if c not in chained and c != DIGEST_COLUMN]
+        if extra:
+            self.notes.append(f"unexpected column(s) {', '.join(extra)}")
+        for c, t in self.layout.columns:
+            stored = schema.field(c).type
+            if pa.types.is_dictionary(stored):
+                stored = stored.value_type
+            if str(stored) != t:
+                self.notes.append(f"column '{c}' stored as {stored}, not {t}")
+        self.prev = v.genesis  # stored digest of the previous record (genesis before the first)
+        self.computed_prev = v.genesis  # recomputed chain, used when there is no digest column
+        self.pos = 0
+        self.bad = 0
+        first = lg.get("first_record_id")
+        self.check_ids = bool(lg.get("contiguous_ids")) and isinstance(first, int)
+        self.first_id: int = first if isinstance(first, int) else 0
+        self.id_break_reported = False
+        self.encoder = ledger.RecordEncoder(self.layout)
+        self.has_digest = DIGEST_COLUMN in schema.names
+
+    def update(self, batch: pa.RecordBatch) -> None:
+        n = batch.num_rows
+        if n == 0:
+            return
+        rows = self.encoder.encode(batch)
+        ids = np.asarray(batch.column("record_id").to_numpy(zero_copy_only=False))
+        if self.check_ids and not self.id_break_reported:
+            expect = np.arange(self.first_id + self.pos, self.first_id + self.pos + n)
+            wrong = np.flatnonzero(ids != expect)
+            if wrong.size:
+                k = int(wrong[0])
+                self.v.table_problems.append(
+                    f"records: record_id sequence broken at position {self.pos + k} "
+                    f"(expected {int(expect[k])}, found {int(ids[k])}): "
+                    "records deleted, inserted or reordered"
+                )
+                self.id_break_reported = True
+        if not self.has_digest:
+            digests = ledger.chain(rows, self.computed_prev)
+            self.computed_prev = digests[-1].tobytes()
+            self.pos += n
+            return
+        stored = ledger.stored_digests(batch.column(DIGEST_COLUMN))
+        prevs = np.empty_like(stored)
+        prevs[0] = np.frombuffer(self.prev, np.uint8)
+        prevs[1:] = stored[:-1]
+        computed = ledger.links(rows, prevs)
+        bad = {int(k) for k in np.flatnonzero(np.any(computed != stored, axis=1))}
+        follows_altered_digest = set()
+        for k in sorted(bad):
+            self.bad += 1
+            if k in follows_altered_digest or self.bad > MAX_RECORD_PROBLEMS:
+                continue
+            why = self._why(k, rows, stored, computed, ids, bad)
+            if why.startswith("its stored digest"):
+                follows_altered_digest.add(k + 1)
+            self.v.table_problems.append(
+                f"record {self.pos + k} (record_id {int(ids[k])}): digest mismatch - {why}"
+            )
+        self.prev = stored[-1].tobytes()
+        self.pos += n
+
+    def _why(
+        self,
+        k: int,
+        rows: np.ndarray,
+        stored: np.ndarray,
+        computed: np.ndarray,
+        ids: np.ndarray,
+        bad: set[int],
+    ) -> str:
+        """Why link ``k`` fails: its content, its stored digest, or its place in the chain."""
+        if self.check_ids and ids[k] != self.first_id + self.pos + k:
+            return "chain broken: records deleted, inserted or moved at this point"
+        if k + 1 < len(rows) and (k + 1) in bad:
+            relinked = hashlib.sha256(computed[k].tobytes() + rows[k + 1].tobytes()).digest()
+            if relinked == stored[k + 1].tobytes():
+                return "its stored digest was altered (its content is intact)"
+        if not self.check_ids:
+            return "content changed, or the record before it was deleted, inserted or moved"
+        before = np.flatnonzero(ids == ids[k] - 1)
+        for j in before[before != k - 1]:
+            if hashlib.sha256(stored[j].tobytes() + rows[k].tobytes()).digest() == bytes(stored[k]):
+                return "content intact, but the record before it was moved away"
+        return "content changed"
+
+    def strings_in(self, schema: pa.Schema) -> list[str]:
+        """String columns to read as Parquet stores them, dictionary-encoded (faster)."""
+        return [c for c, t in self.layout.columns if t == "string" and c in schema.names]
+
+    def content_digest(self) -> str | None:
+        """The records' content digest, or None when a link fails (the content changed)."""
+        if self.bad or self.notes:
+            return None
+        head = self.prev if self.has_digest else self.computed_prev
+        return ledger.records_digest(self.pos, head, self.layout)
+
+    def finish(self) -> list[str]:
+        """Report the chain's end; returns notes on the columns (for a content mismatch)."""
+        v, lg = self.v, self.lg
+        n = self.pos
+        if not self.has_digest:
+            self.notes.append("missing column(s) digest")
+        if self.bad > MAX_RECORD_PROBLEMS:
+            v.table_problems.append(
+                f"records: {self.bad:,} records fail their digest check in all "
+                f"(the first {MAX_RECORD_PROBLEMS} are named above)"
+            )
+        head = (self.prev if self.has_digest else self.computed_prev).hex()
+        if not self.bad:
+            v.report.head = head
+        v.report.records = n
+        if not lg:
+            return self.notes
+        if lg.get("records") != n:
+            v.blame(
+                "ledger.records",
+                f"says {lg.get('records')}; records.parquet holds {n}",
+                f"records: records.parquet holds {n} records, the ledger says {lg.get('records')}",
+            )
+        if head != lg.get("head") and not self.bad:
+            where = "the chain ends" if self.has_digest else "the recomputed chain ends"
+            v.blame(
+                "ledger.head",
+                f"{where} in {_short(head)}",
+                f"records: {where} in {_short(head)}, not in the ledger head "
+                f"{_short(str(lg.get('head')))}: records altered, or removed from or added "
+                "at the end",
+            )
+        return self.notes
