@@ -519,3 +519,16 @@ def test_fuzz_random_csv_text(
         path = Path(d) / "events.csv"
         path.write_text(text, encoding="utf-8")
         _check(path, *engine_parts)
+
+
+def test_query_sees_events_and_quarantine_tables(tmp_path: Path) -> None:
+    from credsim.store.query import query
+
+    csv = tmp_path / "ev.csv"
+    csv.write_text("entity,day,behaviour,note\n3,2,jaywalking,seen\n999999,2,jaywalking,nobody\n")
+    from credsim.api import run
+
+    out = run("nanjing", 200, 5, 1, tmp_path / "run", events=csv).path
+    assert query(out, "select count(*) as n from events")["n"][0].as_py() == 1
+    q = query(out, "select row, reason from quarantine")
+    assert q["row"].to_pylist() == [2] and "999999" in q["reason"][0].as_py()

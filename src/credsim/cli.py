@@ -39,19 +39,30 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from credsim.api import run
+    from credsim.api import resume, run
     from credsim.store.summary import summarize
 
-    out = args.out or _default_out(args.scheme, args.seed)
-    result = run(
-        args.scheme,
-        args.population,
-        args.days,
-        args.seed,
-        out,
-        progress=not args.quiet,
-        events=args.events,
-    )
+    if args.resume is not None:
+        given = [f for f in ("scheme", "population", "out", "events") if getattr(args, f)]
+        if given:
+            raise CredsimError(
+                f"--resume continues a run with its own settings; drop {', '.join(given)}"
+            )
+        result = resume(args.resume, progress=not args.quiet)
+    else:
+        if args.scheme is None:
+            raise CredsimError("run needs a SCHEME (a bundled id or a file), or --resume DIR")
+        out = args.out or _default_out(args.scheme, args.seed)
+        result = run(
+            args.scheme,
+            args.population,
+            args.days,
+            args.seed,
+            out,
+            progress=not args.quiet,
+            events=args.events,
+            checkpoint_every=args.checkpoint_every,
+        )
     assert result.path is not None
     if not args.quiet:
         print(summarize(result.path))
@@ -124,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(func=_cmd_validate)
 
     sp = sub.add_parser("run", help="run a scheme and write a run folder")
-    sp.add_argument("scheme", help="bundled scheme id or path to a scheme file")
+    sp.add_argument("scheme", nargs="?", help="bundled scheme id or path to a scheme file")
     sp.add_argument(
         "--population",
         type=int,
@@ -135,6 +146,19 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     sp.add_argument("--out", default=None, help="run folder to create (default runs/SCHEME-seedS)")
     sp.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    sp.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=30,
+        metavar="K",
+        help="save the engine state every K simulated days (default 30; 0: never)",
+    )
+    sp.add_argument(
+        "--resume",
+        metavar="DIR",
+        default=None,
+        help="continue an interrupted run in DIR from its last checkpoint",
+    )
     sp.add_argument(
         "--events",
         metavar="FILE",

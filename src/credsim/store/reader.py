@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from credsim.errors import RunStoreError
-from credsim.store.schema import SCHEMAS
+from credsim.store.schema import ALL_TABLES
 from credsim.store.writer import MANIFEST, sha256_file
 
 
@@ -58,16 +58,17 @@ class RunStore:
     @property
     def tables(self) -> list[str]:
         """Names of the tables present in this run, in the canonical order."""
-        return [name for name in SCHEMAS if (self.dir / f"{name}.parquet").is_file()]
+        return [name for name in ALL_TABLES if (self.dir / f"{name}.parquet").is_file()]
 
     def has(self, name: str) -> bool:
-        """Whether the run holds table ``name`` (``friendships`` is optional)."""
-        return name in SCHEMAS and (self.dir / f"{name}.parquet").is_file()
+        """Whether the run holds table ``name`` (``friendships``, ``events`` and ``quarantine``
+        are optional)."""
+        return name in ALL_TABLES and (self.dir / f"{name}.parquet").is_file()
 
     def path(self, name: str) -> Path:
         """Path of table ``name``'s Parquet file; an error if the run does not hold it."""
-        if name not in SCHEMAS:
-            raise RunStoreError(f"unknown table {name!r}; a run holds {', '.join(SCHEMAS)}")
+        if name not in ALL_TABLES:
+            raise RunStoreError(f"unknown table {name!r}; a run holds {', '.join(ALL_TABLES)}")
         file = self.dir / f"{name}.parquet"
         if not file.is_file():
             raise RunStoreError(f"the run in {self.dir} has no {name} table ({file.name})")

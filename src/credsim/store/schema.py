@@ -155,6 +155,8 @@ IMPORT_TABLES: dict[str, pa.Schema] = {"events": EVENTS, "quarantine": QUARANTIN
 :data:`SCHEMAS`: the accepted rows of the events file with the record each became, and the
 rejected rows as given with their reasons. ``row`` is the 1-based data row (1: first after the
 header)."""
+ALL_TABLES: dict[str, pa.Schema] = {**SCHEMAS, **IMPORT_TABLES}
+"""Every table a run folder can hold, in the canonical order."""
 
 OPTIONAL_COLUMNS: frozenset[tuple[str, str]] = frozenset({("records", "import_row")})
 """Nullable columns that :func:`conform` fills with nulls when a table lacks them."""

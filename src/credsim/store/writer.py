@@ -30,7 +30,13 @@ from credsim.store.schema import DIGEST_COLUMN, IMPORT_TABLES, REQUIRED_TABLES, 
 MANIFEST = "manifest.json"
 
 
-def write_run(out_dir: str | Path, tables: Mapping[str, pa.Table], manifest: dict) -> Path:
+def write_run(
+    out_dir: str | Path,
+    tables: Mapping[str, pa.Table],
+    manifest: dict,
+    *,
+    into_incomplete: bool = False,
+) -> Path:
     """Write ``tables`` (conformed to their schemas) and ``manifest`` as a run folder.
 
     The five tables in :data:`~credsim.store.schema.REQUIRED_TABLES` must be given (possibly
@@ -40,11 +46,17 @@ def write_run(out_dir: str | Path, tables: Mapping[str, pa.Table], manifest: dic
     manifest its ``ledger``, ``table_digests``, ``field_digests`` and ``manifest_digest``. The
     caller's dict is not modified. Returns the absolute path of the run folder.
 
+    With ``into_incomplete``, ``out_dir`` may be the folder of this very run, still marked
+    incomplete (written while the run went on, see :mod:`credsim.store.runfolder`): each file is
+    then moved into it atomically and the complete manifest moved last, the commit point.
+
     Raises :class:`~credsim.errors.RunExistsError` if ``out_dir`` exists and is not an empty
     folder, and :class:`~credsim.errors.RunStoreError` if a table does not fit its schema.
     """
     out = Path(out_dir).expanduser().absolute()
-    _refuse_existing(out)
+    into = into_incomplete and _is_incomplete_run(out)
+    if not into:
+        _refuse_existing(out)
     unknown = sorted(set(tables) - set(SCHEMAS) - set(IMPORT_TABLES))
     missing = [n for n in REQUIRED_TABLES if n not in tables]
     if unknown or missing:
@@ -76,6 +88,9 @@ def write_run(out_dir: str | Path, tables: Mapping[str, pa.Table], manifest: dic
         (tmp / MANIFEST).write_text(text, encoding="utf-8")
         _fsync_file(tmp / MANIFEST)
         _fsync_dir(tmp)
+        if into:
+            _commit_into(tmp, out)
+            return out
         _refuse_existing(out)
         if out.exists():
             out.rmdir()  # empty, checked above; rename onto a directory is not portable
@@ -90,6 +105,25 @@ def write_run(out_dir: str | Path, tables: Mapping[str, pa.Table], manifest: dic
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+def _is_incomplete_run(out: Path) -> bool:
+    try:
+        m = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(m, dict) and m.get("complete") is False
+
+
+def _commit_into(tmp: Path, out: Path) -> None:
+    """Move the files of ``tmp`` into the incomplete run folder ``out``, the manifest last."""
+    for f in sorted(tmp.iterdir()):
+        if f.name != MANIFEST:
+            os.replace(f, out / f.name)
+    _fsync_dir(out)
+    os.replace(tmp / MANIFEST, out / MANIFEST)
+    _fsync_dir(out)
+    tmp.rmdir()
 
 
 def _seal_table(sealer: Sealer, name: str, table: pa.Table) -> pa.Table:

@@ -1,0 +1,150 @@
+"""Drive one run: check the request, build the simulation, advance it, collect the result.
+
+Shared by :func:`credsim.simulate` (in memory), :func:`credsim.run` (writes a folder, with
+checkpoints) and resuming an interrupted run. Everything that can be refused (bad parameters,
+not enough memory, an unusable events file) is refused before anything is allocated or written.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from credsim._manifest import build_manifest
+from credsim.engine import budget
+from credsim.engine.events import EventsFile, ImportedEvents, read_events_file, validate_events
+from credsim.engine.output import all_tables
+from credsim.engine.rng import Streams
+from credsim.engine.simulation import Simulation
+from credsim.errors import CredsimError
+from credsim.population import generate_population
+from credsim.schemes.compile import Compiled, compile_scheme
+from credsim.schemes.loader import LoadedScheme
+
+MAX_DAYS = 36_500
+MAX_PERSONS = 2**31 - 1 - 2**26  # entity ids are int32; room left for organisations
+
+
+@dataclass
+class RunResult:
+    """A finished run: its tables, its manifest and, when written, its folder."""
+
+    tables: dict[str, pa.Table]
+    manifest: dict[str, Any]
+    path: Path | None = None
+    simulation: Simulation | None = field(default=None, repr=False)
+
+
+@dataclass
+class Request:
+    """A checked request, with what could be refused already refused."""
+
+    loaded: LoadedScheme
+    cs: Compiled
+    n: int
+    days: int
+    seed: int
+    events: EventsFile | None
+    t0: float = field(default_factory=time.perf_counter)
+
+
+def check(
+    loaded: LoadedScheme,
+    population: int | None,
+    days: int,
+    seed: int,
+    events: str | Path | None,
+) -> Request:
+    s = loaded.scheme
+    n = int(s.population.size.value) if population is None else int(population)
+    if not 1 <= n <= MAX_PERSONS:
+        raise CredsimError(f"population must lie in [1, {MAX_PERSONS:,}], got {n:,}")
+    if not 1 <= days <= MAX_DAYS:
+        raise CredsimError(f"days must lie in [1, {MAX_DAYS}], got {days}")
+    if not 0 <= seed < 2**63:
+        raise CredsimError(f"seed must be a non-negative integer below 2**63, got {seed}")
+    cs = compile_scheme(s)
+    budget.check(cs, n, days)
+    ev = read_events_file(events) if events is not None else None
+    return Request(loaded, cs, n, days, seed, ev)
+
+
+@dataclass
+class Prepared:
+    req: Request
+    sim: Simulation
+    imported: ImportedEvents | None
+
+
+def prepare(req: Request, *, fresh: bool = True) -> Prepared:
+    """Population, simulation and imported events. ``fresh``: also queue the events and set
+    up day 0 (a resumed run gets both from its checkpoint instead)."""
+    tp = time.perf_counter()
+    s = req.loaded.scheme
+    pop = generate_population(
+        s.population,
+        req.n,
+        Streams(req.seed).seed_sequence("population"),
+        with_friends=req.cs.needs_friends,
+    )
+    sim = Simulation(req.cs, pop, req.seed)
+    sim.timings["population"] = time.perf_counter() - tp
+    imported = None
+    if req.events is not None:
+        te = time.perf_counter()
+        imported = validate_events(req.events, pop, req.cs, req.days)
+        if fresh:
+            sim.inject(imported.batches)
+        sim.timings["events"] = time.perf_counter() - te
+    if fresh:
+        sim.start()
+    return Prepared(req, sim, imported)
+
+
+def advance(
+    p: Prepared, first: int, *, progress: bool, after_day: Callable[[int], None] | None = None
+) -> None:
+    """Run days ``first`` .. last, calling ``after_day(day)`` at the end of each."""
+    days = p.req.days
+    days_iter: Any = range(first, days + 1)
+    if progress:
+        from tqdm import tqdm
+
+        days_iter = tqdm(
+            days_iter,
+            desc=f"{p.req.loaded.scheme.id} x {p.req.n:,}",
+            unit="day",
+            file=sys.stderr,
+            dynamic_ncols=True,
+            total=days,
+            initial=first - 1,
+        )
+    for day in days_iter:
+        p.sim.step(day)
+        p.sim.snapshot_if_due(day, days)
+        if after_day is not None:
+            after_day(day)
+
+
+def finish(p: Prepared, extra: dict[str, Any] | None = None) -> RunResult:
+    """Tables and manifest of a finished simulation."""
+    sim, req = p.sim, p.req
+    tt = time.perf_counter()
+    accepted = p.imported.attach(sim.records) if p.imported is not None else None
+    tables = all_tables(sim)
+    if p.imported is not None and accepted is not None:
+        tables["events"], tables["quarantine"] = accepted, p.imported.quarantine
+    sim.timings["tables"] = time.perf_counter() - tt
+    more: dict[str, Any] = dict(extra or {})
+    if p.imported is not None:
+        more["events"] = p.imported.manifest()
+    more["counts"] = {name: t.num_rows for name, t in tables.items()}
+    manifest = build_manifest(req.loaded, sim, req.n, req.days, req.seed, more)
+    manifest["wall_seconds"] = round(time.perf_counter() - req.t0, 3)
+    return RunResult(tables, manifest, None, sim)

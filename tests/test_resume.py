@@ -1,0 +1,151 @@
+"""Crash safety: a run folder is complete or marked incomplete; a killed run resumes from its
+last checkpoint and ends with the tables of an uninterrupted run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from credsim.api import resume, run
+from credsim.cli import main as cli_main
+from credsim.engine import checkpoint
+from credsim.errors import CredsimError, RunStoreError
+from credsim.store import RunStore
+
+TABLES = ("population", "records", "scores", "lists", "measures")
+
+
+def _same_tables(a: Path, b: Path) -> None:
+    for name in TABLES:
+        ta, tb = pq.read_table(a / f"{name}.parquet"), pq.read_table(b / f"{name}.parquet")
+        assert ta.equals(tb), name
+    ma = json.loads((a / "manifest.json").read_text())
+    mb = json.loads((b / "manifest.json").read_text())
+    assert ma["ledger"]["head"] == mb["ledger"]["head"]
+    assert ma["table_digests"] == mb["table_digests"]
+
+
+def test_checkpointing_does_not_change_the_run(tmp_path: Path) -> None:
+    res = run("nanjing", 2000, 90, 3, tmp_path / "ckpt", checkpoint_every=10)
+    plain = run("nanjing", 2000, 90, 3, tmp_path / "plain", checkpoint_every=0)
+    _same_tables(res.path, plain.path)
+    m = RunStore(res.path).manifest
+    assert m["complete"] is True and m["checkpoint_every"] == 10
+    assert not (res.path / "checkpoint.npz").exists()
+    assert res.tables["records"].num_rows > 500
+
+
+def _child(args: list[str]) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "credsim.cli", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+def test_killed_run_resumes_to_identical_tables(tmp_path: Path) -> None:
+    args = [
+        "run",
+        "nanjing",
+        "--population",
+        "40000",
+        "--days",
+        "300",
+        "--seed",
+        "9",
+        "--checkpoint-every",
+        "10",
+        "--quiet",
+    ]
+    killed = tmp_path / "killed"
+    proc = _child([*args, "--out", str(killed)])
+    deadline = time.monotonic() + 120
+    day = None
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            day = json.loads((killed / "manifest.json").read_text()).get("checkpoint_day")
+        except (OSError, ValueError):
+            day = None
+        if day is not None and day >= 30:
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run ended before it could be killed; make it longer"
+    os.kill(proc.pid, signal.SIGKILL)  # mid-tick, no clean-up of any kind
+    proc.wait()
+    m = json.loads((killed / "manifest.json").read_text())
+    assert m["complete"] is False and m["checkpoint_day"] >= 30
+    with pytest.raises(RunStoreError):
+        RunStore(killed)  # an incomplete folder is never read as a run
+
+    assert cli_main(["run", "--resume", str(killed), "--quiet"]) == 0
+    whole = tmp_path / "whole"
+    assert cli_main([*args[:-1], "--out", str(whole), "--quiet"]) == 0
+    _same_tables(killed, whole)
+    final = RunStore(killed).manifest
+    assert final["resumed_from"] == [m["checkpoint_day"]]
+
+
+def test_full_disk_keeps_the_last_checkpoint_and_resume_finishes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = checkpoint.np.savez
+    calls = {"n": 0}
+
+    def fill_up(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        calls["n"] += 1
+        if calls["n"] >= 3:
+            raise OSError(28, "No space left on device")
+        return real(*args, **kwargs)
+
+    out = tmp_path / "run"
+    monkeypatch.setattr(checkpoint.np, "savez", fill_up)
+    with pytest.raises(CredsimError, match="No space left on device.*checkpoint of day 20 is kept"):
+        run("nanjing", 3000, 100, 5, out, checkpoint_every=10)
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["complete"] is False and m["checkpoint_day"] == 20
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.npz", "manifest.json"]
+    z, meta = checkpoint.load(out / "checkpoint.npz")
+    assert meta["day"] == 20
+    monkeypatch.setattr(checkpoint.np, "savez", real)
+
+    resume(out)
+    run("nanjing", 3000, 100, 5, tmp_path / "whole", checkpoint_every=0)
+    _same_tables(out, tmp_path / "whole")
+
+
+def test_resume_refuses_what_it_cannot_continue(tmp_path: Path) -> None:
+    with pytest.raises(RunStoreError, match="no run to resume"):
+        resume(tmp_path)
+    done = run("nanjing", 500, 10, 1, tmp_path / "done").path
+    with pytest.raises(RunStoreError, match="complete; there is nothing to resume"):
+        resume(done)
+    assert cli_main(["run", "nanjing", "--resume", str(done)]) == 2
+
+
+def test_resume_refuses_a_changed_scheme(tmp_path: Path) -> None:
+    from credsim.schemes.loader import resolve
+
+    scheme = tmp_path / "s.yaml"
+    scheme.write_text(resolve("nanjing").read_text())
+    out = tmp_path / "run"
+    manifest = {
+        "complete": False,
+        "run": {
+            "scheme": {"path": str(scheme), "sha256": "0" * 64},
+            "population": 100,
+            "days": 5,
+            "seed": 1,
+        },
+    }
+    out.mkdir()
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(CredsimError, match="scheme file changed"):
+        resume(out)
