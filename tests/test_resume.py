@@ -149,3 +149,47 @@ def test_resume_refuses_a_changed_scheme(tmp_path: Path) -> None:
     (out / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(CredsimError, match="scheme file changed"):
         resume(out)
+
+
+@pytest.mark.parametrize(
+    "errno_, text", [(28, "No space left on device"), (13, "Permission denied")]
+)
+def test_failed_final_write_leaves_an_incomplete_folder_to_resume(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, errno_: int, text: str
+) -> None:
+    import pyarrow.parquet as pq_mod
+
+    real = pq_mod.write_table
+
+    def fail(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise OSError(errno_, text)
+
+    out = tmp_path / "run"
+    monkeypatch.setattr(pq_mod, "write_table", fail)
+    assert (
+        cli_main(
+            [
+                "run",
+                "nanjing",
+                "--population",
+                "500",
+                "--days",
+                "40",
+                "--seed",
+                "2",
+                "--checkpoint-every",
+                "10",
+                "--out",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 2
+    )
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["complete"] is False and m["checkpoint_day"] == 30
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.npz", "manifest.json"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp left
+    monkeypatch.setattr(pq_mod, "write_table", real)
+    assert cli_main(["run", "--resume", str(out), "--quiet"]) == 0
+    assert RunStore(out).manifest["resumed_from"] == [30]
