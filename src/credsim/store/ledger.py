@@ -29,10 +29,7 @@ one row at a time (cache-friendly), strings through dictionary indices.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import hashlib
-import json
 import sys
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -43,10 +40,21 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from credsim.errors import RunStoreError
+from credsim.store.ledger_chain import (  # noqa: F401  (re-exported: the ledger's public API)
+    ENCODING,
+    _as_type,
+    _buf,
+    canonical_json,
+    chain,
+    chain_py,
+    digest_array,
+    fast_path,
+    genesis,
+    links,
+    links_py,
+    stored_digests,
+)
 from credsim.store.schema import DIGEST_COLUMN, IMPORT_TABLES, RECORDS_CONTENT, SCHEMAS
-
-ENCODING = "credsim-ledger-v1"
-"""Name and version of the whole scheme: record layout, chain, table and manifest digests."""
 
 BATCH_ROWS = 1 << 18
 """Rows encoded and hashed at a time (bounds memory: 2**18 records are ~60 MB of row bytes)."""
@@ -112,17 +120,6 @@ class RecordLayout:
 
 RECORD_LAYOUT = RecordLayout.of_schema(RECORDS_CONTENT)
 """The canonical row for the current records schema; see docs/integrity.md."""
-
-
-def _buf(a: np.ndarray) -> memoryview:
-    """The bytes of an array (C order), as a flat memoryview for hashing."""
-    return np.ascontiguousarray(a).reshape(-1).view(np.uint8).data
-
-
-def _as_type(arr: pa.Array | pa.ChunkedArray, type_: pa.DataType) -> pa.Array:
-    if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks()
-    return arr if arr.type == type_ else arr.cast(type_)
 
 
 def _fixed_values(arr: pa.Array, t: str) -> np.ndarray:
@@ -278,176 +275,6 @@ class RecordEncoder:
 
 
 # --------------------------------------------------------------------------------------------
-# The chain
-
-
-def genesis(manifest: Mapping[str, Any]) -> bytes:
-    """digest_{-1}: sha256(b"credsim-ledger-v1\\0" + canonical JSON of the scheme sha256 and seed).
-
-    Binding the chain to the scheme and seed means an edited ``seed`` (or scheme hash) in the
-    manifest no longer reproduces the chain's start.
-    """
-    scheme = manifest.get("scheme")
-    scheme_sha = scheme.get("sha256") if isinstance(scheme, Mapping) else None
-    basis = {"scheme_sha256": scheme_sha, "seed": manifest.get("seed")}
-    return hashlib.sha256(ENCODING.encode() + b"\0" + canonical_json(basis)).digest()
-
-
-def chain_py(rows: np.ndarray, prev: bytes) -> np.ndarray:
-    """Reference chain with :mod:`hashlib`: ``out[i] = sha256(out[i-1] || rows[i])``."""
-    n, w = rows.shape
-    flat = _buf(rows)
-    out = bytearray(32 * n)
-    sha = hashlib.sha256
-    for i in range(n):
-        prev = sha(prev + flat[i * w : (i + 1) * w]).digest()
-        out[32 * i : 32 * i + 32] = prev
-    return np.frombuffer(bytes(out), np.uint8).reshape(n, 32)
-
-
-def links_py(rows: np.ndarray, prevs: np.ndarray) -> np.ndarray:
-    """Reference link check with :mod:`hashlib`: ``out[i] = sha256(prevs[i] || rows[i])``."""
-    n, w = rows.shape
-    flat = _buf(rows)
-    pv = _buf(prevs)
-    sha = hashlib.sha256
-    out = b"".join(
-        sha(bytes(pv[32 * i : 32 * i + 32]) + flat[i * w : (i + 1) * w]).digest() for i in range(n)
-    )
-    return np.frombuffer(out, np.uint8).reshape(n, 32)
-
-
-@numba.njit(cache=True, nogil=True)
-def _chain_kernel(rows, prev, out, init, update, final):  # type: ignore[no-untyped-def]
-    """out[k] = SHA256(out[k-1] || rows[k]) with OpenSSL's one-context calls (passed in)."""
-    n, w = rows.shape
-    ctx = np.empty(256, np.uint8)  # SHA256_CTX is 112 bytes
-    c = ctx.ctypes.data
-    p = prev.ctypes.data
-    for k in range(n):
-        init(c)
-        update(c, p, 32)
-        update(c, rows[k].ctypes.data, w)
-        final(out[k].ctypes.data, c)
-        p = out[k].ctypes.data
-
-
-@numba.njit(cache=True, nogil=True)
-def _links_kernel(rows, prevs, out, init, update, final):  # type: ignore[no-untyped-def]
-    """out[k] = SHA256(prevs[k] || rows[k])."""
-    n, w = rows.shape
-    ctx = np.empty(256, np.uint8)
-    c = ctx.ctypes.data
-    for k in range(n):
-        init(c)
-        update(c, prevs[k].ctypes.data, 32)
-        update(c, rows[k].ctypes.data, w)
-        final(out[k].ctypes.data, c)
-
-
-_Fns = tuple[Any, Any, Any]
-_FAST: _Fns | None | bool = False  # False: not tried yet
-
-
-def _load_fast() -> _Fns | None:
-    """OpenSSL's SHA256_Init/Update/Final (the library hashlib uses), checked, or None."""
-    lib = None
-    for name in (ctypes.util.find_library("crypto"), "libcrypto.so.3", "libcrypto.so"):
-        if not name:
-            continue
-        try:
-            lib = ctypes.CDLL(name)
-            break
-        except OSError:
-            continue
-    if lib is None or not all(
-        hasattr(lib, s) for s in ("SHA256_Init", "SHA256_Update", "SHA256_Final")
-    ):
-        return None
-    vp, i = ctypes.c_void_p, ctypes.c_int
-    init = lib.SHA256_Init
-    init.restype, init.argtypes = i, [vp]
-    update = lib.SHA256_Update
-    update.restype, update.argtypes = i, [vp, vp, ctypes.c_size_t]
-    final = lib.SHA256_Final
-    final.restype, final.argtypes = i, [vp, vp]
-    fns = (init, update, final)
-    # self-test against hashlib before trusting it
-    probe = np.arange(3 * 40, dtype=np.uint8).reshape(3, 40)
-    start = np.full(32, 7, np.uint8)
-    got = np.empty((3, 32), np.uint8)
-    _chain_kernel(probe, start, got, *fns)
-    if not np.array_equal(got, chain_py(probe, start.tobytes())):
-        return None
-    prevs = np.ascontiguousarray(np.vstack([start, got[:-1]]))
-    got2 = np.empty((3, 32), np.uint8)
-    _links_kernel(probe, prevs, got2, *fns)
-    if not np.array_equal(got2, got):
-        return None
-    return fns
-
-
-def _fast() -> _Fns | None:
-    global _FAST
-    if _FAST is False:
-        try:
-            _FAST = _load_fast()
-        except Exception:  # any failure (no library, odd platform): use hashlib
-            _FAST = None
-    return _FAST  # type: ignore[return-value]
-
-
-def fast_path() -> bool:
-    """Whether the chain runs through the Numba/OpenSSL loop (else :mod:`hashlib`)."""
-    return _fast() is not None
-
-
-def chain(rows: np.ndarray, prev: bytes) -> np.ndarray:
-    """Digests of consecutive records: ``out[i] = sha256(out[i-1] || rows[i])``, out[-1] = prev.
-
-    ``rows`` is an (n, w) uint8 array (canonical rows); returns (n, 32) uint8.
-    """
-    fast = _fast()
-    n = rows.shape[0]
-    if fast is None or n == 0:
-        return chain_py(rows, prev)
-    out = np.empty((n, 32), np.uint8)
-    _chain_kernel(np.ascontiguousarray(rows), np.frombuffer(prev, np.uint8).copy(), out, *fast)
-    return out
-
-
-def links(rows: np.ndarray, prevs: np.ndarray) -> np.ndarray:
-    """Independent link digests ``out[i] = sha256(prevs[i] || rows[i])``; (n, 32) uint8."""
-    fast = _fast()
-    n = rows.shape[0]
-    if fast is None or n == 0:
-        return links_py(rows, prevs)
-    out = np.empty((n, 32), np.uint8)
-    _links_kernel(np.ascontiguousarray(rows), np.ascontiguousarray(prevs, np.uint8), out, *fast)
-    return out
-
-
-def digest_array(digests: np.ndarray) -> pa.Array:
-    """An (n, 32) uint8 array as an Arrow fixed_size_binary(32) array."""
-    n = digests.shape[0]
-    buf = pa.py_buffer(np.ascontiguousarray(digests, np.uint8).tobytes())
-    return pa.FixedSizeBinaryArray.from_buffers(pa.binary(32), n, [None, buf])
-
-
-def stored_digests(arr: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    """The ``digest`` column as (n, 32) uint8 (nulls as zeros)."""
-    arr = _as_type(arr, pa.binary(32))
-    n = len(arr)
-    if n == 0:
-        return np.zeros((0, 32), np.uint8)
-    data = np.frombuffer(arr.buffers()[1], np.uint8)[arr.offset * 32 : (arr.offset + n) * 32]
-    out = data.reshape(n, 32).copy()
-    if arr.null_count:
-        out[~np.asarray(arr.is_valid().to_numpy(zero_copy_only=False), bool)] = 0
-    return out
-
-
-# --------------------------------------------------------------------------------------------
 # Table content digests
 
 
@@ -532,13 +359,6 @@ def _batches(table: pa.Table) -> Iterable[pa.Table]:
 
 # --------------------------------------------------------------------------------------------
 # The manifest
-
-
-def canonical_json(value: Any) -> bytes:
-    """UTF-8 JSON with sorted keys, no whitespace, no ASCII escaping, no NaN (Python's json)."""
-    return json.dumps(
-        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    ).encode("utf-8")
 
 
 SELF_FIELDS = ("field_digests", "manifest_digest")
