@@ -25,7 +25,7 @@ import pytest
 import credsim
 from credsim.cli import main
 from credsim.errors import RunStoreError
-from credsim.store import ledger, write_run
+from credsim.store import ledger, ledger_chain, write_run
 from credsim.store.schema import RECORDS_CONTENT, SCHEMAS, conform
 from credsim.store.verify import verify
 
@@ -416,7 +416,7 @@ def test_fast_chain_matches_hashlib() -> None:
 
 
 def test_hashlib_fallback_gives_the_same_result(run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ledger, "_FAST", None)
+    monkeypatch.setattr(ledger_chain, "_FAST", None)
     assert not ledger.fast_path()
     assert verify(run).ok
     m = json.loads((run / "manifest.json").read_text())
