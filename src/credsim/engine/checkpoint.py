@@ -13,13 +13,13 @@ of every chunk, so lists of arrays come back chunk for chunk, in the same order.
 from __future__ import annotations
 
 import json
-import os
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from credsim._fsio import replace_atomically
 from credsim.engine.records import Table
 from credsim.engine.simulation import Simulation
 from credsim.errors import CredsimError
@@ -148,14 +148,6 @@ def restore(sim: Simulation, z: dict[str, np.ndarray]) -> None:
     ]
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def save(path: str | Path, sim: Simulation, day: int, meta: dict[str, Any]) -> Path:
     """Write the checkpoint atomically: temporary file, fsync, rename over the old one.
 
@@ -163,19 +155,9 @@ def save(path: str | Path, sim: Simulation, day: int, meta: dict[str, Any]) -> P
     previous checkpoint is left as it was.
     """
     p = Path(path)
-    tmp = p.with_name(f".{p.name}.tmp-{os.getpid()}")
     arrays = state(sim)
     arrays["meta"] = np.array(json.dumps({**meta, "day": day, "format": FORMAT}))
-    try:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, allow_pickle=False, **arrays)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, p)
-        _fsync_dir(p.parent)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    replace_atomically(p, lambda fh: np.savez(fh, allow_pickle=False, **arrays))
     return p
 
 

@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 from pathlib import Path
 from typing import Any
 
+from credsim._fsio import replace_atomically
 from credsim.errors import CredsimError, RunExistsError, RunStoreError
 
 MANIFEST = "manifest.json"
@@ -28,23 +28,8 @@ CHECKPOINT = "checkpoint.npz"
 
 def write_json_atomic(path: Path, obj: Any) -> None:
     """Write JSON to ``path`` via a temporary file, fsync and rename."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     text = json.dumps(obj, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
-    try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        if os.name == "posix":
-            fd = os.open(path.parent, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    replace_atomically(path, lambda fh: fh.write(text.encode("utf-8")))
 
 
 class RunFolder:

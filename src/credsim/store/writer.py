@@ -23,6 +23,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from credsim._fsio import fsync_dir, fsync_file
 from credsim.errors import RunExistsError, RunStoreError
 from credsim.store.ledger import Sealer
 from credsim.store.schema import DIGEST_COLUMN, IMPORT_TABLES, REQUIRED_TABLES, SCHEMAS, conform
@@ -77,7 +78,7 @@ def write_run(
             table = _seal_table(sealer, name, table)  # every table gets a content digest
             path = tmp / f"{name}.parquet"
             pq.write_table(table, path, compression="zstd", use_dictionary=_dictionary(table))
-            _fsync_file(path)
+            fsync_file(path)
             info[name] = {"rows": table.num_rows, "sha256": sha256_file(path)}
             del table
         full["complete"] = True
@@ -86,8 +87,8 @@ def write_run(
         full = _seal_manifest(sealer, full)
         text = json.dumps(full, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
         (tmp / MANIFEST).write_text(text, encoding="utf-8")
-        _fsync_file(tmp / MANIFEST)
-        _fsync_dir(tmp)
+        fsync_file(tmp / MANIFEST)
+        fsync_dir(tmp)
         if into:
             _commit_into(tmp, out)
             return out
@@ -100,7 +101,7 @@ def write_run(
             if out.exists():
                 raise RunExistsError(f"{out} appeared while the run was being written") from exc
             raise
-        _fsync_dir(out.parent)
+        fsync_dir(out.parent)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -120,9 +121,9 @@ def _commit_into(tmp: Path, out: Path) -> None:
     for f in sorted(tmp.iterdir()):
         if f.name != MANIFEST:
             os.replace(f, out / f.name)
-    _fsync_dir(out)
+    fsync_dir(out)
     os.replace(tmp / MANIFEST, out / MANIFEST)
-    _fsync_dir(out)
+    fsync_dir(out)
     tmp.rmdir()
 
 
@@ -157,25 +158,6 @@ def _refuse_existing(out: Path) -> None:
             f"{out} already exists and is not empty; a run is never overwritten - "
             "choose another folder or remove this one yourself"
         )
-
-
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(path: Path) -> None:
-    """Make a rename or a new file durable; directories cannot be opened on Windows."""
-    if os.name != "posix":
-        return
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _plain(value: Any) -> Any:
