@@ -122,3 +122,26 @@ def test_source_counter_saturates_at_zero_and_counts_many_sources() -> None:
     assert counts[0, 0] == 1000 and crossed.sum() == 1  # only the first source opens it
     crossed = kernels.count_sources(rows[:1], targets[:1], -1, counts[:, 1:].copy())
     assert not crossed.any()  # no source to remove: stays at zero, nothing closes
+
+
+def test_cli_refuses_before_allocating_or_writing(
+    tmp_path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],  # noqa: ANN001
+) -> None:
+    import credsim._runner as runner
+    from credsim.cli import main
+
+    def must_not_run(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise AssertionError("the population was generated before the memory check")
+
+    monkeypatch.setattr(runner, "generate_population", must_not_run)
+    monkeypatch.setenv("CREDSIM_MEMORY_LIMIT", "1GiB")
+    out = tmp_path / "run"
+    assert (
+        main(["run", "benchmarks/reference.yaml", "--population", "13000000", "--out", str(out)])
+        == 2
+    )
+    err = capsys.readouterr().err
+    assert "would need about" in err and "--population" in err
+    assert not out.exists() and list(tmp_path.iterdir()) == []
