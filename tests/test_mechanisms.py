@@ -278,6 +278,8 @@ def test_train_ban_stops_train_trips() -> None:
     rng = np.random.default_rng(0)
     trips = np.concatenate([run.sim.behave.day(rng)[0] for _ in range(200)])
     assert (trips == 0).sum() == 0  # banned
+    # the banned person's attempts are counted as blocked (about one a day over 200 days)
+    assert 120 < run.sim.behave.blocked[run.cs.behaviours.index("train-trip")] < 300
     assert (trips == 1).sum() > 100  # about one trip a day for everyone else
 
 

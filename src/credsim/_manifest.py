@@ -101,6 +101,9 @@ def build_manifest(
         "organizations": sim.pop.n_orgs,
         "days": days,
         "enrolled": int(sim.enrolled.sum()),
+        "blocked": {
+            b: int(n) for b, n in zip(sim.cs.behaviours, sim.behave.blocked, strict=True) if n
+        },
         **extra,
         "timings": {k: round(v, 4) for k, v in sim.timings.items()},
         "assumptions": assumptions_of(s),

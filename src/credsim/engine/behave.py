@@ -68,6 +68,8 @@ class Behaviour:
             if len(cs.behaviours)
             else np.zeros((0, G + 1))
         )
+        self.blocked = np.zeros(len(cs.behaviours), np.int64)
+        """Per behaviour: attempts that measures in force prevented (a banned flight not taken)."""
         self.multiplier: dict[int, np.ndarray] = {}
         """Behaviour -> per-entity rate multiplier (only behaviours some measure changes)."""
 
@@ -88,7 +90,9 @@ class Behaviour:
             who = ix.order[pos]
             mult = self.multiplier.get(k)
             if mult is not None:
-                who = who[rng.random(total) < mult[who]]
+                keep = rng.random(total) < mult[who]
+                self.blocked[k] += total - int(keep.sum())
+                who = who[keep]
             actors.append(who)
             kinds.append(np.full(who.shape[0], k, np.int32))
         if not actors:

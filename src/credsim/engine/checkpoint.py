@@ -40,6 +40,7 @@ ARRAYS = {
     "list_counts": ("lists", "counts"),
     "measure_counts": ("measures", "counts"),
     "measure_ep": ("measures", "ep"),
+    "blocked": ("behave", "blocked"),
 }
 GROWING = {"queue"}  # arrays whose length changes during a run
 TABLES = {"records": ("records",), "list_eps": ("lists", "eps"), "measure_eps": ("measures", "eps")}

@@ -58,6 +58,21 @@ class Num(Strict):
         return self
 
 
+class Flag(Strict):
+    """A yes/no fact about a scheme with its provenance (like :class:`Num`)."""
+
+    value: bool
+    source: str | None = None
+    assumption: str | None = None
+    note: str | None = None
+
+    @model_validator(mode="after")
+    def _one_provenance(self) -> Flag:
+        if (self.source is None) == (self.assumption is None):
+            raise ValueError("a fact needs exactly one of 'source' or 'assumption'")
+        return self
+
+
 def _check_range(num: Num | None, lo: float, hi: float, what: str) -> None:
     if num is not None and not (lo <= num.value <= hi):
         raise ValueError(f"{what} must lie in [{lo}, {hi}], got {num.value}")
@@ -415,6 +430,50 @@ class Appeals(Strict):
         return self
 
 
+class Governance(Strict):
+    """What the sources say about consent, transparency and redress. A field left out means the
+    sources are silent: comparisons then say ``unknown`` rather than guess."""
+
+    consent_required: Flag | None = None
+    """Scoring only with the person's informed consent."""
+    opt_out: Flag | None = None
+    """A person can leave the scheme (or never join)."""
+    private_sector_data: Flag | None = None
+    """Data from companies (platforms, shops) feed the scheme."""
+    indicators_published: Flag | None = None
+    """The list of scored behaviours and their points is public."""
+    weights_published: Flag | None = None
+    """How the factors are weighted into a score is public."""
+    consequences_published: Flag | None = None
+    """What a listing or a score leads to is public."""
+    score_challenge: Flag | None = None
+    """A person can challenge a score or rating (not only a single record)."""
+    helpline: Flag | None = None
+    """A helpline or office answers questions about one's record."""
+    data_minimisation: Flag | None = None
+    """Only data needed for the stated purpose are collected."""
+
+
+class Calibration(Strict):
+    """A published figure the scheme should reproduce, and how to compare it with a run.
+
+    ``metric`` names what to measure in a run (see :mod:`credsim.calibrate`), e.g.
+    ``enrolled``, ``listed_end:court-defaulters``, ``list_entries:roadside-screen``,
+    ``measure_starts:flight-ban``, ``records:jaywalking-capture``. ``scale`` says how a scaled-down
+    run is compared: ``population`` scales the figure by persons / real size; ``none`` compares a
+    share or a rate as it is."""
+
+    id: Ident
+    description: str
+    figure: Num
+    metric: Annotated[str, StringConstraints(pattern=r"^[a-z_]+(:[a-z0-9][a-z0-9_-]*)?$")]
+    scale: Literal["population", "none"] = "population"
+    days: Count | None = None
+    """Simulated days over which the figure accrues (default: the run's days)."""
+    tolerance: Prob
+    """Accepted relative difference |simulated / published - 1|."""
+
+
 class InForce(Strict):
     start: dt.date | None = None
     end: dt.date | None = None
@@ -445,3 +504,5 @@ class Scheme(Strict):
     measures: dict[Ident, Measure] = Field(default_factory=dict)
     association: Association | None = None
     appeals: Appeals = Appeals(available=False)
+    governance: Governance = Governance()
+    calibration: list[Calibration] = Field(default_factory=list)

@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from credsim.schemes.model import Num, Scheme
+from credsim.schemes.model import Flag, Num, Scheme
 from credsim.schemes.yamlio import Path_
 
 Problem = tuple[Path_, str]
@@ -31,6 +31,17 @@ def iter_nums(obj: Any, path: Path_ = ()) -> list[tuple[Path_, Num]]:
     elif isinstance(obj, BaseModel):
         for name in type(obj).model_fields:
             out.extend(iter_nums(getattr(obj, name), (*path, name)))
+    return out
+
+
+def iter_flags(obj: Any, path: Path_ = ()) -> list[tuple[Path_, Flag]]:
+    """Every :class:`Flag` in a parsed scheme, with its dotted path."""
+    out: list[tuple[Path_, Flag]] = []
+    if isinstance(obj, Flag):
+        out.append((path, obj))
+    elif isinstance(obj, BaseModel):
+        for name in type(obj).model_fields:
+            out.extend(iter_flags(getattr(obj, name), (*path, name)))
     return out
 
 
@@ -56,6 +67,15 @@ def check_semantics(
     s: Scheme, bibliography: dict[str, Any], catalogue: dict[str, Any]
 ) -> list[Problem]:
     p: list[Problem] = []
+    for path, flag in iter_flags(s):
+        if flag.source is not None and flag.source not in bibliography:
+            p.append(
+                ((*path, "source"), f"unknown source '{flag.source}' (not in the bibliography)")
+            )
+    ids = [c.id for c in s.calibration]
+    for i, c in enumerate(s.calibration):
+        if ids.count(c.id) > 1:
+            p.append((("calibration", i, "id"), f"duplicate calibration id '{c.id}'"))
     for path, num in iter_nums(s):
         if num.source is not None and num.source not in bibliography:
             p.append(

@@ -7,7 +7,7 @@ from typing import Any
 
 from credsim.schemes.loader import LoadedScheme, bibliography, load_scheme
 from credsim.schemes.model import Num
-from credsim.schemes.semantic import iter_nums
+from credsim.schemes.semantic import iter_flags, iter_nums
 from credsim.schemes.yamlio import dotted
 
 
@@ -42,10 +42,19 @@ def render_scheme(scheme: str | Path | LoadedScheme) -> str:
     for path, num in nums:
         note = f"  ({num.note})" if num.note else ""
         lines.append(f"  {dotted(path):<{width}}  {num.value:>12g}   {_prov(num)}{note}")
+    flags = iter_flags(s)
+    if flags:
+        lines += ["", "Governance (what the sources say; a fact not listed is unknown):"]
+        for path, flag in flags:
+            prov = f"source: {flag.source}" if flag.source else f"ASSUMPTION: {flag.assumption}"
+            lines.append(f"  {dotted(path[1:]):<24} {'yes' if flag.value else 'no':>4}   {prov}")
     used: dict[str, Any] = {}
     for _, num in nums:
         if num.source:
             used[num.source] = bib[num.source]
+    for _, flag in flags:
+        if flag.source:
+            used[flag.source] = bib[flag.source]
     for key in s.sources:
         used[key] = bib[key]
     lines += ["", "Sources:"]
