@@ -73,6 +73,7 @@ def records_table(sim: Simulation) -> pa.Table:
             "appeal_day": _nullable(c("appeal_day")),
             "appealed": pa.array(c("appealed")),
             "import_row": _nullable(c("import_row")),
+            "excused": pa.array(c("excused")),
         }
     )
 

@@ -12,10 +12,25 @@ import numpy as np
 
 STATUS = ["accepted", "rejected_in_review", "overturned_on_appeal", "pending"]
 ACCEPTED, REJECTED, OVERTURNED, PENDING = 0, 1, 2, 3
-BASIS = ["behaviour", "false_report", "escalation", "association", "repair", "import"]
-B_BEHAVIOUR, B_FALSE_REPORT, B_ESCALATION, B_ASSOCIATION, B_REPAIR, B_IMPORT = range(6)
-ERRORS = ["misidentification", "data_entry", "false_report"]
-E_NONE, E_MISID, E_DATA_ENTRY, E_FALSE_REPORT = -1, 0, 1, 2
+BASIS = [
+    "behaviour",
+    "false_report",
+    "escalation",
+    "association",
+    "repair",
+    "import",
+    "favouritism",
+]
+B_BEHAVIOUR, B_FALSE_REPORT, B_ESCALATION, B_ASSOCIATION, B_REPAIR, B_IMPORT, B_FAVOUR = range(7)
+ERRORS = [
+    "misidentification",
+    "data_entry",
+    "false_report",
+    "purchase",
+    "tampering",
+    "favouritism",
+]
+E_NONE, E_MISID, E_DATA_ENTRY, E_FALSE_REPORT, E_PURCHASE, E_TAMPER, E_FAVOUR = range(-1, 6)
 
 COLUMNS: dict[str, tuple[type, int | float | bool]] = {
     "day": (np.int32, -1),
@@ -37,6 +52,7 @@ COLUMNS: dict[str, tuple[type, int | float | bool]] = {
     "appeal_day": (np.int32, -1),
     "appealed": (np.bool_, False),
     "import_row": (np.int32, -1),  # data row of an imported event (engine/events.py), -1: none
+    "excused": (np.bool_, False),  # the behaviour had a legitimate excuse (context)
 }
 
 

@@ -18,7 +18,7 @@ DERIVED_CHANNELS = ["escalation", "association", "repair", "import"]
 ALL_CHANNELS = CHANNEL_KINDS + DERIVED_CHANNELS
 
 INC_ITEM, INC_SCORE_BELOW, INC_SCORE_AT_LEAST, INC_GRADES = 0, 1, 2, 3
-TRIG_LIST, TRIG_GRADES, TRIG_ENROLLED = 0, 1, 2
+TRIG_LIST, TRIG_GRADES, TRIG_ENROLLED, TRIG_ANY_BLACK = 0, 1, 2, 3
 NO_LIMIT = -1
 
 
@@ -100,6 +100,15 @@ class Compiled:
     overturn_true: float
     appeal_days: int
     needs_friends: bool = field(default=False)
+    # scenario mechanisms
+    fraudulent: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))  # bool[K]
+    income_mult: np.ndarray = field(default_factory=lambda: np.ones((0, 11)))  # [K, 11]: decile
+    excusable: np.ndarray = field(default_factory=lambda: np.zeros(0))  # float64[K]
+    context_aware: bool = False
+    intrusion_share: float = 0.0
+    fav_officials: float = 0.0
+    fav_rate: float = 0.0
+    fav_points: float = 0.0
 
 
 def _v(num: object, default: float = 0.0) -> float:
@@ -191,12 +200,35 @@ def compile_scheme(s: Scheme) -> Compiled:
         elif t.grades is not None:
             m_trigger[mi], m_grades[mi] = TRIG_GRADES, grade_mask(t.grades)
             trig_text.append("grade:" + ",".join(t.grades))
+        elif t.any_black_list:
+            m_trigger[mi] = TRIG_ANY_BLACK
+            trig_text.append("any-black-list")
         else:
             m_trigger[mi] = TRIG_ENROLLED
             trig_text.append("enrolled")
         for bk, mult in (m.behaviour_effects or {}).items():
             m_effect[mi, behaviours.index(bk)] = mult.value
 
+    from credsim.schemes.loader import catalogue
+
+    cat = catalogue()
+    fraudulent = np.array(
+        [
+            bool(
+                s.custom_behaviours[b].fraudulent
+                if b in s.custom_behaviours
+                else cat.get(b, {}).get("fraudulent", False)
+            )
+            for b in behaviours
+        ],
+        bool,
+    )
+    income_mult = np.ones((K, 11))
+    for k, b in enumerate(s.behaviours.values()):
+        if b.income_multipliers is not None:
+            income_mult[k, 1:] = [x.value for x in b.income_multipliers]
+    excusable = np.array([_v(b.excusable_share) for b in s.behaviours.values()], float)
+    relatives = s.measures_on_relatives
     ap = s.appeals
     assoc = s.association
     esc = s.escalations
@@ -263,8 +295,12 @@ def compile_scheme(s: Scheme) -> Compiled:
         m_list=m_list,
         m_grades=m_grades,
         m_self=np.array(["self" in m.targets for m in s.measures.values()], bool),
-        m_household=np.array(["household" in m.targets for m in s.measures.values()], bool),
-        m_children=np.array(["children" in m.targets for m in s.measures.values()], bool),
+        m_household=np.array(
+            [relatives and "household" in m.targets for m in s.measures.values()], bool
+        ),
+        m_children=np.array(
+            [relatives and "children" in m.targets for m in s.measures.values()], bool
+        ),
         m_effect=m_effect,
         m_trigger_text=trig_text,
         household_share=_v(assoc.household_share if assoc else None),
@@ -276,4 +312,12 @@ def compile_scheme(s: Scheme) -> Compiled:
         overturn_true=_v(ap.overturn_true),
         appeal_days=int(_v(ap.days_to_decide)),
         needs_friends=bool(assoc and assoc.friend_share and assoc.friend_share.value > 0),
+        fraudulent=fraudulent,
+        income_mult=income_mult,
+        excusable=excusable,
+        context_aware=s.context.mode == "aware",
+        intrusion_share=_v(s.intrusion.share if s.intrusion else None),
+        fav_officials=_v(s.favouritism.officials_share if s.favouritism else None),
+        fav_rate=_v(s.favouritism.rate if s.favouritism else None),
+        fav_points=_v(s.favouritism.points if s.favouritism else None),
     )

@@ -6,6 +6,8 @@ where possible, the dotted path of the field and what was expected.
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -15,7 +17,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from credsim.errors import SchemeError
-from credsim.schemes.model import Scheme
+from credsim.schemes.model import Scenario, Scheme
 from credsim.schemes.semantic import check_semantics
 from credsim.schemes.yamlio import Located, dotted, read_yaml, read_yaml_text
 
@@ -24,12 +26,14 @@ MAX_ERRORS = 20
 
 @dataclass(frozen=True)
 class LoadedScheme:
-    """A validated scheme with where it came from."""
+    """A validated scheme with where it came from (and the scenarios laid over it)."""
 
     scheme: Scheme
     path: str
     sha256: str
     located: Located
+    scenarios: tuple[dict[str, str], ...] = ()
+    """id, path and sha256 of each scenario applied, in order."""
 
 
 def _package_file(name: str) -> Path:
@@ -131,10 +135,85 @@ def parse_scheme(located: Located) -> Scheme:
     return scheme
 
 
-def load_scheme(scheme: str | Path) -> LoadedScheme:
-    """Load and validate a scheme given by bundled id or path."""
+def load_scheme(scheme: str | Path, scenarios: Sequence[str | Path] = ()) -> LoadedScheme:
+    """Load and validate a scheme given by bundled id or path, with scenarios laid over it."""
     located = read_yaml(resolve(scheme))
-    return LoadedScheme(parse_scheme(located), located.file, located.sha256, located)
+    applied = []
+    for name in scenarios:
+        sc, sc_loc = load_scenario(name)
+        if not isinstance(located.data, dict):
+            break
+        located = _overlay(located, sc, sc_loc)
+        applied.append({"id": sc.id, "path": sc_loc.file, "sha256": sc_loc.sha256})
+    return LoadedScheme(
+        parse_scheme(located), located.file, located.sha256, located, tuple(applied)
+    )
+
+
+def scenario_dir() -> Path:
+    return _package_file("scenarios")
+
+
+def scenario_ids() -> list[str]:
+    """Ids of the scenarios shipped with credsim, sorted."""
+    return sorted(p.stem for p in scenario_dir().glob("*.yaml"))
+
+
+def load_scenario(name: str | Path) -> tuple[Scenario, Located]:
+    """A scenario by bundled id or path, strictly validated (its patch is checked once laid
+    over a scheme)."""
+    s = str(name)
+    path = scenario_dir() / f"{s}.yaml"
+    if "/" in s or s.endswith((".yaml", ".yml")) or not path.exists():
+        path = Path(s)
+        if not path.exists():
+            known = ", ".join(scenario_ids())
+            raise SchemeError(
+                f"{s}: no such scenario file and no bundled scenario (bundled: {known})"
+            )
+    located = read_yaml(path)
+    if not isinstance(located.data, dict):
+        raise SchemeError(
+            f"{located.where(())}: (top level): expected a mapping of scenario fields"
+        )
+    try:
+        sc = Scenario.model_validate(located.data)
+    except ValidationError as exc:
+        raise SchemeError(_format_validation(exc, located)) from None
+    bib = bibliography()
+    for i, key in enumerate(sc.sources):
+        if key not in bib:
+            raise SchemeError(
+                f"{located.where(('sources', i))}: sources[{i}]: unknown source '{key}'"
+            )
+    return sc, located
+
+
+def merge_patch(target: Any, patch: Any, path: tuple = (), touched: list | None = None) -> Any:
+    """RFC 7386 JSON merge patch: mappings merge, ``None`` deletes, anything else replaces."""
+    if not isinstance(patch, dict):
+        if touched is not None:
+            touched.append(path)
+        return copy.deepcopy(patch)
+    out = dict(target) if isinstance(target, dict) else {}
+    if not isinstance(target, dict) and touched is not None:
+        touched.append(path)
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+            if touched is not None:
+                touched.append((*path, key))
+        else:
+            out[key] = merge_patch(out.get(key), value, (*path, key), touched)
+    return out
+
+
+def _overlay(base: Located, sc: Scenario, sc_loc: Located) -> Located:
+    touched: list[tuple] = []
+    data = merge_patch(base.data, sc.patch, (), touched)
+    merged = Located(data, dict(base.lines), base.file, base.sha256)
+    merged.origin = {**base.origin, **{p: sc_loc for p in touched}}
+    return merged
 
 
 def load_scheme_text(text: str, name: str = "<scheme>") -> LoadedScheme:

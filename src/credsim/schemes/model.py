@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -232,6 +232,9 @@ class CustomBehaviour(Strict):
     ]
     lawful: bool
     good: bool = False
+    fraudulent: bool = False
+    """Records of it certify something that did not happen (points bought on a black market):
+    they are never truthful."""
     description: str = ""
 
 
@@ -242,6 +245,11 @@ class Behaviour(Strict):
     propensity: Ident | None = None
     actor: Literal["person", "organization"] = "person"
     channels: list[Channel] = Field(default_factory=list)
+    income_multipliers: list[NonNeg] | None = Field(default=None, min_length=10, max_length=10)
+    """Rate multiplier by income decile 1..10 (e.g. buying points needs money)."""
+    excusable_share: Prob | None = None
+    """Share of occurrences with a legitimate excuse (a bill missed during a hospital stay). A
+    context-blind scheme records them like any other; a context-aware one does not."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -364,12 +372,17 @@ class Trigger(Strict):
     on_list: Ident | None = Field(default=None, alias="list")
     grades: list[str] | None = None
     enrolled: bool | None = None
+    any_black_list: bool | None = None
+    """Being on any black list of the scheme (e.g. schools turning away defaulters' children)."""
 
     @model_validator(mode="after")
     def _one(self) -> Trigger:
-        n = sum(x is not None for x in (self.on_list, self.grades, self.enrolled))
-        if n != 1 or self.enrolled is False:
-            raise ValueError("trigger needs exactly one of list, grades, enrolled: true")
+        chosen = (self.on_list, self.grades, self.enrolled, self.any_black_list)
+        n = sum(x is not None for x in chosen)
+        if n != 1 or self.enrolled is False or self.any_black_list is False:
+            raise ValueError(
+                "trigger needs exactly one of list, grades, enrolled: true, any_black_list: true"
+            )
         return self
 
 
@@ -428,6 +441,27 @@ class Appeals(Strict):
                 if getattr(self, f) is None:
                     raise ValueError(f"available appeals need '{f}'")
         return self
+
+
+class Intrusion(Strict):
+    """An attacker with write access re-targets a share of arriving records onto random
+    persons, through the system's own write path (ground truth: error ``tampering``)."""
+
+    share: Prob
+
+
+class Favouritism(Strict):
+    """Officials raise their own and their relatives' scores (ground truth: ``favouritism``)."""
+
+    officials_share: Prob
+    rate: NonNeg
+    """Favours per official-year."""
+    points: Num
+
+
+class Context(Strict):
+    mode: Literal["blind", "aware"]
+    """blind: an excusable occurrence is penalised like negligence; aware: it is not recorded."""
 
 
 class Governance(Strict):
@@ -506,3 +540,22 @@ class Scheme(Strict):
     appeals: Appeals = Appeals(available=False)
     governance: Governance = Governance()
     calibration: list[Calibration] = Field(default_factory=list)
+    context: Context = Context(mode="blind")
+    intrusion: Intrusion | None = None
+    favouritism: Favouritism | None = None
+    measures_on_relatives: bool = True
+    """False switches off every measure target other than the person (no family spill-over)."""
+
+
+class Scenario(Strict):
+    """An overlay applied to any scheme: a JSON merge patch (RFC 7386) of the scheme's fields.
+
+    Mappings merge key by key, ``null`` deletes a key, anything else replaces. Numbers in the
+    patch carry provenance like any scheme number."""
+
+    id: Ident
+    name: str
+    description: str
+    sources: list[str] = Field(default_factory=list)
+    notes: dict[str, str] = Field(default_factory=dict)
+    patch: dict[str, Any]

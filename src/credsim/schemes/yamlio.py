@@ -31,6 +31,8 @@ class Located:
         self.file = file
         self.sha256 = sha256
         """sha256 of the file's bytes (UTF-8 for text given as str)."""
+        self.origin: dict[Path_, Located] = {}
+        """Paths that came from an overlay (a scenario), with the overlay they came from."""
 
     def line_of(self, path: Path_) -> int | None:
         """The line of ``path``, or of its nearest ancestor that has one."""
@@ -42,6 +44,12 @@ class Located:
         return self.lines.get((), None)
 
     def where(self, path: Path_) -> str:
+        p = tuple(path)
+        origins = self.origin
+        while p:
+            if p in origins:
+                return origins[p].where(("patch", *path))
+            p = p[:-1]
         line = self.line_of(path)
         return f"{self.file}:{line}" if line else self.file
 

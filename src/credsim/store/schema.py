@@ -12,7 +12,9 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from credsim.engine.records import BASIS, ERRORS, STATUS
 from credsim.errors import RunStoreError
+from credsim.schemes.compile import ALL_CHANNELS
 
 
 def _f(name: str, type_: pa.DataType, nullable: bool = False) -> pa.Field:
@@ -58,6 +60,7 @@ RECORDS = pa.schema(
         _f("appeal_day", pa.int32(), True),
         _f("appealed", pa.bool_()),
         _f("import_row", pa.int32(), True),  # data row of an imported event (run --events)
+        _f("excused", pa.bool_(), True),  # the behaviour had a legitimate excuse (context)
         # Computed by the writer (credsim.store.ledger), never by the engine: the record's link
         # in the hash chain, sha256(previous digest || canonical row). Always the last column.
         _f("digest", pa.binary(32)),
@@ -158,43 +161,18 @@ header)."""
 ALL_TABLES: dict[str, pa.Schema] = {**SCHEMAS, **IMPORT_TABLES}
 """Every table a run folder can hold, in the canonical order."""
 
-OPTIONAL_COLUMNS: frozenset[tuple[str, str]] = frozenset({("records", "import_row")})
+OPTIONAL_COLUMNS: frozenset[tuple[str, str]] = frozenset(
+    {("records", "import_row"), ("records", "excused")}
+)
 """Nullable columns that :func:`conform` fills with nulls when a table lacks them."""
 
 ALLOWED: dict[tuple[str, str], frozenset[str]] = {
     ("population", "kind"): frozenset({"person", "organization"}),
     ("population", "sex"): frozenset({"female", "male"}),
-    ("records", "channel"): frozenset(
-        {
-            "camera",
-            "agency",
-            "informant",
-            "app",
-            "escalation",
-            "association",
-            "repair",
-            "import",
-        }
-    ),
-    ("records", "status"): frozenset(
-        {
-            "accepted",
-            "rejected_in_review",
-            "overturned_on_appeal",
-            "pending",
-        }
-    ),
-    ("records", "basis"): frozenset(
-        {
-            "behaviour",
-            "false_report",
-            "escalation",
-            "association",
-            "repair",
-            "import",
-        }
-    ),
-    ("records", "error"): frozenset({"misidentification", "data_entry", "false_report"}),
+    ("records", "channel"): frozenset(ALL_CHANNELS),
+    ("records", "status"): frozenset(STATUS),
+    ("records", "basis"): frozenset(BASIS),
+    ("records", "error"): frozenset(ERRORS),
     ("lists", "kind"): frozenset({"black", "red"}),
     ("lists", "end_reason"): frozenset(
         {
