@@ -111,7 +111,8 @@ class TinyRun:
         a = entity if actor is None else actor
         item = int(cs.behaviour_item[k])
         one = lambda v, dt: np.array([v], dt)  # noqa: E731
-        self.sim.observer.pending[day].append(
+        self.sim.observer.queue(
+            day,
             {
                 "behaviour_day": one(day, np.int32),
                 "entity": one(entity, np.int32),
@@ -124,7 +125,7 @@ class TinyRun:
                 "truthful": one(a == entity, np.bool_),
                 "basis": one(B_BEHAVIOUR, np.int8),
                 "error": one(E_NONE if a == entity else E_MISID, np.int8),
-            }
+            },
         )
 
     def advance(self, to_day: int) -> None:

@@ -47,6 +47,12 @@ def rules_of(sim: Simulation) -> dict[str, Any]:
         "points": None,
         **(provenance(s.score.recovery.points) if s.score and s.score.recovery else {}),
     }
+    if s.favouritism is not None:
+        items["official-favour"] = {
+            "name": "Points an official granted without cause",
+            "points": s.favouritism.points.value,
+            **provenance(s.favouritism.points),
+        }
     for e in s.escalations:
         window = f" within {e.window_days.value:g} days" if e.window_days else ""
         prov = provenance(e.count)
@@ -96,6 +102,7 @@ def build_manifest(
     return {
         "credsim_version": __version__,
         "scheme": {"id": s.id, "name": s.name, "sha256": loaded.sha256, "path": loaded.path},
+        "scenarios": [dict(sc) for sc in loaded.scenarios],
         "seed": seed,
         "population": n,
         "organizations": sim.pop.n_orgs,

@@ -10,6 +10,7 @@ an uninterrupted run.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ def simulate(
     *,
     progress: bool = False,
     events: str | Path | None = None,
+    scenarios: Sequence[str | Path] = (),
 ) -> RunResult:
     """Run a scheme in memory and return its tables and manifest (nothing is written).
 
@@ -40,7 +42,7 @@ def simulate(
     The result then holds the tables ``events`` (accepted rows and their records) and
     ``quarantine`` (rejected rows and why), and ``manifest["events"]``.
     """
-    loaded = scheme if isinstance(scheme, LoadedScheme) else load_scheme(scheme)
+    loaded = scheme if isinstance(scheme, LoadedScheme) else load_scheme(scheme, scenarios)
     p = prepare(check(loaded, population, days, seed, events))
     advance(p, 1, progress=progress)
     return finish(p)
@@ -56,6 +58,7 @@ def run(
     progress: bool = False,
     events: str | Path | None = None,
     checkpoint_every: int = CHECKPOINT_EVERY,
+    scenarios: Sequence[str | Path] = (),
 ) -> RunResult:
     """Run a scheme and, when ``out`` is given, write the run folder (never overwriting).
 
@@ -63,14 +66,17 @@ def run(
     :func:`resume` can continue the run if the process dies.
     """
     if out is None:
-        return simulate(scheme, population, days, seed, progress=progress, events=events)
+        return simulate(
+            scheme, population, days, seed, progress=progress, events=events, scenarios=scenarios
+        )
     from credsim.store.runfolder import RunFolder
 
     if checkpoint_every < 0:
         raise CredsimError(f"checkpoint_every must be 0 or more, got {checkpoint_every}")
-    loaded = scheme if isinstance(scheme, LoadedScheme) else load_scheme(scheme)
+    loaded = scheme if isinstance(scheme, LoadedScheme) else load_scheme(scheme, scenarios)
     req = check(loaded, population, days, seed, events)
     params = {
+        "scenarios": [dict(sc) for sc in loaded.scenarios],
         "scheme": {
             "id": loaded.scheme.id,
             "path": str(Path(loaded.path).absolute())
@@ -99,7 +105,14 @@ def resume(out: str | Path, *, progress: bool = False) -> RunResult:
 
     folder = RunFolder.open_incomplete(out)
     prm: dict[str, Any] = folder.manifest["run"]
-    loaded = load_scheme(prm["scheme"]["path"])
+    scenarios = prm.get("scenarios") or []
+    loaded = load_scheme(prm["scheme"]["path"], [sc["path"] for sc in scenarios])
+    for was, now in zip(scenarios, loaded.scenarios, strict=True):
+        if was["sha256"] != now["sha256"]:
+            raise CredsimError(
+                f"{now['path']}: the scenario file changed since the run started; "
+                "a resumed run must use the same scenarios"
+            )
     if loaded.sha256 != prm["scheme"]["sha256"]:
         raise CredsimError(
             f"{loaded.path}: the scheme file changed since the run started "

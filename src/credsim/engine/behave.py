@@ -53,15 +53,24 @@ class Behaviour:
         g = group_with_orgs(pop, G)
         order = np.argsort(g, kind="stable").astype(np.int32)
         gstart = np.searchsorted(g[order], np.arange(G + 2)).astype(np.int64)
-        self.indexes: dict[int, TraitIndex] = {}
-        for t in sorted(set(cs.trait_of.tolist())):
-            w = np.ones(pop.n) if t < 0 else traits[t]
-            self.indexes[t] = build_index(order, gstart, w)
-        # per behaviour: expected events per day by group (rate x trait total / 365)
+        # one index per distinct weighting: the trait times the income multiplier, if any
+        self.key_of: list[tuple[int, tuple[float, ...]]] = [
+            (int(cs.trait_of[k]), tuple(cs.income_mult[k].tolist()))
+            for k in range(len(cs.behaviours))
+        ]
+        self.indexes: dict[tuple[int, tuple[float, ...]], TraitIndex] = {}
+        decile = pop.income_decile.astype(np.int64)
+        for key in sorted(set(self.key_of)):
+            t, income = key
+            w = np.ones(pop.n) if t < 0 else traits[t].copy()
+            if any(x != 1.0 for x in income):
+                w *= np.asarray(income)[decile]
+            self.indexes[key] = build_index(order, gstart, w)
+        # per behaviour: expected events per day by group (rate x weight total / 365)
         self.daily = (
             np.stack(
                 [
-                    cs.rate[k] * self.indexes[int(cs.trait_of[k])].total / 365.0
+                    cs.rate[k] * self.indexes[self.key_of[k]].total / 365.0
                     for k in range(len(cs.behaviours))
                 ]
             )
@@ -81,7 +90,7 @@ class Behaviour:
             total = int(counts.sum())
             if total == 0:
                 continue
-            ix = self.indexes[int(self.cs.trait_of[k])]
+            ix = self.indexes[self.key_of[k]]
             offset = np.repeat(ix.before, counts)
             width = np.repeat(ix.total, counts)
             u = offset + rng.random(total) * width

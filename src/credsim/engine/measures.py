@@ -15,7 +15,13 @@ import numpy as np
 from credsim.engine import kernels
 from credsim.engine.records import Table
 from credsim.population.types import Population
-from credsim.schemes.compile import TRIG_ENROLLED, TRIG_GRADES, TRIG_LIST, Compiled
+from credsim.schemes.compile import (
+    TRIG_ANY_BLACK,
+    TRIG_ENROLLED,
+    TRIG_GRADES,
+    TRIG_LIST,
+    Compiled,
+)
 
 OWN, ASSOCIATION = 0, 1
 CAUSES = ["own", "association"]
@@ -120,6 +126,9 @@ class MeasureBook:
                 was = (old_grade >= 0) & mask[np.maximum(old_grade, 0)]
                 now = (new_grade >= 0) & mask[np.maximum(new_grade, 0)]
                 off, on = grade_ents[was & ~now], grade_ents[now & ~was]
+            elif trig == TRIG_ANY_BLACK:
+                off = list_ended[1][cs.list_black[list_ended[0]]]
+                on = list_started[1][cs.list_black[list_started[0]]]
             elif trig == TRIG_ENROLLED and enrolled_now is not None:
                 on = enrolled_now
             if off is not None and off.shape[0]:

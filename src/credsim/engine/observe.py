@@ -16,15 +16,36 @@ import numpy as np
 from credsim.engine.records import (
     B_BEHAVIOUR,
     B_FALSE_REPORT,
+    COLUMNS,
     E_DATA_ENTRY,
     E_FALSE_REPORT,
     E_MISID,
     E_NONE,
+    E_PURCHASE,
 )
 from credsim.population.types import ORGANIZATION, Population
 from credsim.schemes.compile import ALL_CHANNELS, Compiled
 
 CAMERA = ALL_CHANNELS.index("camera")
+QUEUED = {
+    k: COLUMNS[k]
+    for k in (
+        "behaviour_day",
+        "entity",
+        "actor",
+        "item",
+        "behaviour",
+        "channel",
+        "agency",
+        "points",
+        "truthful",
+        "basis",
+        "error",
+        "excused",
+        "import_row",
+    )
+}
+"""The columns of a queued record (the rest are set when it reaches the database)."""
 Batch = dict[str, np.ndarray]
 
 
@@ -60,10 +81,18 @@ class Observer:
     ) -> None:
         """Queue the records that the day's behaviours (and false reports) will produce."""
         cs = self.cs
+        # context: an occurrence with a legitimate excuse (drawn once per occurrence, so every
+        # channel sees the same); a context-aware scheme does not record it at all
+        excused = rng.random(actor.shape[0]) < cs.excusable[kind] if cs.excusable.any() else None
+        if excused is not None and cs.context_aware:
+            actor, kind, excused = actor[~excused], kind[~excused], None
         for c in range(cs.ch_behaviour.shape[0]):
             k = int(cs.ch_behaviour[c])
-            who = actor[kind == k]
-            who = who[rng.random(who.shape[0]) < cs.ch_detect[c]]
+            sel = kind == k
+            who = actor[sel]
+            seen = rng.random(who.shape[0]) < cs.ch_detect[c]
+            who = who[seen]
+            exc = excused[sel][seen] if excused is not None else np.zeros(who.shape[0], bool)
             if who.shape[0] == 0 and cs.ch_false_reports[c] == 0:
                 continue
             entity = who.copy()
@@ -84,6 +113,7 @@ class Observer:
                     entity = np.concatenate([entity, targets])
                     actors = np.concatenate([actors, np.full(nf, -1, np.int32)])
                     error = np.concatenate([error, np.full(nf, E_FALSE_REPORT, np.int8)])
+                    exc = np.concatenate([exc, np.zeros(nf, bool)])
             if cs.data_entry_error > 0 and entity.shape[0]:
                 typo = rng.random(entity.shape[0]) < cs.data_entry_error
                 if typo.any():
@@ -104,11 +134,32 @@ class Observer:
                 "channel": np.full(m, cs.ch_kind[c], np.int8),
                 "agency": np.full(m, self.ch_agency_ix[c], np.int32),
                 "points": np.full(m, cs.points[item]),
-                "truthful": entity == actors,
+                "truthful": (entity == actors) & ~cs.fraudulent[k],
                 "basis": np.where(actors >= 0, B_BEHAVIOUR, B_FALSE_REPORT).astype(np.int8),
-                "error": error,
+                "error": np.where(cs.fraudulent[k] & (error == E_NONE), E_PURCHASE, error).astype(
+                    np.int8
+                ),
+                "excused": exc,
             }
-            self.pending[day + int(cs.ch_delay[c])].append(batch)
+            self.queue(day + int(cs.ch_delay[c]), batch)
+
+    def agency_index(self, name: str) -> int:
+        """Index of an agency in the run's list, adding it if new (e.g. 'officials')."""
+        if name not in self.agencies:
+            self.agencies.append(name)
+        return self.agencies.index(name)
+
+    def queue(self, day: int, batch: Batch) -> None:
+        """Queue records to reach the database on ``day``; columns a batch lacks get their
+        defaults, so every queued batch has the same columns."""
+        m = batch["entity"].shape[0]
+        full = {
+            k: batch[k] if k in batch else np.full(m, fill, dt) for k, (dt, fill) in QUEUED.items()
+        }
+        unknown = set(batch) - set(QUEUED)
+        if unknown:
+            raise KeyError(f"unknown record columns: {sorted(unknown)}")
+        self.pending[day].append(full)
 
     def arrivals(self, day: int) -> Batch | None:
         """The records reaching the database today, or None."""

@@ -25,8 +25,11 @@ from credsim.engine.records import (
     B_BEHAVIOUR,
     B_ESCALATION,
     B_FALSE_REPORT,
+    B_FAVOUR,
     B_IMPORT,
     B_REPAIR,
+    E_FAVOUR,
+    E_TAMPER,
     OVERTURNED,
     PENDING,
     REJECTED,
@@ -40,6 +43,7 @@ SNAPSHOT_EVERY = 30
 CH_ESCALATION = ALL_CHANNELS.index("escalation")
 CH_ASSOCIATION = ALL_CHANNELS.index("association")
 CH_REPAIR = ALL_CHANNELS.index("repair")
+CH_AGENCY = ALL_CHANNELS.index("agency")
 NEVER = -(10**6)
 
 
@@ -60,8 +64,8 @@ class Simulation:
         n = pop.n
         self.n_items = len(cs.items)
         self.item_assoc, self.item_recovery = self.n_items, self.n_items + 1
-        self.item_names = [*cs.items, "association-spillover", "score-recovery"]
-        self.points_of = np.concatenate([cs.points, [0.0, 0.0]])
+        self.item_favour = self.n_items + 2
+        self.item_names = [*cs.items, "association-spillover", "score-recovery", "official-favour"]
         traits = draw_traits(cs, pop, self.streams.get("traits"))
         self.enrolled = draw_enrolment(cs, pop, self.streams.get("enrolment"))
         self.scored = self.enrolled & cs.has_score
@@ -96,6 +100,10 @@ class Simulation:
         self.appeals_due: dict[int, list[np.ndarray]] = defaultdict(list)
         self.snap: list[tuple[np.ndarray, int, np.ndarray, np.ndarray]] = []
         self.scored_ids = np.nonzero(self.scored)[0].astype(np.int32)
+        adults = np.nonzero((pop.kind == PERSON) & (pop.age >= 18))[0].astype(np.int32)
+        drawn = self.streams.get("officials").random(adults.shape[0]) < cs.fav_officials
+        self.officials = adults[drawn] if cs.fav_rate > 0 else adults[:0]
+        """Persons who hold an office (favouritism scenario)."""
 
     @contextmanager
     def timed(self, stage: str) -> Iterator[None]:
@@ -107,7 +115,7 @@ class Simulation:
         """Queue ready-made records (imported events) to arrive on their days, ahead of that
         day's observations; from arrival on they are treated like observed records."""
         for day in sorted(batches_by_day):
-            self.observer.pending[day].append(batches_by_day[day])
+            self.observer.queue(day, batches_by_day[day])
 
     # -- day 0 -----------------------------------------------------------------------------
     def start(self) -> None:
@@ -135,9 +143,13 @@ class Simulation:
             actor, kind = self.behave.day(st.get("behave", day))
         with self.timed("observe"):
             self.observer.observe(day, actor, kind, st.get("observe", day))
+            if self.cs.fav_rate > 0:
+                self._favours(day, st.get("favouritism", day))
             arr = self.observer.arrivals(day)
             new = np.zeros(0, np.int64)
             if arr is not None:
+                if self.cs.intrusion_share > 0:
+                    self._intrude(arr, st.get("intrusion", day))
                 status = PENDING if self.cs.review else ACCEPTED
                 new = self.records.append(day=day, status=status, **arr)
         with self.timed("review"):
@@ -161,6 +173,44 @@ class Simulation:
             started, ended = self.lists.take_changes()
         with self.timed("measures"):
             self.measures.update(day, started, ended, ents, old, self.grade[ents], None)
+
+    def _intrude(self, arr: dict[str, np.ndarray], rng: np.random.Generator) -> None:
+        """An attacker re-targets a share of today's arriving records onto random persons,
+        through the system's own write path; ground truth marks them as tampered."""
+        hit = np.flatnonzero(
+            rng.random(arr["entity"].shape[0]) < np.float64(self.cs.intrusion_share)
+        )
+        if hit.shape[0] == 0:
+            return
+        victims = (rng.random(hit.shape[0]) * self.pop.n_persons).astype(np.int32)
+        arr["entity"][hit] = victims
+        arr["truthful"][hit] = arr["actor"][hit] == victims
+        arr["error"][hit] = E_TAMPER
+
+    def _favours(self, day: int, rng: np.random.Generator) -> None:
+        """Officials raise their own or a relative's score with records nobody earned."""
+        cs, pop = self.cs, self.pop
+        nf = int(rng.poisson(self.officials.shape[0] * cs.fav_rate / 365.0))
+        if nf == 0 or self.officials.shape[0] == 0:
+            return
+        who = self.officials[(rng.random(nf) * self.officials.shape[0]).astype(np.int64)]
+        hh = pop.household[who]
+        lo, hi = pop.hh_start[hh], pop.hh_start[hh + 1]
+        target = (lo + (rng.random(nf) * (hi - lo)).astype(np.int64)).astype(np.int32)
+        self.observer.queue(
+            day,
+            {
+                "entity": target,
+                "actor": who,
+                "item": np.full(nf, self.item_favour, np.int32),
+                "channel": np.full(nf, CH_AGENCY, np.int8),
+                "agency": np.full(nf, self.observer.agency_index("officials"), np.int32),
+                "points": np.full(nf, cs.fav_points),
+                "truthful": np.zeros(nf, bool),
+                "basis": np.full(nf, B_FAVOUR, np.int8),
+                "error": np.full(nf, E_FAVOUR, np.int8),
+            },
+        )
 
     def snapshot_if_due(self, day: int, last_day: int) -> None:
         if day % SNAPSHOT_EVERY == 0 or day == last_day:

@@ -115,6 +115,13 @@ def _v(num: object, default: float = 0.0) -> float:
     return default if num is None else float(num.value)  # type: ignore[attr-defined]
 
 
+def category_of(behaviour: str, s: Scheme, cat: dict) -> str:
+    """The catalogue category of a behaviour (the scheme's own definition first)."""
+    if behaviour in s.custom_behaviours:
+        return s.custom_behaviours[behaviour].category
+    return str(cat.get(behaviour, {}).get("category", "other"))
+
+
 def compile_scheme(s: Scheme) -> Compiled:
     groups = list(s.population.groups)
     G = len(groups)
@@ -227,7 +234,16 @@ def compile_scheme(s: Scheme) -> Compiled:
     for k, b in enumerate(s.behaviours.values()):
         if b.income_multipliers is not None:
             income_mult[k, 1:] = [x.value for x in b.income_multipliers]
-    excusable = np.array([_v(b.excusable_share) for b in s.behaviours.values()], float)
+    default_excuse = _v(s.context.excusable_share)
+    excusable = np.array(
+        [
+            _v(b.excusable_share)
+            if b.excusable_share is not None
+            else default_excuse * (category_of(key, s, cat) == "financial")
+            for key, b in s.behaviours.items()
+        ],
+        float,
+    )
     relatives = s.measures_on_relatives
     ap = s.appeals
     assoc = s.association

@@ -462,6 +462,9 @@ class Favouritism(Strict):
 class Context(Strict):
     mode: Literal["blind", "aware"]
     """blind: an excusable occurrence is penalised like negligence; aware: it is not recorded."""
+    excusable_share: Prob | None = None
+    """Default share of occurrences with a legitimate excuse for the scheme's financial
+    behaviours (missed bills, late payments) that do not set their own."""
 
 
 class Governance(Strict):
