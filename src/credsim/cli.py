@@ -19,6 +19,14 @@ def _cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_scenarios(args: argparse.Namespace) -> int:
+    from credsim.schemes.loader import load_scenario, scenario_ids
+
+    for sid in scenario_ids():
+        print(f"{sid:22s} {load_scenario(sid)[0].name}")
+    return 0
+
+
 def _cmd_show(args: argparse.Namespace) -> int:
     from credsim.schemes.show import render_scheme
 
@@ -43,7 +51,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from credsim.store.summary import summarize
 
     if args.resume is not None:
-        given = [f for f in ("scheme", "population", "out", "events") if getattr(args, f)]
+        given = [
+            f for f in ("scheme", "population", "out", "events", "scenario") if getattr(args, f)
+        ]
         if given:
             raise CredsimError(
                 f"--resume continues a run with its own settings; drop {', '.join(given)}"
@@ -62,6 +72,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             progress=not args.quiet,
             events=args.events,
             checkpoint_every=args.checkpoint_every,
+            scenarios=args.scenario,
         )
     assert result.path is not None
     if not args.quiet:
@@ -127,6 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("models", help="list the bundled schemes")
     sp.set_defaults(func=_cmd_models)
+    sp = sub.add_parser("scenarios", help="list the bundled scenarios (overlays for any scheme)")
+    sp.set_defaults(func=_cmd_scenarios)
     sp = sub.add_parser("show", help="print a scheme with the provenance of every number")
     sp.add_argument("scheme", help="bundled scheme id or path to a scheme file")
     sp.set_defaults(func=_cmd_show)
@@ -152,6 +165,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=30,
         metavar="K",
         help="save the engine state every K simulated days (default 30; 0: never)",
+    )
+    sp.add_argument(
+        "--scenario",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="lay a scenario over the scheme (bundled id or file; repeatable, applied in order; "
+        "see `credsim scenarios`)",
     )
     sp.add_argument(
         "--resume",
@@ -191,7 +212,55 @@ def build_parser() -> argparse.ArgumentParser:
         help="manifest digest or ledger head recorded elsewhere when the run was made",
     )
     sp.set_defaults(func=_cmd_verify)
+    sp = sub.add_parser(
+        "calibrate",
+        help="compare a run with the published figures the scheme cites (exit 1 if any is off)",
+    )
+    sp.add_argument("scheme", help="bundled scheme id or path to a scheme file")
+    sp.add_argument(
+        "--population",
+        type=int,
+        default=None,
+        help="number of persons (default: the real size, at most 200,000; counts are scaled)",
+    )
+    sp.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    sp.add_argument(
+        "--days",
+        type=int,
+        default=None,
+        help="simulated days (default 365, or more if a figure needs it)",
+    )
+    sp.set_defaults(func=_cmd_calibrate)
+    sp = sub.add_parser(
+        "compare",
+        help="compare schemes (inputs, incentives, privacy-control index, AI ethics, EU AI Act) "
+        "into CSV and Markdown files",
+    )
+    sp.add_argument(
+        "schemes", nargs="*", metavar="SCHEME", help="bundled ids or files (default: all bundled)"
+    )
+    sp.add_argument("--out", required=True, help="folder to create (refused if not empty)")
+    sp.add_argument(
+        "--criteria", default=None, help="criteria file (default: the bundled criteria.yaml)"
+    )
+    sp.set_defaults(func=_cmd_compare)
     return p
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from credsim.compare import TABLES, compare
+
+    out = compare(args.schemes, args.out, criteria=args.criteria)
+    print(f"{out}: {', '.join(f'{t}.csv, {t}.md' for t in TABLES)}")
+    return 0
+
+
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    from credsim.calibrate import calibrate, render
+
+    report = calibrate(args.scheme, args.population, args.seed, args.days)
+    print(render(report))
+    return 0 if report.ok else 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:

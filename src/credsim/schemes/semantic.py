@@ -76,6 +76,9 @@ def check_semantics(
     for i, c in enumerate(s.calibration):
         if ids.count(c.id) > 1:
             p.append((("calibration", i, "id"), f"duplicate calibration id '{c.id}'"))
+    from credsim.calibrate import calibration_problems  # the metric grammar lives there
+
+    p += calibration_problems(s)  # metric names and references, figures, gap notes
     for path, num in iter_nums(s):
         if num.source is not None and num.source not in bibliography:
             p.append(
