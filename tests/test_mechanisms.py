@@ -297,3 +297,14 @@ def test_recovery_regains_points_after_clean_period() -> None:
     assert run.score(0) == 148.0
     r = run.records()
     assert r["day"][r["entity"] == 0].tolist() == [1, 60, 90]
+
+
+def test_a_scheme_about_organisations_only_scores_no_person() -> None:
+    s = tiny_scheme(enrolment={"mode": "mandatory", "organizations": True, "persons": False})
+    s["population"]["organizations_per_1000"] = n(100)
+    run = TinyRun(s, persons=50)
+    assert not run.sim.enrolled[: run.pop.n_persons].any()
+    assert run.sim.enrolled[run.pop.n_persons :].all() and run.pop.n_orgs == 5
+    run.inject(1, 0, "speeding")  # a person's record is kept but scores nothing
+    run.advance(1)
+    assert run.records()["applied"].tolist() == [0.0] and run.records()["status"][0] == 0

@@ -53,6 +53,8 @@ def draw_enrolment(cs: Compiled, pop: Population, rng: np.random.Generator) -> n
     enrolled = rng.random(pop.n) < p
     if not e.organizations:
         enrolled[pop.kind == ORGANIZATION] = False
+    if not e.persons:
+        enrolled[pop.kind == PERSON] = False
     return enrolled
 
 

@@ -154,6 +154,8 @@ class Enrolment(Strict):
     consent_required: bool = False
     organizations: bool = True
     """Whether organisations are enrolled (scored) as well."""
+    persons: bool = True
+    """Whether persons are enrolled (false for a scheme about organisations only)."""
 
     @model_validator(mode="after")
     def _rate(self) -> Enrolment:
