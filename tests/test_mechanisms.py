@@ -280,6 +280,19 @@ def test_train_ban_stops_train_trips() -> None:
     assert (trips == 0).sum() == 0  # banned
     # the banned person's attempts are counted as blocked (about one a day over 200 days)
     assert 120 < run.sim.behave.blocked[run.cs.behaviours.index("train-trip")] < 300
+    # what happened plus what was prevented is what would have happened without the system:
+    # replaying the same 200 days with no measure in force draws exactly that many
+    k = run.cs.behaviours.index("train-trip")
+    behave = run.sim.behave
+    happened0, blocked0 = behave.events[k], behave.blocked[k]
+    rng = np.random.default_rng(1)
+    for _ in range(200):
+        behave.day(rng)
+    happened, blocked = behave.events[k] - happened0, behave.blocked[k] - blocked0
+    behave.multiplier = {}
+    rng = np.random.default_rng(1)
+    would = sum(int((behave.day(rng)[1] == k).sum()) for _ in range(200))
+    assert would == happened + blocked and blocked > 100
     assert (trips == 1).sum() > 100  # about one trip a day for everyone else
 
 

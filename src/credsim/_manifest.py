@@ -108,6 +108,9 @@ def build_manifest(
         "organizations": sim.pop.n_orgs,
         "days": days,
         "enrolled": int(sim.enrolled.sum()),
+        "behaviour_events": {
+            b: int(n) for b, n in zip(sim.cs.behaviours, sim.behave.events, strict=True)
+        },
         "blocked": {
             b: int(n) for b, n in zip(sim.cs.behaviours, sim.behave.blocked, strict=True) if n
         },

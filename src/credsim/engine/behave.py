@@ -77,6 +77,8 @@ class Behaviour:
             if len(cs.behaviours)
             else np.zeros((0, G + 1))
         )
+        self.events = np.zeros(len(cs.behaviours), np.int64)
+        """Per behaviour: occurrences that happened (after measures prevented some)."""
         self.blocked = np.zeros(len(cs.behaviours), np.int64)
         """Per behaviour: attempts that measures in force prevented (a banned flight not taken)."""
         self.multiplier: dict[int, np.ndarray] = {}
@@ -102,6 +104,7 @@ class Behaviour:
                 keep = rng.random(total) < mult[who]
                 self.blocked[k] += total - int(keep.sum())
                 who = who[keep]
+            self.events[k] += who.shape[0]
             actors.append(who)
             kinds.append(np.full(who.shape[0], k, np.int32))
         if not actors:

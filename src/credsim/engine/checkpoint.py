@@ -41,6 +41,7 @@ ARRAYS = {
     "measure_counts": ("measures", "counts"),
     "measure_ep": ("measures", "ep"),
     "blocked": ("behave", "blocked"),
+    "events": ("behave", "events"),
 }
 GROWING = {"queue"}  # arrays whose length changes during a run
 TABLES = {"records": ("records",), "list_eps": ("lists", "eps"), "measure_eps": ("measures", "eps")}
