@@ -285,13 +285,11 @@ def test_train_ban_stops_train_trips() -> None:
     k = run.cs.behaviours.index("train-trip")
     behave = run.sim.behave
     happened0, blocked0 = behave.events[k], behave.blocked[k]
-    rng = np.random.default_rng(1)
-    for _ in range(200):
-        behave.day(rng)
+    for d in range(200):
+        behave.day(np.random.default_rng(d), np.random.default_rng(10_000 + d))
     happened, blocked = behave.events[k] - happened0, behave.blocked[k] - blocked0
     behave.multiplier = {}
-    rng = np.random.default_rng(1)
-    would = sum(int((behave.day(rng)[1] == k).sum()) for _ in range(200))
+    would = sum(int((behave.day(np.random.default_rng(d))[1] == k).sum()) for d in range(200))
     assert would == happened + blocked and blocked > 100
     assert (trips == 1).sum() > 100  # about one trip a day for everyone else
 

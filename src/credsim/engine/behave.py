@@ -84,8 +84,15 @@ class Behaviour:
         self.multiplier: dict[int, np.ndarray] = {}
         """Behaviour -> per-entity rate multiplier (only behaviours some measure changes)."""
 
-    def day(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        """(actor, behaviour) arrays of the day's true behaviours, in behaviour order."""
+    def day(
+        self, rng: np.random.Generator, thin_rng: np.random.Generator | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(actor, behaviour) arrays of the day's true behaviours, in behaviour order.
+
+        Candidates are drawn from ``rng`` and thinned by measures with ``thin_rng``: keeping the
+        two apart makes the candidates exactly those of a run with no measure in force, so
+        happened + blocked is the counterfactual count (the chilling effect, exactly)."""
+        thin = rng if thin_rng is None else thin_rng
         actors, kinds = [], []
         for k in range(self.daily.shape[0]):
             counts = rng.poisson(self.daily[k])
@@ -101,7 +108,7 @@ class Behaviour:
             who = ix.order[pos]
             mult = self.multiplier.get(k)
             if mult is not None:
-                keep = rng.random(total) < mult[who]
+                keep = thin.random(total) < mult[who]
                 self.blocked[k] += total - int(keep.sum())
                 who = who[keep]
             self.events[k] += who.shape[0]

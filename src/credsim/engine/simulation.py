@@ -142,7 +142,7 @@ class Simulation:
     def step(self, day: int) -> None:
         st = self.streams
         with self.timed("behave"):
-            actor, kind = self.behave.day(st.get("behave", day))
+            actor, kind = self.behave.day(st.get("behave", day), st.get("behave-thin", day))
         with self.timed("observe"):
             self.observer.observe(day, actor, kind, st.get("observe", day))
             if self.cs.fav_rate > 0:
