@@ -10,7 +10,7 @@ an uninterrupted run.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ def simulate(
     progress: bool = False,
     events: str | Path | None = None,
     scenarios: Sequence[str | Path] = (),
+    overrides: Mapping[str, str] | None = None,
 ) -> RunResult:
     """Run a scheme in memory and return its tables and manifest (nothing is written).
 
@@ -42,7 +43,9 @@ def simulate(
     The result then holds the tables ``events`` (accepted rows and their records) and
     ``quarantine`` (rejected rows and why), and ``manifest["events"]``.
     """
-    loaded = scheme if isinstance(scheme, LoadedScheme) else load_scheme(scheme, scenarios)
+    loaded = (
+        scheme if isinstance(scheme, LoadedScheme) else load_scheme(scheme, scenarios, overrides)
+    )
     p = prepare(check(loaded, population, days, seed, events))
     advance(p, 1, progress=progress)
     return finish(p)
@@ -59,6 +62,7 @@ def run(
     events: str | Path | None = None,
     checkpoint_every: int = CHECKPOINT_EVERY,
     scenarios: Sequence[str | Path] = (),
+    overrides: Mapping[str, str] | None = None,
 ) -> RunResult:
     """Run a scheme and, when ``out`` is given, write the run folder (never overwriting).
 
@@ -67,16 +71,26 @@ def run(
     """
     if out is None:
         return simulate(
-            scheme, population, days, seed, progress=progress, events=events, scenarios=scenarios
+            scheme,
+            population,
+            days,
+            seed,
+            progress=progress,
+            events=events,
+            scenarios=scenarios,
+            overrides=overrides,
         )
     from credsim.store.runfolder import RunFolder
 
     if checkpoint_every < 0:
         raise CredsimError(f"checkpoint_every must be 0 or more, got {checkpoint_every}")
-    loaded = scheme if isinstance(scheme, LoadedScheme) else load_scheme(scheme, scenarios)
+    loaded = (
+        scheme if isinstance(scheme, LoadedScheme) else load_scheme(scheme, scenarios, overrides)
+    )
     req = check(loaded, population, days, seed, events)
     params = {
-        "scenarios": [dict(sc) for sc in loaded.scenarios],
+        "scenarios": [dict(sc) for sc in loaded.scenarios if sc["id"] != "set"],
+        "overrides": dict(overrides or {}),
         "scheme": {
             "id": loaded.scheme.id,
             "path": str(Path(loaded.path).absolute())
@@ -106,8 +120,12 @@ def resume(out: str | Path, *, progress: bool = False) -> RunResult:
     folder = RunFolder.open_incomplete(out)
     prm: dict[str, Any] = folder.manifest["run"]
     scenarios = prm.get("scenarios") or []
-    loaded = load_scheme(prm["scheme"]["path"], [sc["path"] for sc in scenarios])
-    for was, now in zip(scenarios, loaded.scenarios, strict=True):
+    loaded = load_scheme(
+        prm["scheme"]["path"], [sc["path"] for sc in scenarios], prm.get("overrides") or None
+    )
+    for was, now in zip(
+        scenarios, [sc for sc in loaded.scenarios if sc["id"] != "set"], strict=True
+    ):
         if was["sha256"] != now["sha256"]:
             raise CredsimError(
                 f"{now['path']}: the scenario file changed since the run started; "

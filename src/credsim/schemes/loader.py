@@ -7,13 +7,15 @@ where possible, the dotted path of the field and what was expected.
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import yaml
 from pydantic import ValidationError
 
 from credsim.errors import SchemeError
@@ -135,8 +137,14 @@ def parse_scheme(located: Located) -> Scheme:
     return scheme
 
 
-def load_scheme(scheme: str | Path, scenarios: Sequence[str | Path] = ()) -> LoadedScheme:
-    """Load and validate a scheme given by bundled id or path, with scenarios laid over it."""
+def load_scheme(
+    scheme: str | Path,
+    scenarios: Sequence[str | Path] = (),
+    overrides: Mapping[str, str] | None = None,
+) -> LoadedScheme:
+    """Load and validate a scheme given by bundled id or path, with scenarios laid over it and
+    then ``overrides`` (``{"review": "none", "behaviours.speeding.rate": "0.5"}``, see
+    :func:`override_patch`)."""
     located = read_yaml(resolve(scheme))
     applied = []
     for name in scenarios:
@@ -145,9 +153,66 @@ def load_scheme(scheme: str | Path, scenarios: Sequence[str | Path] = ()) -> Loa
             break
         located = _overlay(located, sc, sc_loc)
         applied.append({"id": sc.id, "path": sc_loc.file, "sha256": sc_loc.sha256})
+    if overrides and isinstance(located.data, dict):
+        patch = override_patch(located.data, overrides)
+        text = yaml.safe_dump(
+            {"id": "overrides", "name": "--set", "description": "--set", "patch": patch},
+            sort_keys=True,
+        )
+        sc_loc = read_yaml_text(text, "--set")
+        located = _overlay(located, Scenario.model_validate(sc_loc.data), sc_loc)
+        applied.append(
+            {
+                "id": "set",
+                "path": "--set",
+                "sha256": sc_loc.sha256,
+                "overrides": json.dumps(dict(overrides), sort_keys=True),
+            }
+        )
     return LoadedScheme(
         parse_scheme(located), located.file, located.sha256, located, tuple(applied)
     )
+
+
+def override_patch(data: Mapping[str, Any], overrides: Mapping[str, str]) -> dict[str, Any]:
+    """A merge patch from ``--set key=value`` pairs.
+
+    ``key`` is a dotted path into the scheme. Where it names a section with a ``mode``
+    (``review``, ``context``), the value sets the mode; where it names a number, the value
+    replaces it and its provenance becomes an assumption saying it was set for this run;
+    otherwise the value (read as YAML: numbers, true/false, strings) replaces the field.
+    """
+    patch: dict[str, Any] = {}
+    for key, raw in overrides.items():
+        path = [p for p in key.split(".") if p]
+        if not path:
+            raise SchemeError(f"--set {key}={raw}: empty field name")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else raw
+        except yaml.YAMLError:
+            value = raw
+        target: Any = data
+        for part in path:
+            target = target.get(part) if isinstance(target, Mapping) else None
+        if (
+            isinstance(target, Mapping)
+            and "mode" in target
+            or (target is None and path[-1] in ("review", "context"))
+        ):
+            path, value = [*path, "mode"], value
+        elif isinstance(target, Mapping) and "value" in target:
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise SchemeError(f"--set {key}={raw}: {key} is a number; got {raw!r}")
+            value = {
+                "value": value,
+                "source": None,
+                "assumption": f"set to {value} for this run (--set {key})",
+            }
+        node = patch
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = value
+    return patch
 
 
 def scenario_dir() -> Path:
