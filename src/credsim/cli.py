@@ -98,6 +98,39 @@ def _default_out(scheme: str, seed: int) -> Path:
     return p
 
 
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from credsim.sweep import sweep
+
+    out = args.out or _default_out(f"sweep-{Path(args.scheme).stem}", args.seed_base)
+    path = sweep(
+        args.scheme,
+        args.sets,
+        args.seeds,
+        out,
+        population=args.population,
+        days=args.days,
+        scenarios=args.scenario,
+        seed_base=args.seed_base,
+        workers=args.workers,
+        progress=not args.quiet,
+    )
+    print(f"sweep written to {path} (metrics.parquet, summary.csv, runs/)")
+    print(f"compare two cells: credsim diff {path}::CELL {path}::CELL")
+    return 0
+
+
+def _cmd_diff(args: argparse.Namespace) -> int:
+    from credsim.sweep import diff, format_diff
+
+    table = diff(args.a, args.b)
+    print(format_diff(table, only_changed=not args.all))
+    if args.csv:
+        import pyarrow.csv as pacsv
+
+        pacsv.write_csv(table, args.csv)
+    return 0
+
+
 def _cmd_summary(args: argparse.Namespace) -> int:
     from credsim.store.summary import summarize
 
@@ -125,6 +158,22 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     report = verify(args.dir, expect=args.expect)
     print(report.summary())
     return 0 if report.ok else 1
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from credsim.report import write_report
+
+    print(write_report(args.dir))
+    return 0
+
+
+def _cmd_audit(args: argparse.Namespace) -> int:
+    from credsim.audit import summary, write_audit
+
+    path, result = write_audit(args.dir)
+    print(summary(result))
+    print(f"\nwritten: {path}")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -212,6 +261,45 @@ def build_parser() -> argparse.ArgumentParser:
         help="manifest digest or ledger head recorded elsewhere when the run was made",
     )
     sp.set_defaults(func=_cmd_verify)
+    sp = sub.add_parser(
+        "audit", help="fairness and error audit of a run folder; writes DIR/audit.json"
+    )
+    sp.add_argument("dir")
+    sp.set_defaults(func=_cmd_audit)
+    sp = sub.add_parser(
+        "sweep", help="run a grid of settings over K seeds in parallel; means with 95%% intervals"
+    )
+    sp.add_argument("scheme", help="bundled scheme id or path to a scheme file")
+    sp.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="KEY=V1,V2",
+        help="a grid axis: a scheme field (dotted) and its values, e.g. review=none,required",
+    )
+    sp.add_argument("--seeds", type=int, default=5, help="seeds per cell (default 5)")
+    sp.add_argument("--seed-base", type=int, default=0, help="first seed (default 0)")
+    sp.add_argument("--population", type=int, default=None)
+    sp.add_argument("--days", type=int, default=365)
+    sp.add_argument("--scenario", action="append", default=[], metavar="NAME")
+    sp.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    sp.add_argument("--out", default=None, help="sweep folder (default runs/sweep-SCHEME)")
+    sp.add_argument("--quiet", action="store_true")
+    sp.set_defaults(func=_cmd_sweep)
+    sp = sub.add_parser(
+        "diff", help="compare two runs, or two sweep cells (SWEEP::CELL), metric by metric"
+    )
+    sp.add_argument("a", help="run folder or SWEEP_DIR::CELL")
+    sp.add_argument("b", help="run folder or SWEEP_DIR::CELL")
+    sp.add_argument("--all", action="store_true", help="also list metrics that did not change")
+    sp.add_argument("--csv", default=None, metavar="FILE", help="write every row to a CSV file")
+    sp.set_defaults(func=_cmd_diff)
+    sp = sub.add_parser(
+        "report", help="write DIR/report.html: a self-contained page with plots (opens offline)"
+    )
+    sp.add_argument("dir")
+    sp.set_defaults(func=_cmd_report)
     sp = sub.add_parser(
         "calibrate",
         help="compare a run with the published figures the scheme cites (exit 1 if any is off)",
