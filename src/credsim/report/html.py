@@ -41,7 +41,7 @@ th{background:#f0f0f0}td.n{text-align:right;font-variant-numeric:tabular-nums}
 .plot{margin:1em 0;min-height:200px}.wrong{color:#b01e1e;font-weight:600}
 details{margin:.6em 0}summary{cursor:pointer;font-weight:600}
 .grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(560px,1fr));gap:0 1.5em}
-td.yes{background:#fbe3e3}td.no{background:#e5f3e5}td.unknown{background:#f1f1f1}
+.wide{overflow-x:auto}td.yes{background:#fbe3e3}td.no{background:#e5f3e5}td.unknown{background:#f1f1f1}
 """
 
 

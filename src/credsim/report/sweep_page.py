@@ -63,6 +63,17 @@ def _num(x: Any) -> float:
     return v
 
 
+def _positive(r: dict | None) -> bool:
+    """Whether a summary row has a mean that is a number other than zero."""
+    v = _num((r or {}).get("mean"))
+    return not math.isnan(v) and v != 0
+
+
+def _short(label: str) -> str:
+    """``group_x_sex=migrant|female`` -> ``migrant, female``; ``sex=male`` -> ``male``."""
+    return label.partition("=")[2].replace("|", ", ")
+
+
 def _g(x: Any) -> str:
     v = _num(x)
     return "-" if math.isnan(v) else f"{v:.4g}"
@@ -251,11 +262,7 @@ def _headline(
         "the flat names of `credsim audit` (docs/audit.md).",
         "note",
     )
-    zero = [
-        (m, label)
-        for m, label in shown
-        if not any(_num((by.get((c, m)) or {}).get("mean")) for c in cells)
-    ]
+    zero = [(m, label) for m, label in shown if not any(_positive(by.get((c, m))) for c in cells)]
     drawn = [x for x in shown if x not in zero]
     if drawn:
         pg.add('<div class="grid">')
@@ -281,7 +288,7 @@ def group_figure(
         fig.add_trace(
             go.Bar(
                 name=c,
-                x=labels,
+                x=[_short(lab) for lab in labels],
                 y=ys,
                 marker_color=COLOURS[i % len(COLOURS)],
                 error_y={
@@ -302,9 +309,9 @@ def group_figure(
         height=400,
         barmode="group",
         yaxis_title="share of persons",
-        legend={"orientation": "h", "y": -0.25},
+        legend={"orientation": "h", "x": 1, "xanchor": "right", "y": 1.02, "yanchor": "bottom"},
     )
-    fig.update_layout(margin={"l": 60, "r": 20, "t": 60, "b": 110})
+    fig.update_layout(margin={"l": 60, "r": 20, "t": 90, "b": 60})
     fig.update_yaxes(tickformat=".1%", rangemode="tozero")
     return fig
 
@@ -326,8 +333,8 @@ def _groups(
         if not labels:
             continue
         vals = [by.get((c, f"{fam}[{lab}]")) for c in cells for lab in labels]
-        if not any(r and _num(r.get("mean")) > 0 for r in vals):
-            empty.append(title.lower())
+        if not any(_positive(r) for r in vals):
+            empty.append(f"{title.lower()} ({fam})")
             continue
         pg.plot(group_figure(title, fam, cells, labels, by))
         drawn += 1
@@ -338,8 +345,7 @@ def _groups(
         return
     if empty:
         pg.p(
-            "Nobody in any cell was " + ", ".join(empty) + ": there is no disparity to plot "
-            "for " + ("that." if len(empty) == 1 else "those."),
+            "Zero for every group in every cell, so not plotted: " + "; ".join(empty) + ".",
             "note",
         )
     if rows:
