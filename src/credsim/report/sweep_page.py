@@ -244,7 +244,7 @@ def headline_figure(
     )
     fig.update_layout(margin={"l": 60, "r": 20, "t": 70, "b": 60})
     if share:
-        fig.update_yaxes(tickformat=".1%")
+        fig.update_yaxes(tickformat=".3~%")
     fig.update_yaxes(rangemode="tozero")
     return fig
 
@@ -312,7 +312,7 @@ def group_figure(
         legend={"orientation": "h", "x": 1, "xanchor": "right", "y": 1.02, "yanchor": "bottom"},
     )
     fig.update_layout(margin={"l": 60, "r": 20, "t": 90, "b": 60})
-    fig.update_yaxes(tickformat=".1%", rangemode="tozero")
+    fig.update_yaxes(tickformat=".3~%", rangemode="tozero")
     return fig
 
 
