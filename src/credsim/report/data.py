@@ -162,18 +162,6 @@ def list_table(con: Con) -> list[dict]:
     )
 
 
-def measure_table(con: Con) -> list[dict]:
-    return rows(
-        con,
-        """SELECT measure, any_value(kind) AS kind, bool_or(reward) AS reward, count(*) AS n,
-                  count(*) FILTER (cause = 'own') AS own,
-                  count(*) FILTER (cause = 'association') AS assoc,
-                  count(*) FILTER (end_day IS NULL) AS at_end,
-                  count(DISTINCT entity_id) AS entities
-           FROM measures GROUP BY measure ORDER BY reward, measure""",
-    )
-
-
 def record_table(con: Con) -> list[dict]:
     """Records by review outcome and by why they were untrue."""
     found = rows(

@@ -25,7 +25,7 @@ from credsim.report.markup import _Page, _table, e
 from credsim.report.provenance import provenance
 from credsim.store.query import connect, fmt_int, fmt_num, fmt_pct
 from credsim.store.reader import RunStore
-from credsim.store.summary import rule_name
+from credsim.store.summary import measure_rows, rule_name
 
 REPORT_NAME = "report.html"
 
@@ -262,21 +262,9 @@ def _lists(pg: _Page, con: Any, m: dict) -> None:
         "that followed a score or grade have no single record and count as truthful.",
         "note",
     )
-    mt = D.measure_table(con)
-    if mt:
+    body = measure_rows(con, m)
+    if body:
         pg.add("<h3>Measures (penalties and rewards)</h3>")
-        body = [
-            [
-                rule_name(m, "measures", r["measure"]),
-                "reward" if r["reward"] else "sanction",
-                fmt_int(r["n"]),
-                fmt_int(r["own"]),
-                fmt_int(r["assoc"]),
-                fmt_int(r["at_end"]),
-                fmt_int(r["entities"]),
-            ]
-            for r in mt
-        ]
         pg.add(
             _table(
                 [

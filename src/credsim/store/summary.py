@@ -207,7 +207,9 @@ def _lists(con: Any, m: dict) -> list[str]:
     return out + [""]
 
 
-def _measures(con: Any, m: dict) -> list[str]:
+def measure_rows(con: Any, m: dict) -> list[list[str]]:
+    """Per measure: name, sanction or reward, imposed, own record, someone else's, in force at
+    the end, entities (formatted; shared by the summary and the HTML report)."""
     found = rows(
         con,
         """
@@ -218,9 +220,7 @@ def _measures(con: Any, m: dict) -> list[str]:
                count(DISTINCT entity_id) AS entities
         FROM measures GROUP BY measure ORDER BY reward, measure""",
     )
-    if not found:
-        return ["Measures: no penalty or reward was imposed.", ""]
-    body = [
+    return [
         [
             rule_name(m, "measures", r["measure"]),
             "reward" if r["reward"] else "sanction",
@@ -232,6 +232,12 @@ def _measures(con: Any, m: dict) -> list[str]:
         ]
         for r in found
     ]
+
+
+def _measures(con: Any, m: dict) -> list[str]:
+    body = measure_rows(con, m)
+    if not body:
+        return ["Measures: no penalty or reward was imposed.", ""]
     out = ["Measures (penalties and rewards)"]
     out += align(
         body,
