@@ -7,6 +7,7 @@ every writer in credsim (run folders, checkpoints, manifests) goes through these
 from __future__ import annotations
 
 import os
+import secrets
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
@@ -43,3 +44,35 @@ def replace_atomically(path: Path, write: Callable[[BinaryIO], object]) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def refuse_non_empty(out: Path, error: Callable[[str], Exception], what: str) -> None:
+    """Raise ``error`` if ``out`` exists and is not an empty folder (never overwrite)."""
+    if out.is_symlink() or (out.exists() and (not out.is_dir() or any(out.iterdir()))):
+        raise error(
+            f"{out} already exists and is not empty; {what} never overwrites - choose another "
+            "folder or remove this one yourself"
+        )
+
+
+def staging_dir(out: Path) -> Path:
+    """A new hidden sibling folder of ``out`` to write into before :func:`publish_dir`."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
+    tmp.mkdir()
+    return tmp
+
+
+def publish_dir(tmp: Path, out: Path, error: Callable[[str], Exception], what: str) -> None:
+    """Make the fully written ``tmp`` appear as ``out`` in one rename (durably)."""
+    fsync_dir(tmp)
+    refuse_non_empty(out, error, what)
+    if out.exists():
+        out.rmdir()  # empty, checked above; a rename onto a folder is not portable
+    try:
+        os.rename(tmp, out)
+    except OSError as exc:
+        if out.exists():
+            raise error(f"{out} appeared while it was being written") from exc
+        raise
+    fsync_dir(out.parent)

@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import csv
 import io
-import os
-import secrets
 import shutil
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from credsim._fsio import fsync_dir, fsync_file
+from credsim._fsio import fsync_file, publish_dir, refuse_non_empty, staging_dir
 from credsim.compare.criteria import (
     Criteria,
     Index,
@@ -404,36 +402,16 @@ def render_files(tables: list[Table], provenance: str) -> dict[str, bytes]:
 # Writing
 
 
-def _refuse_existing(out: Path) -> None:
-    if out.is_symlink() or (out.exists() and (not out.is_dir() or any(out.iterdir()))):
-        raise OutputExistsError(
-            f"{out} already exists and is not empty; a comparison never overwrites - choose "
-            "another folder or remove this one yourself"
-        )
-
-
 def write_folder(out_dir: str | Path, files: dict[str, bytes]) -> Path:
     """Write ``files`` as the folder ``out_dir``: all of them appear at once, or none."""
     out = Path(out_dir).expanduser().absolute()
-    _refuse_existing(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
-    tmp.mkdir()
+    refuse_non_empty(out, OutputExistsError, "a comparison")
+    tmp = staging_dir(out)
     try:
         for name, data in files.items():
             (tmp / name).write_bytes(data)
             fsync_file(tmp / name)
-        fsync_dir(tmp)
-        _refuse_existing(out)
-        if out.exists():
-            out.rmdir()  # empty, checked above
-        try:
-            os.rename(tmp, out)
-        except OSError as exc:
-            if out.exists():
-                raise OutputExistsError(f"{out} appeared while it was being written") from exc
-            raise
-        fsync_dir(out.parent)
+        publish_dir(tmp, out, OutputExistsError, "a comparison")
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

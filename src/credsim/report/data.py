@@ -150,18 +150,6 @@ def list_sizes(con: Con, days: int) -> dict[str, list[int]]:
     return out
 
 
-def list_table(con: Con) -> list[dict]:
-    return rows(
-        con,
-        f"""SELECT list, any_value(kind) AS kind, count(*) AS entered,
-                   count(*) FILTER (end_day IS NULL) AS at_end,
-                   count(*) FILTER (NOT truthful) AS wrongful,
-                   count(*) FILTER (trigger_record IS NULL) AS untriggered,
-                   count(*) FILTER (published) AS published
-            FROM ({_LISTINGS}) GROUP BY list ORDER BY list""",
-    )
-
-
 def record_table(con: Con) -> list[dict]:
     """Records by review outcome and by why they were untrue."""
     found = rows(

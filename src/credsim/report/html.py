@@ -25,7 +25,7 @@ from credsim.report.markup import _Page, _table, e
 from credsim.report.provenance import provenance
 from credsim.store.query import connect, fmt_int, fmt_num, fmt_pct
 from credsim.store.reader import RunStore
-from credsim.store.summary import measure_rows, rule_name
+from credsim.store.summary import list_rows, list_stats, measure_rows, rule_name
 
 REPORT_NAME = "report.html"
 
@@ -233,23 +233,13 @@ def _scores(pg: _Page, con: Any, m: dict) -> None:
 
 def _lists(pg: _Page, con: Any, m: dict) -> None:
     pg.add("<h2>Lists</h2>")
-    table = D.list_table(con)
+    table = list_stats(con)
     if not table:
         pg.p("Nobody was put on a list in this run.")
         return
     kinds = {r["list"]: r["kind"] for r in table}
     pg.plot(F.list_sizes(D.list_sizes(con, int(m.get("days") or 0)), m, kinds))
-    body = [
-        [
-            rule_name(m, "lists", r["list"]),
-            r["kind"],
-            fmt_int(r["entered"]),
-            fmt_int(r["at_end"]),
-            f"{fmt_int(r['wrongful'])} ({fmt_pct(r['wrongful'], r['entered'])})",
-            fmt_int(r["published"]),
-        ]
-        for r in table
-    ]
+    body = list_rows(table, m)
     pg.add(
         _table(
             ["list", "kind", "listings", "listed at end", "wrongful", "published"],

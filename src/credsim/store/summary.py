@@ -165,8 +165,10 @@ def _records(con: Any) -> list[str]:
     return out + align(body, right=[False, True, True], indent="  ") + [""]
 
 
-def _lists(con: Any, m: dict) -> list[str]:
-    found = rows(
+def list_stats(con: Any) -> list[dict]:
+    """Per list: kind, listings entered, listed at the end, wrongful (untrue trigger record),
+    without a trigger record, published (shared by the summary and the HTML report)."""
+    return rows(
         con,
         """
         SELECT l.list, any_value(l.kind) AS kind, count(*) AS entered,
@@ -177,9 +179,11 @@ def _lists(con: Any, m: dict) -> list[str]:
         FROM lists l LEFT JOIN records r ON r.record_id = l.trigger_record
         GROUP BY l.list ORDER BY l.list""",
     )
-    if not found:
-        return ["Lists: nobody was put on a list.", ""]
-    body = [
+
+
+def list_rows(found: list[dict], m: dict) -> list[list[str]]:
+    """:func:`list_stats` formatted as table rows."""
+    return [
         [
             rule_name(m, "lists", r["list"]),
             r["kind"],
@@ -190,6 +194,13 @@ def _lists(con: Any, m: dict) -> list[str]:
         ]
         for r in found
     ]
+
+
+def _lists(con: Any, m: dict) -> list[str]:
+    found = list_stats(con)
+    if not found:
+        return ["Lists: nobody was put on a list.", ""]
+    body = list_rows(found, m)
     out = ["Lists (black: sanctions; red: rewards)"]
     out += align(
         body,

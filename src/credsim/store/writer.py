@@ -14,7 +14,6 @@ import hashlib
 import json
 import math
 import os
-import secrets
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
@@ -23,7 +22,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from credsim._fsio import fsync_dir, fsync_file
+from credsim._fsio import fsync_dir, fsync_file, publish_dir, refuse_non_empty, staging_dir
 from credsim.errors import RunExistsError, RunStoreError
 from credsim.store.ledger import Sealer
 from credsim.store.schema import DIGEST_COLUMN, IMPORT_TABLES, REQUIRED_TABLES, SCHEMAS, conform
@@ -57,16 +56,14 @@ def write_run(
     out = Path(out_dir).expanduser().absolute()
     into = into_incomplete and _is_incomplete_run(out)
     if not into:
-        _refuse_existing(out)
+        refuse_non_empty(out, RunExistsError, "a run")
     unknown = sorted(set(tables) - set(SCHEMAS) - set(IMPORT_TABLES))
     missing = [n for n in REQUIRED_TABLES if n not in tables]
     if unknown or missing:
         what = [f"unknown table(s) {unknown}"] if unknown else []
         what += [f"missing table(s) {missing}"] if missing else []
         raise RunStoreError(f"cannot write run {out}: {'; '.join(what)}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
-    tmp.mkdir()
+    tmp = staging_dir(out)
     try:
         info: dict[str, dict[str, Any]] = {}
         full = _plain(dict(manifest))
@@ -88,20 +85,11 @@ def write_run(
         text = json.dumps(full, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
         (tmp / MANIFEST).write_text(text, encoding="utf-8")
         fsync_file(tmp / MANIFEST)
-        fsync_dir(tmp)
         if into:
+            fsync_dir(tmp)
             _commit_into(tmp, out)
             return out
-        _refuse_existing(out)
-        if out.exists():
-            out.rmdir()  # empty, checked above; rename onto a directory is not portable
-        try:
-            os.rename(tmp, out)
-        except OSError as exc:
-            if out.exists():
-                raise RunExistsError(f"{out} appeared while the run was being written") from exc
-            raise
-        fsync_dir(out.parent)
+        publish_dir(tmp, out, RunExistsError, "a run")
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -150,14 +138,6 @@ def sha256_file(path: str | Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def _refuse_existing(out: Path) -> None:
-    if out.is_symlink() or (out.exists() and (not out.is_dir() or any(out.iterdir()))):
-        raise RunExistsError(
-            f"{out} already exists and is not empty; a run is never overwritten - "
-            "choose another folder or remove this one yourself"
-        )
 
 
 def _plain(value: Any) -> Any:
