@@ -174,16 +174,8 @@ def _run_to_end(folder: Any, p: Any, first: int, progress: bool, resumed: list[i
         extra["resumed_from"] = resumed
     result = finish(p, extra)
     t = time.perf_counter()
-    try:
-        result.path = write_run(folder.path, result.tables, result.manifest, into_incomplete=True)
-    except OSError as exc:
-        day = folder.manifest.get("checkpoint_day")
-        kept = f"its checkpoint of day {day} is kept" if day else "it has no checkpoint"
-        raise CredsimError(
-            f"{folder.path}: cannot write the finished run ({exc.strerror or exc}); the folder "
-            f"stays marked incomplete and {kept}; free space, then: "
-            f"credsim run --resume {folder.path}"
-        ) from None
-    folder.discard_checkpoint()
+    result.path = folder.commit(
+        lambda path: write_run(path, result.tables, result.manifest, into_incomplete=True)
+    )
     result.manifest["timings"]["write"] = round(time.perf_counter() - t, 4)
     return result

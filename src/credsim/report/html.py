@@ -25,7 +25,13 @@ from credsim.report.markup import _Page, _table, e
 from credsim.report.provenance import provenance
 from credsim.store.query import connect, fmt_int, fmt_num, fmt_pct
 from credsim.store.reader import RunStore
-from credsim.store.summary import list_rows, list_stats, measure_rows, rule_name
+from credsim.store.summary import (
+    MEASURE_HEADER,
+    list_rows,
+    list_stats,
+    measure_rows,
+    rule_name,
+)
 
 REPORT_NAME = "report.html"
 
@@ -257,15 +263,7 @@ def _lists(pg: _Page, con: Any, m: dict) -> None:
         pg.add("<h3>Measures (penalties and rewards)</h3>")
         pg.add(
             _table(
-                [
-                    "measure",
-                    "type",
-                    "imposed",
-                    "own record",
-                    "someone else's",
-                    "in force at end",
-                    "entities",
-                ],
+                MEASURE_HEADER,
                 body,
                 {2, 3, 4, 5, 6},
             )

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -92,13 +93,26 @@ class RunFolder:
             self.manifest["checkpoint_day"] = day
             write_json_atomic(self.path / MANIFEST, self.manifest)
         except OSError as exc:
-            last = self.manifest.get("checkpoint_day")
-            kept = f"the checkpoint of day {last} is kept" if last else "no checkpoint was kept"
-            raise CredsimError(
-                f"{self.path}: cannot write the checkpoint of day {day} "
-                f"({exc.strerror or exc}); {kept}; free space or fix the folder, then "
-                f"continue with: credsim run --resume {self.path}"
-            ) from None
+            raise self._failed(f"the checkpoint of day {day}", exc) from None
+
+    def commit(self, write: Callable[[Path], Path]) -> Path:
+        """Write the finished run into the folder with ``write(path)``, then drop the
+        checkpoint; a failure leaves the folder incomplete and resumable."""
+        try:
+            path = write(self.path)
+        except OSError as exc:
+            raise self._failed("the finished run", exc) from None
+        self.discard_checkpoint()
+        return path
+
+    def _failed(self, what: str, exc: OSError) -> CredsimError:
+        last = self.manifest.get("checkpoint_day")
+        kept = f"the checkpoint of day {last} is kept" if last else "no checkpoint was kept"
+        return CredsimError(
+            f"{self.path}: cannot write {what} ({exc.strerror or exc}); the folder stays "
+            f"marked incomplete and {kept}; free space or fix the folder, then continue with: "
+            f"credsim run --resume {self.path}"
+        )
 
     def has_checkpoint(self) -> bool:
         return self.checkpoint_path.exists() and self.manifest.get("checkpoint_day") is not None

@@ -218,6 +218,18 @@ def _lists(con: Any, m: dict) -> list[str]:
     return out + [""]
 
 
+MEASURE_HEADER = [
+    "measure",
+    "type",
+    "imposed",
+    "own record",
+    "someone else's",
+    "in force at end",
+    "entities",
+]
+"""Column names of :func:`measure_rows`."""
+
+
 def measure_rows(con: Any, m: dict) -> list[list[str]]:
     """Per measure: name, sanction or reward, imposed, own record, someone else's, in force at
     the end, entities (formatted; shared by the summary and the HTML report)."""
@@ -252,15 +264,7 @@ def _measures(con: Any, m: dict) -> list[str]:
     out = ["Measures (penalties and rewards)"]
     out += align(
         body,
-        header=[
-            "measure",
-            "type",
-            "imposed",
-            "own record",
-            "someone else's",
-            "in force at end",
-            "entities",
-        ],
+        header=MEASURE_HEADER,
         right=[False, False, True, True, True, True, True],
         indent="  ",
     )
