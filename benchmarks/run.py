@@ -3,6 +3,9 @@
     python benchmarks/run.py                 # 1e4, 1e5, 1e6 persons, 365 days
     python benchmarks/run.py --sizes 1e4,1e5,1e6,1e7,1.3e7
     python benchmarks/run.py --models reference --days 365
+    python benchmarks/run.py --full          # the issue's sizes: 1e4 .. 1.3e7, and Mesa
+    python benchmarks/run.py --weak 1e6      # weak scaling: 1e6 persons per worker, 1 and 2
+    python benchmarks/run.py --mesa          # also the Mesa side by side (mesa_reference.py)
 
 Each size runs in a fresh child process (``credsim run ... --quiet``), so peak memory is the
 child's own maximum resident set (os.wait4). Prints wall time, person-days per second, records
@@ -26,7 +29,13 @@ ROOT = Path(__file__).resolve().parents[1]
 MODELS = {"reference": str(ROOT / "benchmarks" / "reference.yaml"), "suzhou": "suzhou"}
 
 
-def one(model: str, persons: int, days: int, seed: int) -> dict[str, object]:
+TARGET_WALL_S, TARGET_GIB, TARGET_EXPONENT, TARGET_SUZHOU_RATIO = 30.0, 6.0, 1.1, 2.0
+FULL_SIZES = "1e4,1e5,1e6,1e7,1.3e7"
+
+
+def one(
+    model: str, persons: int, days: int, seed: int, workers: int | None = None
+) -> dict[str, object]:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "run"
         cmd = [
@@ -46,6 +55,7 @@ def one(model: str, persons: int, days: int, seed: int) -> dict[str, object]:
             "--quiet",
             "--checkpoint-every",
             "0",
+            *(["--workers", str(workers)] if workers else []),
         ]
         t0 = time.perf_counter()
         proc = subprocess.Popen(
@@ -87,23 +97,86 @@ def exponent(rows: list[dict[str, object]]) -> float | None:
     return sum((x - mx) * (y - my) for x, y in pts) / sxx if sxx else None
 
 
+def weak(persons_per_worker: int, days: int, seed: int, max_workers: int) -> None:
+    """Fixed persons per worker, 1 .. max_workers workers: ideal weak scaling keeps time flat."""
+    print(f"weak scaling: reference model, {persons_per_worker:,} persons per worker, {days} days")
+    base = None
+    for w in range(1, max_workers + 1):
+        r = one("reference", persons_per_worker * w, days, seed, workers=w)
+        if "refused" in r:
+            print(f"  {w} worker(s): refused: {r['refused']}")
+            continue
+        t = float(r["wall_s"])  # type: ignore[arg-type]
+        base = base or t
+        behave = float(r["timings"].get("behave", 0.0))  # type: ignore[union-attr]
+        print(
+            f"  {w} worker(s) {persons_per_worker * w:>12,} persons {t:8.1f} s "
+            f"(behave {behave:.1f} s)  efficiency {base / t:.2f}  "
+            f"peak {float(r['peak_gib']):.2f} GiB",  # type: ignore[arg-type]
+            flush=True,
+        )
+
+
+def _met(ok: bool) -> str:
+    return "met" if ok else "NOT met"
+
+
+def targets(results: dict[str, list[dict[str, object]]]) -> None:
+    """The issue's targets against what was measured."""
+    ref = {int(r["persons"]): r for r in results.get("reference", []) if "wall_s" in r}  # type: ignore[call-overload]
+    suz = {int(r["persons"]): r for r in results.get("suzhou", []) if "wall_s" in r}  # type: ignore[call-overload]
+    print("targets:")
+    big = ref.get(13_000_000)
+    if big is None:
+        print("  reference 13,000,000 x 365: not measured (or refused) - target NOT met")
+    else:
+        t, g = float(big["wall_s"]), float(big["peak_gib"])  # type: ignore[arg-type]
+        ok = t <= TARGET_WALL_S and g <= TARGET_GIB
+        print(
+            f"  reference 13,000,000 x 365: {t:.1f} s, {g:.2f} GiB "
+            f"(target <= {TARGET_WALL_S:.0f} s, <= {TARGET_GIB:.0f} GiB): {_met(ok)}"
+        )
+    full = max(suz, default=None)
+    if full is not None and full in ref:
+        ratio = float(suz[full]["wall_s"]) / float(ref[full]["wall_s"])  # type: ignore[arg-type]
+        print(
+            f"  suzhou / reference time at {full:,}: {ratio:.2f} "
+            f"(target <= {TARGET_SUZHOU_RATIO:.0f}): {_met(ratio <= TARGET_SUZHOU_RATIO)}"
+        )
+    for model, rows in results.items():
+        e = exponent(rows)
+        if e is not None:
+            print(
+                f"  {model} scaling exponent: {e:.2f} (target <= {TARGET_EXPONENT}): "
+                f"{_met(e <= TARGET_EXPONENT)}"
+            )
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default="reference,suzhou")
     ap.add_argument("--sizes", default="1e4,1e5,1e6")
     ap.add_argument("--days", type=int, default=365)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--workers", type=int, default=None, help="default: all local cores")
+    ap.add_argument("--full", action="store_true", help=f"sizes {FULL_SIZES}, and --mesa")
+    ap.add_argument("--mesa", action="store_true", help="also run mesa_reference.py")
+    ap.add_argument("--weak", type=float, default=None, metavar="P", help="weak scaling only")
     args = ap.parse_args()
-    sizes = [int(float(x)) for x in args.sizes.split(",")]
+    if args.weak:
+        weak(int(args.weak), args.days, args.seed, os.cpu_count() or 1)
+        return 0
+    sizes = [int(float(x)) for x in (FULL_SIZES if args.full else args.sizes).split(",")]
+    results: dict[str, list[dict[str, object]]] = {}
     print(f"credsim benchmarks on {os.cpu_count()} cores, {args.days} days")
     print(
         f"{'model':<10} {'persons':>11} {'wall s':>8} {'person-days/s':>14} "
         f"{'records':>11} {'records/s':>11} {'peak GiB':>9}"
     )
     for model in args.models.split(","):
-        rows = []
+        rows = results.setdefault(model, [])
         for n in sizes:
-            r = one(model, n, args.days, args.seed)
+            r = one(model, n, args.days, args.seed, args.workers)
             rows.append(r)
             if "refused" in r:
                 print(f"{model:<10} {n:>11,} refused: {r['refused']}")
@@ -124,6 +197,11 @@ def main() -> int:
                 f"{model:<10} slowest stages at {slow['persons']:,}: "
                 + ", ".join(f"{k} {v:.1f}s" for k, v in stages)
             )
+    targets(results)
+    if args.mesa or args.full:
+        print(flush=True)
+        mesa = [sys.executable, str(ROOT / "benchmarks" / "mesa_reference.py")]
+        return subprocess.call(mesa, cwd=ROOT)
     return 0
 
 

@@ -21,6 +21,7 @@ from credsim.engine import budget
 from credsim.engine.events import EventsFile, ImportedEvents, read_events_file, validate_events
 from credsim.engine.output import all_tables
 from credsim.engine.rng import Streams
+from credsim.engine.shards import BACKENDS, Execution, make_runner
 from credsim.engine.simulation import Simulation
 from credsim.errors import CredsimError
 from credsim.population import generate_population
@@ -51,6 +52,7 @@ class Request:
     days: int
     seed: int
     events: EventsFile | None
+    execution: Execution = field(default_factory=Execution)
     t0: float = field(default_factory=time.perf_counter)
 
 
@@ -60,6 +62,7 @@ def check(
     days: int,
     seed: int,
     events: str | Path | None,
+    execution: Execution | None = None,
 ) -> Request:
     s = loaded.scheme
     n = int(s.population.size.value) if population is None else int(population)
@@ -69,10 +72,16 @@ def check(
         raise CredsimError(f"days must lie in [1, {MAX_DAYS}], got {days}")
     if not 0 <= seed < 2**63:
         raise CredsimError(f"seed must be a non-negative integer below 2**63, got {seed}")
+    ex = execution or Execution()
+    if ex.backend not in BACKENDS:
+        raise CredsimError(f"backend must be one of {', '.join(BACKENDS)}, got {ex.backend!r}")
+    for what, v in (("workers", ex.workers), ("shards", ex.shards), ("block size", ex.block_size)):
+        if v is not None and int(v) < 1:
+            raise CredsimError(f"{what} must be at least 1, got {v}")
     cs = compile_scheme(s)
     budget.check(cs, n, days)
     ev = read_events_file(events) if events is not None else None
-    return Request(loaded, cs, n, days, seed, ev)
+    return Request(loaded, cs, n, days, seed, ev, ex)
 
 
 @dataclass
@@ -93,8 +102,9 @@ def prepare(req: Request, *, fresh: bool = True) -> Prepared:
         Streams(req.seed).seed_sequence("population"),
         with_friends=req.cs.needs_friends,
     )
-    sim = Simulation(req.cs, pop, req.seed)
+    sim = Simulation(req.cs, pop, req.seed, req.execution.block_size)
     sim.timings["population"] = time.perf_counter() - tp
+    sim.behave.runner = make_runner(sim.behave, req.execution)
     imported = None
     if req.events is not None:
         te = time.perf_counter()
@@ -125,16 +135,21 @@ def advance(
             total=days,
             initial=first - 1,
         )
-    for day in days_iter:
-        p.sim.step(day)
-        p.sim.snapshot_if_due(day, days)
-        if after_day is not None:
-            after_day(day)
+    try:
+        for day in days_iter:
+            p.sim.step(day)
+            p.sim.snapshot_if_due(day, days)
+            if after_day is not None:
+                after_day(day)
+    except BaseException:
+        p.sim.behave.runner.close()  # no worker threads or Ray actors left behind
+        raise
 
 
 def finish(p: Prepared, extra: dict[str, Any] | None = None) -> RunResult:
     """Tables and manifest of a finished simulation."""
     sim, req = p.sim, p.req
+    sim.behave.runner.close()
     tt = time.perf_counter()
     accepted = p.imported.attach(sim.records) if p.imported is not None else None
     tables = all_tables(sim)
@@ -145,6 +160,9 @@ def finish(p: Prepared, extra: dict[str, Any] | None = None) -> RunResult:
     if p.imported is not None:
         more["events"] = p.imported.manifest()
     more["counts"] = {name: t.num_rows for name, t in tables.items()}
+    ex = req.execution
+    more["block_size"] = ex.block_size  # part of the random structure, like the seed
+    more["execution"] = {"backend": ex.backend, "workers": sim.behave.runner.workers}
     manifest = build_manifest(req.loaded, sim, req.n, req.days, req.seed, more)
     manifest["wall_seconds"] = round(time.perf_counter() - req.t0, 3)
     return RunResult(tables, manifest, None, sim)

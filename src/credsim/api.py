@@ -11,16 +11,27 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from credsim._manifest import assumptions_of, provenance, rules_of
 from credsim._runner import RunResult, advance, check, finish, prepare
 from credsim.engine import checkpoint
+from credsim.engine.shards import BLOCK_SIZE, Execution
 from credsim.errors import CredsimError
 from credsim.schemes.loader import LoadedScheme, load_scheme
 
-__all__ = ["RunResult", "simulate", "run", "resume", "assumptions_of", "provenance", "rules_of"]
+__all__ = [
+    "Execution",
+    "RunResult",
+    "simulate",
+    "run",
+    "resume",
+    "assumptions_of",
+    "provenance",
+    "rules_of",
+]
 CHECKPOINT_EVERY = 30
 
 
@@ -34,6 +45,7 @@ def simulate(
     events: str | Path | None = None,
     scenarios: Sequence[str | Path] = (),
     overrides: Mapping[str, str] | None = None,
+    execution: Execution | None = None,
 ) -> RunResult:
     """Run a scheme in memory and return its tables and manifest (nothing is written).
 
@@ -46,7 +58,7 @@ def simulate(
     loaded = (
         scheme if isinstance(scheme, LoadedScheme) else load_scheme(scheme, scenarios, overrides)
     )
-    p = prepare(check(loaded, population, days, seed, events))
+    p = prepare(check(loaded, population, days, seed, events, execution))
     advance(p, 1, progress=progress)
     return finish(p)
 
@@ -63,6 +75,7 @@ def run(
     checkpoint_every: int = CHECKPOINT_EVERY,
     scenarios: Sequence[str | Path] = (),
     overrides: Mapping[str, str] | None = None,
+    execution: Execution | None = None,
 ) -> RunResult:
     """Run a scheme and, when ``out`` is given, write the run folder (never overwriting).
 
@@ -79,6 +92,7 @@ def run(
             events=events,
             scenarios=scenarios,
             overrides=overrides,
+            execution=execution,
         )
     from credsim.store.runfolder import RunFolder
 
@@ -87,7 +101,7 @@ def run(
     loaded = (
         scheme if isinstance(scheme, LoadedScheme) else load_scheme(scheme, scenarios, overrides)
     )
-    req = check(loaded, population, days, seed, events)
+    req = check(loaded, population, days, seed, events, execution)
     params = {
         "scenarios": [dict(sc) for sc in loaded.scenarios if sc["id"] != "set"],
         "overrides": dict(overrides or {}),
@@ -102,6 +116,7 @@ def run(
         "days": days,
         "seed": seed,
         "checkpoint_every": checkpoint_every,
+        "block_size": req.execution.block_size,
         "events": None if events is None else str(Path(events).absolute()),
         "events_sha256": None if req.events is None else req.events.sha256,
     }
@@ -110,10 +125,13 @@ def run(
     return _run_to_end(folder, p, 1, progress, [])
 
 
-def resume(out: str | Path, *, progress: bool = False) -> RunResult:
+def resume(
+    out: str | Path, *, progress: bool = False, execution: Execution | None = None
+) -> RunResult:
     """Continue an interrupted run from its last checkpoint (or from the start if it had none).
 
-    The scheme file and any events file must be unchanged (their sha256 is checked).
+    The scheme file and any events file must be unchanged (their sha256 is checked). The run
+    keeps its block size; ``execution`` may choose other workers or another backend.
     """
     from credsim.store.runfolder import RunFolder
 
@@ -137,7 +155,8 @@ def resume(out: str | Path, *, progress: bool = False) -> RunResult:
             f"(sha256 {loaded.sha256[:12]}..., was {prm['scheme']['sha256'][:12]}...); "
             "a resumed run must use the same scheme"
         )
-    req = check(loaded, prm["population"], prm["days"], prm["seed"], prm.get("events"))
+    ex = replace(execution or Execution(), block_size=int(prm.get("block_size", BLOCK_SIZE)))
+    req = check(loaded, prm["population"], prm["days"], prm["seed"], prm.get("events"), ex)
     if req.events is not None and req.events.sha256 != prm.get("events_sha256"):
         raise CredsimError(f"{prm['events']}: the events file changed since the run started")
     resumed = list(folder.manifest.get("resumed_from", []))

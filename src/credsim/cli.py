@@ -6,6 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from credsim import __version__
 from credsim.errors import CredsimError
@@ -46,6 +47,18 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _execution(args: argparse.Namespace) -> Any:
+    from credsim.engine.shards import Execution
+
+    return Execution(
+        workers=args.workers,
+        shards=args.shards,
+        backend=args.backend,
+        address=args.address,
+        block_size=args.block_size,
+    )
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from credsim.api import resume, run
     from credsim.store.summary import summarize
@@ -58,7 +71,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             raise CredsimError(
                 f"--resume continues a run with its own settings; drop {', '.join(given)}"
             )
-        result = resume(args.resume, progress=not args.quiet)
+        result = resume(args.resume, progress=not args.quiet, execution=_execution(args))
     else:
         if args.scheme is None:
             raise CredsimError("run needs a SCHEME (a bundled id or a file), or --resume DIR")
@@ -73,6 +86,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             events=args.events,
             checkpoint_every=args.checkpoint_every,
             scenarios=args.scenario,
+            execution=_execution(args),
         )
     assert result.path is not None
     if not args.quiet:
@@ -176,6 +190,38 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _execution_args(sp: argparse.ArgumentParser) -> None:
+    from credsim.engine.shards import BACKENDS, BLOCK_SIZE
+
+    g = sp.add_argument_group("parallel execution (the result is the same whatever is chosen)")
+    g.add_argument(
+        "--workers", type=int, default=None, metavar="N", help="workers (default: all local cores)"
+    )
+    g.add_argument(
+        "--shards", type=int, default=None, metavar="S", help="shards of blocks (default: workers)"
+    )
+    g.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="local",
+        help="local threads, or Ray actors (pip install 'credsim[ray]')",
+    )
+    g.add_argument(
+        "--address",
+        default=None,
+        metavar="ADDR",
+        help="Ray cluster to join (e.g. ray://head:10001 or auto); default: a local Ray runtime",
+    )
+    g.add_argument(
+        "--block-size",
+        type=int,
+        default=BLOCK_SIZE,
+        metavar="P",
+        help=f"persons per block (default {BLOCK_SIZE}); unlike the rest, part of the random "
+        "structure: another block size gives another (equally valid) draw",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="credsim",
@@ -236,6 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="CSV or Parquet file of case-study events to inject (columns entity, day, "
         "behaviour, optional note); invalid rows go to quarantine.parquet",
     )
+    _execution_args(sp)
     sp.set_defaults(func=_cmd_run)
 
     sp = sub.add_parser("summary", help="summarise a run folder")

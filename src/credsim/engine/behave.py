@@ -1,9 +1,11 @@
 """Behave: the true behaviours of a day, drawn in time proportional to their number.
 
 Entity ``e`` does behaviour ``k`` at rate ``rate[k, group(e)] * trait(e) / 365`` per day. Instead
-of a draw per entity per day, we draw the day's count for each group from a Poisson law with the
-group's total rate, then pick the actors with probability proportional to their trait by binary
-search in the cumulative sum of traits (one per trait, computed once). Measures that suppress a
+of a draw per entity per day, we draw the day's count for each (behaviour, block, group) cell from
+a Poisson law with the cell's total rate, then pick the actors with probability proportional to
+their trait by binary search in the cell's cumulative sum of traits (computed once). Blocks are
+whole households of one district (:mod:`credsim.engine.shards`); workers draw shards of blocks
+in parallel, with the same result whatever their number. Measures that suppress a
 behaviour (a person banned from trains takes no trains) thin the candidates: each is kept with the
 probability given by its multiplier. The expected number of events per entity-day equals the rate
 exactly; two events of the same kind for one entity on one day are possible, as in a Poisson
@@ -12,77 +14,89 @@ process.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
+from credsim.engine.shards import (
+    BLOCK_SIZE,
+    LocalRunner,
+    Runner,
+    group_with_orgs,
+    partition,
+    segment_alias,
+)
 from credsim.population.types import ORGANIZATION, Population
 from credsim.schemes.compile import Compiled
 
-
-@dataclass
-class TraitIndex:
-    """Entities ordered by group, with the cumulative sum of one trait over that order."""
-
-    order: np.ndarray  # int32[N] entity ids sorted by group (organisations last)
-    cum: np.ndarray  # float64[N] cumulative trait over ``order``
-    start: np.ndarray  # int64[G+2] first position of each group in ``order``
-    total: np.ndarray  # float64[G+1] trait total of each group
-    before: np.ndarray  # float64[G+1] cumulative trait before each group's first entity
-
-
-def group_with_orgs(pop: Population, n_groups: int) -> np.ndarray:
-    g = pop.group.astype(np.int32, copy=True)
-    g[pop.kind == ORGANIZATION] = n_groups
-    return g
-
-
-def build_index(order: np.ndarray, gstart: np.ndarray, weight: np.ndarray) -> TraitIndex:
-    cum = np.cumsum(weight[order], dtype=np.float64)
-    before = np.concatenate(([0.0], cum))
-    total = before[gstart[1:]] - before[gstart[:-1]]
-    return TraitIndex(order, cum, gstart, total, before[gstart[:-1]].copy())
+__all__ = ["Behaviour", "draw_traits", "group_with_orgs"]
 
 
 class Behaviour:
-    """Draws each day's true behaviours for all behaviour kinds of a scheme."""
+    """Draws each day's true behaviours for all behaviour kinds of a scheme.
 
-    def __init__(self, cs: Compiled, pop: Population, traits: np.ndarray) -> None:
+    Entities are cut into blocks (:mod:`credsim.engine.shards`); a day's count of each
+    (behaviour, block, group) cell is Poisson, its actors are drawn by binary search in the
+    cell's alias table of weights (the trait times the income multiplier). ``runner`` draws the
+    cells: on this process's threads (:class:`LocalRunner`) or on Ray actors."""
+
+    def __init__(
+        self, cs: Compiled, pop: Population, traits: np.ndarray, block_size: int = BLOCK_SIZE
+    ) -> None:
         self.cs = cs
         G = len(cs.groups)
-        g = group_with_orgs(pop, G)
-        order = np.argsort(g, kind="stable").astype(np.int32)
-        gstart = np.searchsorted(g[order], np.arange(G + 2)).astype(np.int64)
-        # one index per distinct weighting: the trait times the income multiplier, if any
-        self.key_of: list[tuple[int, tuple[float, ...]]] = [
-            (int(cs.trait_of[k]), tuple(cs.income_mult[k].tolist()))
-            for k in range(len(cs.behaviours))
-        ]
-        self.indexes: dict[tuple[int, tuple[float, ...]], TraitIndex] = {}
+        self.blocks = bl = partition(pop, G, block_size)
+        K = len(cs.behaviours)
+        # one alias table per distinct weighting: trait x income multiplier
+        key_of = [(int(cs.trait_of[k]), tuple(cs.income_mult[k].tolist())) for k in range(K)]
+        keys = sorted(set(key_of))
+        self.key_row = np.array([keys.index(key) for key in key_of], np.int64)
         decile = pop.income_decile.astype(np.int64)
-        for key in sorted(set(self.key_of)):
-            t, income = key
+        R = max(len(keys), 1)
+        self.prob = np.ones((R, pop.n))
+        self.alias = np.zeros((R, pop.n), np.int32)
+        totals = np.zeros((R, bl.n_blocks, bl.n_groups))
+        for r, (t, income) in enumerate(keys):
             w = np.ones(pop.n) if t < 0 else traits[t].copy()
             if any(x != 1.0 for x in income):
                 w *= np.asarray(income)[decile]
-            self.indexes[key] = build_index(order, gstart, w)
-        # per behaviour: expected events per day by group (rate x weight total / 365)
-        self.daily = (
-            np.stack(
-                [
-                    cs.rate[k] * self.indexes[self.key_of[k]].total / 365.0
-                    for k in range(len(cs.behaviours))
-                ]
-            )
-            if len(cs.behaviours)
-            else np.zeros((0, G + 1))
+            self.prob[r], self.alias[r], tot = segment_alias(w[bl.order], bl.seg)
+            totals[r] = tot.reshape(bl.n_blocks, bl.n_groups)
+        # expected candidates per day of each (behaviour, block, group) cell
+        self.lam = (
+            np.stack([cs.rate[k][None, :] * totals[self.key_row[k]] / 365.0 for k in range(K)])
+            if K
+            else np.zeros((0, bl.n_blocks, bl.n_groups))
         )
-        self.events = np.zeros(len(cs.behaviours), np.int64)
+        self.events = np.zeros(K, np.int64)
         """Per behaviour: occurrences that happened (after measures prevented some)."""
-        self.blocked = np.zeros(len(cs.behaviours), np.int64)
+        self.blocked = np.zeros(K, np.int64)
         """Per behaviour: attempts that measures in force prevented (a banned flight not taken)."""
         self.multiplier: dict[int, np.ndarray] = {}
         """Behaviour -> per-entity rate multiplier (only behaviours some measure changes)."""
+        self.runner: Runner = LocalRunner(self, 1)
+
+    @property
+    def daily(self) -> np.ndarray:
+        """Expected candidates per day, per behaviour and group (organisations last)."""
+        return self.lam.sum(axis=1)
+
+    def multipliers(self) -> tuple[np.ndarray, np.ndarray]:
+        """(row of each behaviour or -1, matrix of per-entity multipliers) without copying
+        when the multipliers are rows of one matrix (as :class:`MeasureBook` keeps them)."""
+        K = self.lam.shape[0]
+        row = np.full(K, -1, np.int64)
+        if not self.multiplier:
+            return row, np.ones((1, 1))
+        arrs = list(self.multiplier.values())
+        base = arrs[0].base
+        if isinstance(base, np.ndarray) and base.ndim == 2 and all(a.base is base for a in arrs):
+            step = base.strides[0]
+            at = base.__array_interface__["data"][0]
+            for k, a in self.multiplier.items():
+                row[k] = (a.__array_interface__["data"][0] - at) // step
+            return row, base
+        for i, k in enumerate(self.multiplier):
+            row[k] = i
+        return row, np.stack(arrs)
 
     def day(
         self, rng: np.random.Generator, thin_rng: np.random.Generator | None = None
@@ -93,30 +107,22 @@ class Behaviour:
         two apart makes the candidates exactly those of a run with no measure in force, so
         happened + blocked is the counterfactual count (the chilling effect, exactly)."""
         thin = rng if thin_rng is None else thin_rng
-        actors, kinds = [], []
-        for k in range(self.daily.shape[0]):
-            counts = rng.poisson(self.daily[k])
-            total = int(counts.sum())
-            if total == 0:
-                continue
-            ix = self.indexes[self.key_of[k]]
-            offset = np.repeat(ix.before, counts)
-            width = np.repeat(ix.total, counts)
-            u = offset + rng.random(total) * width
-            pos = np.searchsorted(ix.cum, u, side="right")
-            np.minimum(pos, ix.order.shape[0] - 1, out=pos)
-            who = ix.order[pos]
-            mult = self.multiplier.get(k)
-            if mult is not None:
-                keep = thin.random(total) < mult[who]
-                self.blocked[k] += total - int(keep.sum())
-                who = who[keep]
-            self.events[k] += who.shape[0]
-            actors.append(who)
-            kinds.append(np.full(who.shape[0], k, np.int32))
-        if not actors:
+        K = self.lam.shape[0]
+        counts = rng.poisson(self.lam)
+        key = np.uint64(rng.integers(0, 2**63))
+        thin_key = np.uint64(thin.integers(0, 2**63))
+        total = int(counts.sum())
+        if total == 0:
             return np.zeros(0, np.int32), np.zeros(0, np.int32)
-        return np.concatenate(actors), np.concatenate(kinds)
+        flat = counts.reshape(-1)
+        off = (np.cumsum(flat) - flat).reshape(counts.shape)
+        who, keep = self.runner.draw(key, thin_key, counts, off, total)
+        kind = np.repeat(np.arange(K, dtype=np.int32), counts.sum(axis=(1, 2)))
+        if not keep.all():
+            self.blocked += np.bincount(kind[~keep], minlength=K)
+            who, kind = who[keep], kind[keep]
+        self.events += np.bincount(kind, minlength=K)
+        return who, kind
 
 
 def draw_traits(cs: Compiled, pop: Population, rng: np.random.Generator) -> np.ndarray:

@@ -53,7 +53,8 @@ class MeasureBook:
         self.ep = np.full((r, pop.n), -1, np.int64)
         self.eps = Table(MEASURE_COLUMNS)
         affected = np.nonzero((cs.m_effect != 1.0).any(axis=0))[0]
-        self.multiplier = {int(k): np.ones(pop.n) for k in affected}
+        rows = np.ones((len(affected), pop.n))  # one matrix: behaviour draws read it as is
+        self.multiplier = {int(k): rows[i] for i, k in enumerate(affected)}
 
     def _targets(self, m: int, src: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(target, cause, source) for measure ``m`` activated by sources ``src``."""

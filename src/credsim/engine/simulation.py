@@ -36,6 +36,7 @@ from credsim.engine.records import (
     RecordBuffer,
 )
 from credsim.engine.rng import Streams
+from credsim.engine.shards import BLOCK_SIZE
 from credsim.population.types import ORGANIZATION, PERSON, Population
 from credsim.schemes.compile import ALL_CHANNELS, Compiled
 
@@ -59,7 +60,9 @@ def draw_enrolment(cs: Compiled, pop: Population, rng: np.random.Generator) -> n
 
 
 class Simulation:
-    def __init__(self, cs: Compiled, pop: Population, seed: int) -> None:
+    def __init__(
+        self, cs: Compiled, pop: Population, seed: int, block_size: int = BLOCK_SIZE
+    ) -> None:
         self.cs, self.pop = cs, pop
         self.streams = Streams(seed)
         self.timings: dict[str, float] = defaultdict(float)
@@ -75,7 +78,7 @@ class Simulation:
         self.grade = np.full(n, -1, np.int16)
         self.last_rec = np.full(n, -1, np.int64)
         self.last_neg = np.full(n, NEVER, np.int32)
-        self.behave = Behaviour(cs, pop, traits)
+        self.behave = Behaviour(cs, pop, traits, block_size)
         g = group_with_orgs(pop, len(cs.groups))
         order = np.argsort(g, kind="stable").astype(np.int32)
         gstart = np.searchsorted(g[order], np.arange(len(cs.groups) + 2)).astype(np.int64)

@@ -1,0 +1,334 @@
+"""Blocks and shards: the units in which a day's behaviours are drawn, locally or on Ray.
+
+A *block* is a fixed piece of the population: whole households of one district, about
+``block_size`` persons (organisations form blocks of their own district). Families therefore
+never straddle blocks. A block's draws use a counter-based generator keyed by (the day's key,
+behaviour, block, group, draw number): the numbers a block sees do not depend on which worker
+draws it, nor on how blocks are grouped. A *shard* is a contiguous range of blocks, balanced by
+size, that one worker draws; with any number of shards and workers the day's behaviours are the
+same arrays, in the same (behaviour, block, group, draw) order.
+
+The block size is part of the model's random structure, like the seed (it is written in the
+manifest); the shard count and the worker count are not: they change only who computes what.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+from numba import njit
+
+from credsim.population.types import ORGANIZATION, Population
+
+BLOCK_SIZE = 1 << 16
+"""Persons per block (default): large enough that per-block work dwarfs the call overhead,
+small enough that a block's cumulative weights (512 KiB) stay in a core's cache."""
+
+
+def group_with_orgs(pop: Population, n_groups: int) -> np.ndarray:
+    """Each entity's population group, organisations as an extra last group."""
+    g = pop.group.astype(np.int32, copy=True)
+    g[pop.kind == ORGANIZATION] = n_groups
+    return g
+
+
+def _blocks_of(district: np.ndarray, sizes: np.ndarray, block_size: int) -> np.ndarray:
+    """Block label (0..) of each unit (household or organisation) of the given sizes: units
+    sorted by district (stable), cut every ``block_size`` persons within a district."""
+    if district.shape[0] == 0:
+        return np.zeros(0, np.int64)
+    d = district.astype(np.int64)
+    ho = np.argsort(d, kind="stable")
+    sz = sizes[ho].astype(np.int64)
+    start = np.cumsum(sz) - sz
+    ds = d[ho]
+    first = np.searchsorted(ds, ds, side="left")
+    local = (start - start[first]) // block_size
+    change = np.ones(ds.shape[0], bool)
+    change[1:] = (ds[1:] != ds[:-1]) | (local[1:] != local[:-1])
+    label = np.cumsum(change) - 1
+    out = np.empty(ds.shape[0], np.int64)
+    out[ho] = label
+    return out
+
+
+@dataclass
+class Blocks:
+    """Entities sorted by (block, group) and where each (block, group) segment starts."""
+
+    order: np.ndarray  # int32[N]
+    seg: np.ndarray  # int64[B * G1 + 1]: segment (b, g) is order[seg[b*G1+g] : seg[b*G1+g+1]]
+    block: np.ndarray  # int32[N]: each entity's block
+    n_blocks: int
+    n_groups: int  # G1: population groups plus one for organisations
+
+    def shards(self, n: int) -> list[tuple[int, int]]:
+        """``min(n, blocks)`` contiguous, non-empty block ranges of about equal entity counts."""
+        n = max(1, min(int(n), self.n_blocks))
+        ends = self.seg[:: self.n_groups][1:]  # entities up to the end of each block
+        total = int(self.seg[-1])
+        want = np.searchsorted(ends, total * np.arange(1, n) / n, side="left") + 1
+        edges = [0]
+        for i, c in enumerate(want.tolist()):  # strictly increasing, room left for the rest
+            edges.append(min(max(c, edges[-1] + 1), self.n_blocks - (n - 1 - i)))
+        edges.append(self.n_blocks)
+        return [(a, b) for a, b in zip(edges[:-1], edges[1:], strict=True)]
+
+
+def partition(pop: Population, n_groups: int, block_size: int = BLOCK_SIZE) -> Blocks:
+    """Cut the population into blocks of whole households of one district."""
+    if block_size < 1:
+        raise ValueError(f"block size must be at least 1, got {block_size}")
+    G1 = n_groups + 1
+    blk = np.empty(pop.n, np.int64)
+    np_ = pop.n_persons
+    nb = 0
+    if np_:
+        hh_start = pop.hh_start
+        hlabel = _blocks_of(pop.district[hh_start[:-1]], np.diff(hh_start), block_size)
+        blk[:np_] = hlabel[pop.household[:np_]]
+        nb = int(hlabel.max()) + 1
+    if pop.n_orgs:
+        olabel = _blocks_of(pop.district[np_:], np.ones(pop.n_orgs, np.int64), block_size)
+        blk[np_:] = nb + olabel
+        nb += int(olabel.max()) + 1
+    g = group_with_orgs(pop, n_groups)
+    order = np.lexsort((g, blk)).astype(np.int32)
+    cell = blk[order] * G1 + g[order]
+    seg = np.searchsorted(cell, np.arange(nb * G1 + 1)).astype(np.int64)
+    return Blocks(order, seg, blk.astype(np.int32), nb, G1)
+
+
+@njit(cache=True)
+def segment_alias(
+    w: np.ndarray, seg: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # pragma: no cover - numba
+    """Walker's alias tables of the weights ``w`` within each segment (Vose's construction),
+    and each segment's total weight. Drawing position ``j`` uniformly in a segment and keeping
+    it if a uniform is below ``prob[j]``, else taking ``alias[j]``, picks each position with
+    probability proportional to its weight, in constant time. Computed segment by segment, so a
+    shard builds exactly the tables the whole run would."""
+    m = w.shape[0]
+    prob = np.ones(m, np.float64)
+    alias = np.arange(m).astype(np.int32)
+    total = np.zeros(seg.shape[0] - 1, np.float64)
+    small = np.empty(m, np.int64)
+    large = np.empty(m, np.int64)
+    scaled = np.empty(m, np.float64)
+    for s in range(seg.shape[0] - 1):
+        a, e = seg[s], seg[s + 1]
+        acc = 0.0
+        for j in range(a, e):
+            acc += w[j]
+        total[s] = acc
+        n = e - a
+        if n == 0 or acc <= 0.0:
+            continue
+        ns = 0
+        nl = 0
+        for j in range(a, e):
+            scaled[j] = w[j] * n / acc
+            if scaled[j] < 1.0:
+                small[ns] = j
+                ns += 1
+            else:
+                large[nl] = j
+                nl += 1
+        while ns > 0 and nl > 0:
+            ns -= 1
+            lo = small[ns]
+            hi = large[nl - 1]
+            prob[lo] = scaled[lo]
+            alias[lo] = hi
+            scaled[hi] = (scaled[hi] + scaled[lo]) - 1.0
+            if scaled[hi] < 1.0:
+                nl -= 1
+                small[ns] = hi
+                ns += 1
+        # what remains is 1 up to rounding: keep itself
+        for i in range(nl):
+            prob[large[i]] = 1.0
+        for i in range(ns):
+            prob[small[i]] = 1.0
+    return prob, alias, total
+
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_M1 = np.uint64(0xBF58476D1CE4E5B9)
+_M2 = np.uint64(0x94D049BB133111EB)
+
+
+@njit(cache=True, inline="always")
+def _mix(z: np.uint64) -> np.uint64:  # pragma: no cover - numba
+    """SplitMix64's finaliser: a bijective 64-bit hash."""
+    z = (z ^ (z >> np.uint64(30))) * _M1
+    z = (z ^ (z >> np.uint64(27))) * _M2
+    return z ^ (z >> np.uint64(31))
+
+
+@njit(cache=True, inline="always")
+def _cell_key(key: np.uint64, k: int, b: int, g: int) -> np.uint64:  # pragma: no cover
+    z = _mix(key + np.uint64(k) * _GOLDEN)
+    z = _mix(z + np.uint64(b) * _GOLDEN)
+    return _mix(z + np.uint64(g) * _GOLDEN)
+
+
+@njit(cache=True, inline="always")
+def _bits(ck: np.uint64, i: int) -> np.uint64:  # pragma: no cover - numba
+    """The i-th number of the SplitMix64 sequence started at ``ck``."""
+    return _mix(ck + np.uint64(i + 1) * _GOLDEN)
+
+
+@njit(cache=True, inline="always")
+def _uniform(ck: np.uint64, i: int) -> float:  # pragma: no cover - numba
+    """The i-th number of the SplitMix64 sequence started at ``ck``, as a float in [0, 1)."""
+    return float(_bits(ck, i) >> np.uint64(11)) * (1.0 / 9007199254740992.0)
+
+
+_LOW = np.uint64(0xFFFFFFFF)
+_SHIFT = np.uint64(32)
+
+
+@njit(cache=True, nogil=True)
+def draw_cells(  # noqa: PLR0913  # pragma: no cover - numba
+    key: np.uint64,
+    thin_key: np.uint64,
+    counts: np.ndarray,  # int64[K, B, G1] candidate counts (whole run, or this shard's blocks)
+    off: np.ndarray,  # int64[K, B, G1] where each cell's draws go in the output
+    b0: int,
+    b1: int,
+    bbase: int,  # block index of counts[:, 0] and of the first segment in seg
+    key_row: np.ndarray,  # int64[K] row of ``prob``/``alias`` for each behaviour
+    prob: np.ndarray,  # float64[R, M] alias tables (segment_alias) over ``order``
+    alias: np.ndarray,  # int32[R, M]
+    seg: np.ndarray,  # int64[(blocks) * G1 + 1] relative to ``order`` (global or local)
+    order: np.ndarray,  # int32[M] entity ids
+    mult_row: np.ndarray,  # int64[K] row of ``mult`` for each behaviour, -1: none
+    mult: np.ndarray,  # float64[Q, N] per-entity rate multipliers
+    out_who: np.ndarray,
+    out_keep: np.ndarray,
+) -> None:
+    """Draw the actors of cells (k, b, g) for blocks b0 <= b < b1, each with probability
+    proportional to its weight within its segment (alias method: one 64-bit number per draw,
+    its high half picks a position, its low half the coin); thin by the behaviour's
+    multiplier with a second, independent sequence."""
+    K, _, G1 = counts.shape
+    for b in range(b0, b1):  # block by block: its tables stay in cache for all behaviours
+        lb = b - bbase
+        for k in range(K):
+            r = key_row[k]
+            q = mult_row[k]
+            for g in range(G1):
+                c = counts[k, lb, g]
+                if c == 0:
+                    continue
+                s = seg[lb * G1 + g]
+                n = np.uint64(seg[lb * G1 + g + 1] - s)
+                ck = _cell_key(key, k, b, g)
+                tk = _cell_key(thin_key, k, b, g)
+                o = off[k, lb, g]
+                for i in range(c):
+                    x = _bits(ck, i)
+                    j = s + np.int64(((x >> _SHIFT) * n) >> _SHIFT)
+                    coin = float(x & _LOW) * (1.0 / 4294967296.0)
+                    pos = j if coin < prob[r, j] else alias[r, j]
+                    who = order[pos]
+                    out_who[o + i] = who
+                    out_keep[o + i] = True if q < 0 else _uniform(tk, i) < mult[q, who]
+
+
+class Runner(Protocol):
+    """Draws the actors of a day's cells; see :func:`draw_cells`."""
+
+    workers: int
+
+    def draw(
+        self, key: np.uint64, thin_key: np.uint64, counts: np.ndarray, off: np.ndarray, total: int
+    ) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def close(self) -> None: ...
+
+
+class Drawable(Protocol):
+    blocks: Blocks
+    key_row: np.ndarray
+    prob: np.ndarray
+    alias: np.ndarray
+
+    def multipliers(self) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+class LocalRunner:
+    """Shards drawn on this process's threads (the kernel releases the GIL), each writing its
+    own cells of the shared output."""
+
+    def __init__(self, behave: Drawable, workers: int, shards: int | None = None) -> None:
+        self.behave = behave
+        self.workers = max(1, int(workers))
+        self.ranges = behave.blocks.shards(shards or self.workers)
+        self._pool: ThreadPoolExecutor | None = None
+
+    def draw(
+        self, key: np.uint64, thin_key: np.uint64, counts: np.ndarray, off: np.ndarray, total: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        bh, bl = self.behave, self.behave.blocks
+        who = np.empty(total, np.int32)
+        keep = np.empty(total, np.bool_)
+        mrow, mult = bh.multipliers()
+
+        def one(r: tuple[int, int]) -> None:
+            draw_cells(
+                key, thin_key, counts, off, r[0], r[1], 0, bh.key_row, bh.prob, bh.alias, bl.seg,
+                bl.order, mrow, mult, who, keep,
+            )  # fmt: skip
+
+        if self.workers == 1 or len(self.ranges) == 1:
+            for r in self.ranges:
+                one(r)
+        else:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="credsim-shard")
+            list(self._pool.map(one, self.ranges))
+        return who, keep
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
+
+
+@dataclass(frozen=True)
+class Execution:
+    """Where a run's shards are drawn. None of it changes the result; ``block_size`` does
+    (it is part of the random structure, like the seed)."""
+
+    workers: int | None = None  # local threads or Ray workers; None: all local cores
+    shards: int | None = None  # None: one per worker
+    backend: str = "local"  # "local" or "ray"
+    address: str | None = None  # a Ray cluster to join; None: start a local Ray runtime
+    block_size: int = BLOCK_SIZE
+
+    def n_workers(self) -> int:
+        if self.workers is not None:
+            return max(1, int(self.workers))
+        try:
+            return len(os.sched_getaffinity(0))
+        except AttributeError:  # pragma: no cover - not Linux
+            return os.cpu_count() or 1
+
+
+BACKENDS = ("local", "ray")
+
+
+def make_runner(behave: Drawable, ex: Execution) -> Runner:
+    if ex.backend == "local":
+        return LocalRunner(behave, ex.n_workers(), ex.shards)
+    if ex.backend == "ray":
+        from credsim.engine.ray_runner import RayRunner
+
+        return RayRunner(behave, ex.n_workers(), ex.shards, ex.address)
+    raise ValueError(f"unknown backend {ex.backend!r}; expected one of {', '.join(BACKENDS)}")

@@ -1,0 +1,252 @@
+"""Blocks, shards and parallel execution: the result does not depend on who computes it.
+
+Expectations are invariants: blocks hold whole households of one district; the alias tables
+give each entity exactly its share of the weight; the day's behaviours and every table of a
+whole run are the same bytes for 1 worker, N workers, any shard count and the Ray backend.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from credsim.api import run, simulate
+from credsim.engine.behave import Behaviour, draw_traits
+from credsim.engine.shards import Execution, LocalRunner, partition, segment_alias
+from credsim.errors import CredsimError
+from credsim.population import generate_population
+from credsim.schemes.compile import compile_scheme
+from credsim.schemes.loader import load_scheme
+
+MAX_HOUSEHOLD = 8
+
+
+def _population(scheme: str, n: int, seed: int = 3):  # noqa: ANN202
+    loaded = load_scheme(scheme)
+    cs = compile_scheme(loaded.scheme)
+    pop = generate_population(
+        loaded.scheme.population,
+        n,
+        np.random.SeedSequence(seed),
+        with_friends=cs.needs_friends,
+    )
+    return cs, pop
+
+
+@pytest.mark.parametrize("block_size", [1, 40, 500, 10**6])
+def test_blocks_hold_whole_households_of_one_district(block_size: int) -> None:
+    cs, pop = _population("suzhou", 3000)
+    bl = partition(pop, len(cs.groups), block_size)
+    assert np.array_equal(np.sort(bl.order), np.arange(pop.n))  # every entity once
+    # members of a household share a block; a block lies in one district
+    hh = pop.household[: pop.n_persons]
+    first = pop.hh_start[hh]
+    assert np.array_equal(bl.block[: pop.n_persons], bl.block[first])
+    for b in range(bl.n_blocks):
+        members = np.flatnonzero(bl.block == b)
+        assert members.shape[0] > 0
+        assert np.unique(pop.district[members]).shape[0] == 1
+        assert np.unique(pop.kind[members]).shape[0] == 1  # persons and organisations apart
+        assert members.shape[0] <= max(block_size, 1) + MAX_HOUSEHOLD - 1
+    # segments: (block, group) cells in order
+    G1 = bl.n_groups
+    for b in range(bl.n_blocks):
+        for g in range(G1):
+            ents = bl.order[bl.seg[b * G1 + g] : bl.seg[b * G1 + g + 1]]
+            assert (bl.block[ents] == b).all()
+
+
+def test_shards_are_contiguous_balanced_block_ranges() -> None:
+    cs, pop = _population("suzhou", 5000)
+    bl = partition(pop, len(cs.groups), 200)
+    for n in (1, 2, 3, 7, bl.n_blocks, bl.n_blocks + 5):
+        ranges = bl.shards(n)
+        assert ranges[0][0] == 0 and ranges[-1][1] == bl.n_blocks
+        assert all(a[1] == b[0] for a, b in zip(ranges[:-1], ranges[1:], strict=True))
+        assert len(ranges) == min(n, bl.n_blocks)
+    sizes = [int(bl.seg[b1 * bl.n_groups] - bl.seg[b0 * bl.n_groups]) for b0, b1 in bl.shards(2)]
+    assert abs(sizes[0] - sizes[1]) < 0.2 * sum(sizes)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.lists(st.floats(0, 50, allow_nan=False), min_size=0, max_size=30),
+        min_size=1,
+        max_size=5,
+    )
+)
+def test_alias_tables_give_each_position_its_share(segments: list[list[float]]) -> None:
+    w = np.array([x for s in segments for x in s], np.float64)
+    seg = np.concatenate(([0], np.cumsum([len(s) for s in segments]))).astype(np.int64)
+    prob, alias, total = segment_alias(w, seg)
+    for s in range(len(segments)):
+        a, e = seg[s], seg[s + 1]
+        assert total[s] == pytest.approx(w[a:e].sum())
+        if e == a or total[s] <= 0:
+            continue
+        n = e - a
+        # P(position j) = (prob[j] + sum of (1 - prob[i]) over i whose alias is j) / n
+        p = prob[a:e].copy()
+        np.add.at(p, alias[a:e] - a, 1.0 - prob[a:e])
+        assert (alias[a:e] >= a).all() and (alias[a:e] < e).all()
+        np.testing.assert_allclose(p / n, w[a:e] / total[s], atol=1e-9)
+
+
+def _behaviour(scheme: str, n: int, block_size: int) -> Behaviour:
+    cs, pop = _population(scheme, n)
+    traits = draw_traits(cs, pop, np.random.default_rng(1))
+    return Behaviour(cs, pop, traits, block_size)
+
+
+def test_a_day_is_the_same_for_any_shards_and_workers_with_measures_in_force() -> None:
+    b = _behaviour("court-defaulters", 4000, 150)
+    assert b.blocks.n_blocks > 10
+    k = int(np.argmax(b.lam.sum(axis=(1, 2))))
+    b.multiplier = {k: np.where(np.arange(b.prob.shape[1]) % 3 == 0, 0.0, 0.5)}
+    days = []
+    for workers, shards in ((1, 1), (1, 4), (2, 2), (2, 9), (2, b.blocks.n_blocks)):
+        b.runner = LocalRunner(b, workers, shards)
+        b.events[:] = 0
+        b.blocked[:] = 0
+        out = [b.day(np.random.default_rng(d), np.random.default_rng(100 + d)) for d in range(5)]
+        b.runner.close()
+        days.append((out, b.events.copy(), b.blocked.copy()))
+    first = days[0]
+    assert first[2][k] > 0  # the multiplier did thin
+    for other in days[1:]:
+        for (w0, k0), (w1, k1) in zip(first[0], other[0], strict=True):
+            assert np.array_equal(w0, w1) and np.array_equal(k0, k1)
+        assert np.array_equal(first[1], other[1]) and np.array_equal(first[2], other[2])
+
+
+def test_actors_are_drawn_in_proportion_to_their_propensity() -> None:
+    """Over many days each entity's count of a behaviour is about rate x trait x days."""
+    b = _behaviour("suzhou", 2000, 97)
+    k = int(np.argmax(b.lam.sum(axis=(1, 2))))
+    days = 400
+    counts = np.zeros(b.prob.shape[1])
+    rng = np.random.default_rng(5)
+    for _ in range(days):
+        who, kind = b.day(rng)
+        counts += np.bincount(who[kind == k], minlength=counts.shape[0])
+    # the expected count per entity from the cell rates: lam of the cell x entity's share
+    bl = b.blocks
+    expected = np.zeros_like(counts)
+    for cell in range(bl.n_blocks * bl.n_groups):
+        a, e = bl.seg[cell], bl.seg[cell + 1]
+        if e == a:
+            continue
+        prob, alias = b.prob[b.key_row[k], a:e], b.alias[b.key_row[k], a:e] - a
+        share = prob.copy()
+        np.add.at(share, alias, 1.0 - prob)
+        share /= e - a
+        lam = b.lam[k].reshape(-1)[cell]
+        expected[bl.order[a:e]] = lam * days * share
+    total = counts.sum()
+    assert total == pytest.approx(expected.sum(), rel=4 / np.sqrt(expected.sum()))
+    # by decile of expected count, the observed mean tracks the expectation
+    q = np.quantile(expected, np.linspace(0, 1, 11))
+    for lo, hi in zip(q[:-1], q[1:], strict=True):
+        sel = (expected >= lo) & (expected <= hi)
+        m = expected[sel].sum()
+        if m > 100:
+            assert counts[sel].sum() == pytest.approx(m, rel=5 / np.sqrt(m))
+
+
+def _tables_equal(a: dict, b: dict) -> None:  # noqa: ANN001
+    assert set(a) == set(b)
+    for name in a:
+        assert a[name].equals(b[name]), name
+
+
+def test_a_whole_run_is_the_same_for_any_workers_and_shards() -> None:
+    common = dict(population=3000, days=60, seed=11)
+    ref = simulate("suzhou", execution=Execution(workers=1, block_size=200), **common)
+    other = simulate("suzhou", execution=Execution(workers=2, shards=5, block_size=200), **common)
+    _tables_equal(ref.tables, other.tables)
+    assert ref.manifest["behaviour_events"] == other.manifest["behaviour_events"]
+    assert ref.manifest["execution"] == {"backend": "local", "workers": 1}
+    assert other.manifest["execution"] == {"backend": "local", "workers": 2}
+    assert ref.manifest["block_size"] == 200
+    # the block size is part of the random structure: another one draws differently
+    third = simulate("suzhou", execution=Execution(workers=1, block_size=150), **common)
+    assert not third.tables["records"].equals(ref.tables["records"])
+
+
+def _same_content(a: Path | None, b: Path | None) -> None:
+    """Same table digests and ledger head (the manifest digest differs: timings, workers)."""
+    assert a is not None and b is not None
+    ma, mb = (json.loads((p / "manifest.json").read_text()) for p in (a, b))
+    assert ma["table_digests"] == mb["table_digests"] and ma["ledger"] == mb["ledger"]
+    assert ma["ledger"]["records"] > 100  # something to compare
+
+
+def test_run_folders_have_the_same_content_hash_for_one_and_many_workers(tmp_path) -> None:  # noqa: ANN001
+    common = dict(population=2000, days=40, seed=4, checkpoint_every=0)
+    a = run("suzhou", out=tmp_path / "a", execution=Execution(workers=1, block_size=100), **common)
+    b = run(
+        "suzhou",
+        out=tmp_path / "b",
+        execution=Execution(workers=2, shards=7, block_size=100),
+        **common,
+    )
+    _same_content(a.path, b.path)
+
+
+@pytest.fixture(scope="module")
+def ray_runtime():  # noqa: ANN201
+    """One local Ray runtime for the module's tests (a runner leaves a runtime it did not
+    start running)."""
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+def test_ray_backend_gives_the_same_tables_and_hash(tmp_path, ray_runtime) -> None:  # noqa: ANN001
+    common = dict(population=2500, days=45, seed=8, checkpoint_every=0)
+    ex = Execution(workers=1, block_size=120)
+    a = run("suzhou", out=tmp_path / "a", execution=ex, **common)
+    ray_ex = Execution(workers=2, shards=3, backend="ray", block_size=120)
+    b = run("suzhou", out=tmp_path / "b", execution=ray_ex, **common)
+    assert b.manifest["execution"] == {"backend": "ray", "workers": 2}
+    _same_content(a.path, b.path)
+    _tables_equal(a.tables, b.tables)
+
+
+def test_ray_shards_draw_the_same_day_with_measures_in_force(ray_runtime) -> None:  # noqa: ANN001
+    from credsim.engine.ray_runner import RayRunner
+
+    b = _behaviour("court-defaulters", 3000, 150)
+    k = int(np.argmax(b.lam.sum(axis=(1, 2))))
+    b.multiplier = {k: np.where(np.arange(b.prob.shape[1]) % 3 == 0, 0.0, 0.5)}
+    local = [b.day(np.random.default_rng(d), np.random.default_rng(50 + d)) for d in range(3)]
+    b.runner = RayRunner(b, 2, 4, None)
+    try:
+        remote = [b.day(np.random.default_rng(d), np.random.default_rng(50 + d)) for d in range(3)]
+        # a change of the multipliers reaches the actors (as packed index/value patches)
+        b.multiplier[k][:] = 1.0
+        after = b.day(np.random.default_rng(9))
+    finally:
+        b.runner.close()
+    for (w0, k0), (w1, k1) in zip(local, remote, strict=True):
+        assert np.array_equal(w0, w1) and np.array_equal(k0, k1)
+    b.runner = LocalRunner(b, 1)
+    again = b.day(np.random.default_rng(9))
+    assert np.array_equal(after[0], again[0]) and np.array_equal(after[1], again[1])
+
+
+def test_bad_execution_settings_are_refused_before_anything_runs() -> None:
+    for ex, msg in (
+        (Execution(workers=0), "workers must be at least 1"),
+        (Execution(block_size=0), "block size must be at least 1"),
+        (Execution(backend="mpi"), "backend must be one of local, ray"),
+    ):
+        with pytest.raises(CredsimError, match=msg):
+            simulate("suzhou", population=100, days=2, execution=ex)
