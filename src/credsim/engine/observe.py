@@ -86,9 +86,14 @@ class Observer:
         excused = rng.random(actor.shape[0]) < cs.excusable[kind] if cs.excusable.any() else None
         if excused is not None and cs.context_aware:
             actor, kind, excused = actor[~excused], kind[~excused], None
+        # behaviours come in behaviour order (Behaviour.day): a behaviour's events are a slice
+        ordered = kind.shape[0] < 2 or bool((kind[1:] >= kind[:-1]).all())
+        bounds = np.searchsorted(kind, np.arange(len(cs.behaviours) + 1)) if ordered else None
         for c in range(cs.ch_behaviour.shape[0]):
             k = int(cs.ch_behaviour[c])
-            sel = kind == k
+            sel: slice | np.ndarray = (
+                slice(int(bounds[k]), int(bounds[k + 1])) if bounds is not None else kind == k
+            )
             who = actor[sel]
             seen = rng.random(who.shape[0]) < cs.ch_detect[c]
             who = who[seen]

@@ -65,16 +65,18 @@ class Table:
         self.columns = columns
         self.n = 0
         self._cap = max(int(capacity), 16)
+        # unfilled capacity is left untouched (no page is written before it is used): columns
+        # an append does not give get their default there
         self._cols: dict[str, np.ndarray] = {
-            k: np.full(self._cap, fill, dt) for k, (dt, fill) in columns.items()
+            k: np.empty(self._cap, dt) for k, (dt, _) in columns.items()
         }
 
     def _grow(self, need: int) -> None:
         if need <= self._cap:
             return
         cap = max(need, int(self._cap * 1.6))
-        for k, (dt, fill) in self.columns.items():
-            new: np.ndarray = np.full(cap, fill, dt)
+        for k, (dt, _) in self.columns.items():
+            new: np.ndarray = np.empty(cap, dt)
             new[: self.n] = self._cols[k][: self.n]
             self._cols[k] = new
         self._cap = cap
@@ -90,8 +92,8 @@ class Table:
         m = sizes.pop() if sizes else 0
         start = self.n
         self._grow(start + m)
-        for k, v in cols.items():
-            self._cols[k][start : start + m] = v
+        for k, (_, fill) in self.columns.items():
+            self._cols[k][start : start + m] = cols.get(k, fill)
         self.n = start + m
         return np.arange(start, start + m, dtype=np.int64)
 

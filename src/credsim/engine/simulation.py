@@ -97,6 +97,7 @@ class Simulation:
         self.measures = MeasureBook(cs, pop)
         self.behave.multiplier = self.measures.multiplier
         self.queue = np.zeros(0, np.int64)
+        self._mark = np.zeros(n, np.bool_)  # scratch for kernels.unique_ids
         # review capacity is given at the jurisdiction's real size; a scaled run scales it
         size = float(cs.scheme.population.size.value) or 1.0
         self.capacity = (
@@ -167,8 +168,11 @@ class Simulation:
         with self.timed("repair"):
             self._recover(day, changed)
         with self.timed("lists"):
-            ents = np.unique(np.concatenate(changed)) if changed else np.zeros(0, np.int32)
-            ents = ents.astype(np.int32)
+            ents = (
+                kernels.unique_ids(np.concatenate(changed), self._mark)
+                if changed
+                else np.zeros(0, np.int32)
+            )
             old = self.grade[ents].copy()
             self._grade(ents)
             self.lists.due(day, self.last_neg)

@@ -16,7 +16,6 @@ collector paused, because creating millions of small objects otherwise triggers 
 
 from __future__ import annotations
 
-import gc
 from functools import cache
 
 import numpy as np
@@ -33,7 +32,6 @@ ORG_BODY_ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
 _ORG_WEIGHTS = np.array([3, 7, 9, 10, 5, 8, 4, 2], dtype=np.int64)
 SEQ_PER_SEX = 500
 """Distinct 3-digit sequence numbers per (birthplace, birth date, sex): 500 odd, 500 even."""
-_CHUNK = 1 << 20
 _MAX_ROUNDS = 1000
 
 
@@ -255,18 +253,21 @@ def ric_codes(
     return _ric_strings(numbers), birth
 
 
+_RIC_WEIGHTS = np.array([pow(2, 17 - i, 11) for i in range(17)], np.int64)
+
+
 def _ric_strings(numbers: np.ndarray) -> np.ndarray:
-    """Turn 18-digit integers ending in a placeholder 0 into RIC strings with stdnum's check."""
-    calc = ric.calc_check_digit
-    out = np.empty(numbers.shape[0], dtype=object)
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        for lo in range(0, numbers.shape[0], _CHUNK):
-            strs = list(map(str, numbers[lo : lo + _CHUNK].tolist()))
-            checks = list(map(calc, strs))  # calc_check_digit ignores the last character
-            out[lo : lo + len(strs)] = [s[:-1] + c for s, c in zip(strs, checks, strict=True)]
-    finally:
-        if was_enabled:
-            gc.enable()
-    return out
+    """Turn 18-digit integers ending in a placeholder 0 into RIC strings with their check
+    character (ISO 7064 MOD 11-2, as stdnum's ``cn.ric.calc_check_digit``, vectorised; a test
+    holds the two equal)."""
+    n = numbers.shape[0]
+    digits = np.empty((n, 18), np.uint8)
+    x = numbers.astype(np.int64)
+    for i in range(17, -1, -1):
+        digits[:, i] = x % 10
+        x //= 10
+    total = digits[:, :17].astype(np.int64) @ _RIC_WEIGHTS
+    check = (12 - total % 11) % 11
+    chars = digits + ord("0")
+    chars[:, 17] = np.where(check == 10, ord("X"), check + ord("0"))
+    return chars.view("S18").ravel().astype("U18").astype(object)
