@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from credsim.engine.lists import END_REASONS
 from credsim.engine.measures import CAUSES
@@ -11,6 +14,7 @@ from credsim.engine.records import BASIS, ERRORS, STATUS
 from credsim.engine.simulation import Simulation
 from credsim.population.types import ORGANIZATION
 from credsim.schemes.compile import ALL_CHANNELS
+from credsim.store.labels import compact_codes, remember
 
 
 def _nullable(arr: np.ndarray, null: int = -1, type_: pa.DataType | None = None) -> pa.Array:
@@ -18,11 +22,18 @@ def _nullable(arr: np.ndarray, null: int = -1, type_: pa.DataType | None = None)
 
 
 def _labels(codes: np.ndarray, names: list[str], null: int = -1) -> pa.Array:
-    """Strings from small integer codes, null where ``code == null``."""
+    """Strings from small integer codes, null where ``code == null``.
+
+    A ``take`` from the names (faster than building a dictionary array and casting it; the same
+    array). Codes outside ``names`` raise an error.
+    """
     codes = np.asarray(codes)
-    dictionary = pa.array(names, pa.string())
-    ix = pa.array(np.where(codes == null, 0, codes).astype(np.int32), mask=codes == null)
-    return pa.DictionaryArray.from_arrays(ix, dictionary).cast(pa.string())
+    is_null = codes == null
+    if is_null.any():
+        ix = pa.array(np.where(is_null, 0, codes).astype(np.int32), mask=is_null)
+    else:
+        ix = pa.array(codes.astype(np.int32, copy=False))
+    return pc.take(pa.array(names, pa.string()), ix)
 
 
 def population_table(sim: Simulation) -> pa.Table:
@@ -51,23 +62,33 @@ def population_table(sim: Simulation) -> pa.Table:
 def records_table(sim: Simulation) -> pa.Table:
     r = sim.records
     c = r.col
-    return pa.table(
+    labels = {  # string columns from codes: remembered with their codes for the ledger
+        "item": (c("item"), sim.item_names),
+        "behaviour": (c("behaviour"), sim.cs.behaviours),
+        "channel": (c("channel"), ALL_CHANNELS),
+        "source_agency": (c("agency"), sim.observer.agencies),
+        "status": (c("status"), STATUS),
+        "basis": (c("basis"), BASIS),
+        "error": (c("error"), ERRORS),
+    }
+    s, kept = _label_columns(labels)
+    table = pa.table(
         {
             "record_id": pa.array(np.arange(r.n, dtype=np.int64)),
             "day": pa.array(c("day")),
             "behaviour_day": _nullable(c("behaviour_day")),
             "entity_id": pa.array(c("entity")),
             "actor_id": _nullable(c("actor")),
-            "item": _labels(c("item"), sim.item_names),
-            "behaviour": _labels(c("behaviour"), sim.cs.behaviours),
-            "channel": _labels(c("channel").astype(np.int32), ALL_CHANNELS),
-            "source_agency": _labels(c("agency"), sim.observer.agencies),
+            "item": s["item"],
+            "behaviour": s["behaviour"],
+            "channel": s["channel"],
+            "source_agency": s["source_agency"],
             "points": pa.array(c("points")),
             "applied": pa.array(c("applied")),
-            "status": _labels(c("status").astype(np.int32), STATUS),
+            "status": s["status"],
             "truthful": pa.array(c("truthful")),
-            "basis": _labels(c("basis").astype(np.int32), BASIS),
-            "error": _labels(c("error").astype(np.int32), ERRORS),
+            "basis": s["basis"],
+            "error": s["error"],
             "cause_record": _nullable(c("cause")),
             "review_day": _nullable(c("review_day")),
             "appeal_day": _nullable(c("appeal_day")),
@@ -76,6 +97,33 @@ def records_table(sim: Simulation) -> pa.Table:
             "excused": pa.array(c("excused")),
         }
     )
+    remember(table, kept)
+    return table
+
+
+def _label_columns(
+    labels: dict[str, tuple[np.ndarray, list[str]]],
+) -> tuple[dict[str, pa.Array], dict[str, tuple[np.ndarray, list[str]]]]:
+    """The string columns of ``labels`` (name: (codes, names), null code -1) and their compact
+    codes (for :func:`credsim.store.labels.remember`), built two at a time when large (Arrow
+    and numpy release the GIL)."""
+
+    def build(item: tuple[str, tuple[np.ndarray, list[str]]]) -> tuple[pa.Array, np.ndarray]:
+        codes, names = np.asarray(item[1][0]), list(item[1][1])
+        return _labels(codes, names), compact_codes(codes, names, -1)
+
+    items = list(labels.items())
+    if max((len(c) for c, _ in labels.values()), default=0) < 100_000:
+        built = [build(item) for item in items]
+    else:
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="credsim-labels") as pool:
+            built = list(pool.map(build, items))
+    columns = {name: arr for (name, _), (arr, _) in zip(items, built, strict=True)}
+    kept = {
+        name: (codes, list(labels[name][1]))
+        for (name, _), (_, codes) in zip(items, built, strict=True)
+    }
+    return columns, kept
 
 
 def scores_table(sim: Simulation) -> pa.Table:

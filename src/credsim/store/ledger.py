@@ -23,18 +23,18 @@ Cost. The chain is inherently sequential, and SHA-256 through :mod:`hashlib` cos
 call in CPython (setting up the context dominates). So the chain runs in a Numba loop calling
 OpenSSL's one-context ``SHA256_Init/Update/Final`` (the library :mod:`hashlib` itself uses):
 about 0.25 us per record. Where that library cannot be found, the same digests are computed with
-:mod:`hashlib`, slower; :func:`fast_path` tells which is in use. Rows are built by a Numba kernel
-one row at a time (cache-friendly), strings through dictionary indices.
+:mod:`hashlib`, slower; :func:`fast_path` tells which is in use. Rows are built by Numba kernels
+reading the Arrow buffers (:mod:`credsim.store.ledger_encode`), strings through dictionary
+indices. The writer chains the records in groups (:meth:`Sealer.records`) and writes each group
+while the next is chained.
 """
 
 from __future__ import annotations
 
 import hashlib
-import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-import numba
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -54,72 +54,21 @@ from credsim.store.ledger_chain import (  # noqa: F401  (re-exported: the ledger
     links_py,
     stored_digests,
 )
-from credsim.store.schema import DIGEST_COLUMN, IMPORT_TABLES, RECORDS_CONTENT, SCHEMAS
+from credsim.store.ledger_encode import (  # noqa: F401  (re-exported: the ledger's public API)
+    _FIXED,
+    RECORD_LAYOUT,
+    STRING_HASH_BYTES,
+    RecordEncoder,
+    RecordLayout,
+    string_hash,
+)
+from credsim.store.schema import DIGEST_COLUMN, IMPORT_TABLES, SCHEMAS
 
 BATCH_ROWS = 1 << 18
 """Rows encoded and hashed at a time (bounds memory: 2**18 records are ~60 MB of row bytes)."""
 
-STRING_HASH_BYTES = 16
-"""A string in a record's canonical row is the first 16 bytes of the sha256 of its UTF-8."""
-
-_FIXED: dict[str, tuple[str, int]] = {
-    # arrow type string -> (little-endian numpy dtype, width in bytes)
-    "bool": ("u1", 1),
-    "int8": ("i1", 1),
-    "int16": ("<i2", 2),
-    "int32": ("<i4", 4),
-    "int64": ("<i8", 8),
-    "double": ("<f8", 8),
-    "date32[day]": ("<i4", 4),
-}
-
-
-# --------------------------------------------------------------------------------------------
-# The canonical record row
-
-
-class RecordLayout:
-    """The canonical row of a record: 64-bit little-endian words, no padding or gaps.
-
-    Word 0 is the null mask (bit j set when chained column j is null); then each chained
-    column in order: one word for an integer, date, double or bool (sign-extended integer,
-    days since 1970-01-01, the IEEE-754 bits, 0/1; zero when null), two words (16 bytes) for a
-    string (the first 16 bytes of sha256 of its UTF-8; zeros when null).
-
-    The chained columns are named in the manifest (``ledger.columns``, ``"name:type"``), so a
-    run stays verifiable when the records schema later gains a column. ``fields`` lists
-    (name, arrow type, byte offset, width); ``size`` is the row's length in bytes.
-    """
-
-    def __init__(self, columns: list[tuple[str, str]]) -> None:
-        if len(columns) > 64:
-            raise RunStoreError("the ledger's null mask covers at most 64 record columns")
-        self.columns = columns
-        self.fields: list[tuple[str, str, int, int]] = [("nulls", "uint64", 0, 8)]
-        offset = 8
-        for name, t in columns:
-            if t != "string" and t not in _FIXED:
-                raise RunStoreError(f"ledger: column {name!r} has a type ({t}) it cannot encode")
-            width = STRING_HASH_BYTES if t == "string" else 8
-            self.fields.append((name, t, offset, width))
-            offset += width
-        self.size = offset
-
-    @classmethod
-    def of_schema(cls, schema: pa.Schema) -> RecordLayout:
-        return cls([(f.name, str(f.type)) for f in schema if f.name != DIGEST_COLUMN])
-
-    @classmethod
-    def parse(cls, spec: list[str]) -> RecordLayout:
-        """From the manifest's ``ledger.columns`` (``["record_id:int64", ...]``)."""
-        return cls([tuple(str(c).split(":", 1)) for c in spec])  # type: ignore[misc]
-
-    def spec(self) -> list[str]:
-        return [f"{name}:{t}" for name, t in self.columns]
-
-
-RECORD_LAYOUT = RecordLayout.of_schema(RECORDS_CONTENT)
-"""The canonical row for the current records schema; see docs/integrity.md."""
+DIGEST_FIELD = pa.field(DIGEST_COLUMN, pa.binary(32), nullable=False)
+"""The records' ``digest`` column, as the writer appends it."""
 
 
 def _fixed_values(arr: pa.Array, t: str) -> np.ndarray:
@@ -140,138 +89,6 @@ def _validity(arr: pa.Array) -> np.ndarray:
     if arr.null_count == 0:
         return np.ones(len(arr), np.uint8)
     return np.asarray(arr.is_valid().to_numpy(zero_copy_only=False), bool).view(np.uint8)
-
-
-_ARROW_TYPES: dict[str, pa.DataType] = {
-    "bool": pa.bool_(),
-    "int8": pa.int8(),
-    "int16": pa.int16(),
-    "int32": pa.int32(),
-    "int64": pa.int64(),
-    "double": pa.float64(),
-    "date32[day]": pa.date32(),
-    "string": pa.string(),
-}
-
-
-@numba.njit(cache=True, nogil=True)
-def _fill(
-    rows: np.ndarray,
-    fixed: np.ndarray,
-    fixed_at: np.ndarray,
-    strings: np.ndarray,
-    table: np.ndarray,
-    strings_at: np.ndarray,
-) -> None:  # pragma: no cover - jitted
-    """Write the canonical rows (n, words) one row at a time: ``fixed[k]`` (one word per row)
-    goes to word ``fixed_at[k]``; string column ``s`` takes the two words ``table[j]`` with
-    ``j = strings[s, i]`` at words ``strings_at[s]`` and the next."""
-    for i in range(rows.shape[0]):
-        for k in range(fixed.shape[0]):
-            rows[i, fixed_at[k]] = fixed[k, i]
-        for s in range(strings.shape[0]):
-            j = strings[s, i]
-            w = strings_at[s]
-            rows[i, w] = table[j, 0]
-            rows[i, w + 1] = table[j, 1]
-
-
-def string_hash(value: str) -> bytes:
-    """A string's 16 bytes in a canonical record row: the first 16 of sha256(UTF-8)."""
-    return hashlib.sha256(value.encode("utf-8")).digest()[:STRING_HASH_BYTES]
-
-
-class RecordEncoder:
-    """Encodes batches of records into canonical rows (reusing one buffer between batches).
-
-    Strings are categories: each distinct value is hashed once (cached) and rows take their
-    hash through the column's dictionary indices (Parquet's own dictionary when the batch was
-    read with ``read_dictionary``, else :func:`pyarrow.compute.dictionary_encode`).
-    """
-
-    def __init__(self, layout: RecordLayout | None = None) -> None:
-        self.layout = layout or RECORD_LAYOUT
-        self._cache: dict[str, bytes] = {}
-        self._buf = np.empty((0, self.layout.size // 8), np.uint64)
-
-    def encode(self, batch: pa.Table | pa.RecordBatch) -> np.ndarray:
-        """(n, layout.size) uint8 canonical rows; valid until the next call.
-
-        Columns are taken by name (others, like ``digest``, are ignored) and cast to the
-        layout's types.
-        """
-        n = batch.num_rows
-        if self._buf.shape[0] < n:
-            self._buf = np.empty((max(n, BATCH_ROWS), self.layout.size // 8), np.uint64)
-        rows = self._buf[:n]
-        kinds = [t for _, t in self.layout.columns]
-        n_str = kinds.count("string")
-        fixed = np.empty((len(kinds) - n_str + 1, n), np.uint64)  # row 0: the null mask
-        fixed_at = [0]
-        strings = np.empty((n_str, n), np.intp)
-        strings_at: list[int] = []
-        tables: list[np.ndarray] = []
-        base = 0
-        nulls = fixed[0]
-        nulls[:] = 0
-        for j, (name, t, off, _) in enumerate(self.layout.fields[1:]):
-            arr = batch.column(name)
-            if isinstance(arr, pa.ChunkedArray):
-                arr = arr.combine_chunks()
-            if t == "string":
-                table, idx = self._strings(arr)
-                strings[len(strings_at)] = idx + base
-                strings_at.append(off // 8)
-                tables.append(table)
-                base += table.shape[0]
-            else:
-                arr = _as_type(arr, _ARROW_TYPES[t])
-                word = fixed[len(fixed_at)]
-                if t == "double":
-                    word.view(np.float64)[:] = _fixed_values(arr, t)
-                else:
-                    word.view(np.int64)[:] = _fixed_values(arr, t)
-                fixed_at.append(off // 8)
-            if arr.null_count:
-                nulls |= (1 - _validity(arr)).astype(np.uint64) << np.uint64(j)
-        table = np.concatenate(tables) if tables else np.zeros((1, STRING_HASH_BYTES), np.uint8)
-        if n:
-            _fill(
-                rows,
-                fixed,
-                np.array(fixed_at, np.intp),
-                strings,
-                np.ascontiguousarray(table).view("<u8"),
-                np.array(strings_at, np.intp),
-            )
-        out = rows.view(np.uint8)
-        if sys.byteorder != "little":  # pragma: no cover - the words are little-endian
-            out = rows.byteswap().view(np.uint8)
-        return out
-
-    def _strings(self, arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-        """(table, idx): row i's 16 bytes are table[idx[i]]; the last table row (zeros) is
-        for nulls."""
-        if pa.types.is_dictionary(arr.type):
-            dictionary, indices = arr.dictionary, arr.indices
-            if not pa.types.is_string(dictionary.type):
-                dictionary = dictionary.cast(pa.string())
-        else:
-            enc = pc.dictionary_encode(_as_type(arr, pa.string()))
-            dictionary, indices = enc.dictionary, enc.indices
-        words = dictionary.to_pylist()
-        k = len(words)
-        table = np.zeros((k + 1, STRING_HASH_BYTES), np.uint8)
-        for i, w in enumerate(words):
-            if w is not None:
-                h = self._cache.get(w)
-                if h is None:
-                    h = self._cache[w] = string_hash(w)
-                table[i] = np.frombuffer(h, np.uint8)
-        if indices.null_count:
-            indices = pc.fill_null(indices, k)
-        idx = np.asarray(indices.to_numpy(zero_copy_only=False)).astype(np.intp, copy=False)
-        return table, idx
 
 
 # --------------------------------------------------------------------------------------------
@@ -391,6 +208,9 @@ class Sealer:
 
     ``add("records", t)`` returns ``t`` with its ``digest`` column (re)computed as the last
     column; other tables are returned unchanged. Tables must already be conformed.
+    :meth:`records` chains the records group by group instead (what the writer uses, to write
+    each group while the next is chained). Tables other than the records may be added from
+    another thread while the records are chained (each has its own hasher).
     """
 
     def __init__(self, manifest: Mapping[str, Any]) -> None:
@@ -403,10 +223,17 @@ class Sealer:
         self._encoder: RecordEncoder | None = None
         self._hashers: dict[str, TableHasher | None] = {}  # None: records (digest from chain)
 
+    def reserve(self, names: Iterable[str]) -> None:
+        """Fix the order of ``table_digests`` (the tables' order), whatever order the tables
+        are then added in (the writer adds the records while it adds the others)."""
+        for name in names:
+            if name not in self._hashers:
+                self._hashers[name] = None if name == "records" else TableHasher(name)
+
     def add(self, name: str, table: pa.Table) -> pa.Table:
         if name == "records":
-            self._hashers["records"] = None
-            return self._chain(table)
+            ((part, digests),) = self.records(table, max(table.num_rows, 1))  # one group
+            return part.append_column(DIGEST_FIELD, digest_array(digests))
         hasher = self._hashers.get(name)
         if hasher is None:
             hasher = self._hashers[name] = TableHasher(name, table.schema)
@@ -414,31 +241,42 @@ class Sealer:
             hasher.update(batch)
         return table
 
-    def _chain(self, table: pa.Table) -> pa.Table:
+    def records(self, table: pa.Table, group_rows: int) -> Iterator[tuple[pa.Table, np.ndarray]]:
+        """Chain the records of ``table`` (in order, after any added before): yields, for each
+        run of ``group_rows`` records, the table's slice (without ``digest``) and its digests
+        ((m, 32) uint8, a new array each time). An empty table yields itself once."""
+        self._hashers["records"] = None
         if DIGEST_COLUMN in table.column_names:
             table = table.drop_columns([DIGEST_COLUMN])
         if self._encoder is None:
             self._encoder = RecordEncoder(RecordLayout.of_schema(table.schema))
-        parts = []
-        for batch in _batches(table):
-            rows = self._encoder.encode(batch)
-            digests = chain(rows, self._head)
-            if len(digests):
-                self._head = digests[-1].tobytes()
-            parts.append(digests)
-            ids = batch.column("record_id").to_numpy()
-            if len(ids):
-                if self._first_id is None:
-                    self._first_id = self._next_id = int(ids[0])
-                start = int(self._next_id or 0)
-                expect = np.arange(start, start + len(ids), dtype=np.int64)
-                self._contiguous = self._contiguous and bool(np.array_equal(ids, expect))
-                self._next_id = int(ids[-1]) + 1
-        self._records += table.num_rows
-        digests = np.concatenate(parts) if parts else np.zeros((0, 32), np.uint8)
-        return table.append_column(
-            pa.field(DIGEST_COLUMN, pa.binary(32), nullable=False), digest_array(digests)
-        )
+        if table.num_rows == 0:
+            yield table, np.zeros((0, 32), np.uint8)
+            return
+        for start in range(0, table.num_rows, group_rows):
+            part = table.slice(start, group_rows)
+            digests = np.empty((part.num_rows, 32), np.uint8)
+            at = 0
+            for batch in _batches(part):
+                m = batch.num_rows
+                self._encoder.chain(batch, self._head, digests[at : at + m])
+                self._head = digests[at + m - 1].tobytes()
+                self._ids(batch.column("record_id"))
+                at += m
+            self._records += part.num_rows
+            yield part, digests
+
+    def _ids(self, column: pa.ChunkedArray) -> None:
+        """Follow the record ids: the first, and whether they run first, first + 1, ..."""
+        ids = np.asarray(column.to_numpy())
+        if not len(ids):
+            return
+        if self._first_id is None:
+            self._first_id = self._next_id = int(ids[0])
+        if self._contiguous:
+            start = int(self._next_id or 0)
+            self._contiguous = int(ids[0]) == start and bool(np.all(np.diff(ids) == 1))
+        self._next_id = int(ids[-1]) + 1
 
     def ledger(self) -> dict[str, Any]:
         """The manifest's ``ledger`` section."""

@@ -95,6 +95,34 @@ def _chain_kernel(rows, prev, out, init, update, final):  # type: ignore[no-unty
 
 
 @numba.njit(cache=True, nogil=True)
+def _fill_chain_kernel(  # type: ignore[no-untyped-def]
+    fixed, fixed_at, strings, table, strings_at, words, prev, out, init, update, final
+):
+    """The canonical rows assembled as ``ledger_encode._fill`` does, but each in a one-row
+    scratch buffer hashed at once (it never leaves the cache): out[k] = SHA256(out[k-1] ||
+    row_k). Little-endian machines only (the words are written natively)."""
+    n = out.shape[0]
+    row = np.zeros(words, np.uint64)
+    r = row.ctypes.data
+    ctx = np.empty(256, np.uint8)
+    c = ctx.ctypes.data
+    p = prev.ctypes.data
+    for i in range(n):
+        for k in range(fixed.shape[0]):
+            row[fixed_at[k]] = fixed[k, i]
+        for s in range(strings.shape[0]):
+            j = strings[s, i]
+            w = strings_at[s]
+            row[w] = table[j, 0]
+            row[w + 1] = table[j, 1]
+        init(c)
+        update(c, p, 32)
+        update(c, r, words * 8)
+        final(out[i].ctypes.data, c)
+        p = out[i].ctypes.data
+
+
+@numba.njit(cache=True, nogil=True)
 def _links_kernel(rows, prevs, out, init, update, final):  # type: ignore[no-untyped-def]
     """out[k] = SHA256(prevs[k] || rows[k])."""
     n, w = rows.shape
@@ -164,16 +192,22 @@ def fast_path() -> bool:
     return _fast() is not None
 
 
-def chain(rows: np.ndarray, prev: bytes) -> np.ndarray:
+def chain(rows: np.ndarray, prev: bytes, out: np.ndarray | None = None) -> np.ndarray:
     """Digests of consecutive records: ``out[i] = sha256(out[i-1] || rows[i])``, out[-1] = prev.
 
-    ``rows`` is an (n, w) uint8 array (canonical rows); returns (n, 32) uint8.
+    ``rows`` is an (n, w) uint8 array (canonical rows); returns (n, 32) uint8, written into
+    ``out`` when given (a C-contiguous (n, 32) uint8 array).
     """
     fast = _fast()
     n = rows.shape[0]
     if fast is None or n == 0:
-        return chain_py(rows, prev)
-    out = np.empty((n, 32), np.uint8)
+        got = chain_py(rows, prev)
+        if out is None:
+            return got
+        out[...] = got
+        return out
+    if out is None:
+        out = np.empty((n, 32), np.uint8)
     _chain_kernel(np.ascontiguousarray(rows), np.frombuffer(prev, np.uint8).copy(), out, *fast)
     return out
 
@@ -190,9 +224,9 @@ def links(rows: np.ndarray, prevs: np.ndarray) -> np.ndarray:
 
 
 def digest_array(digests: np.ndarray) -> pa.Array:
-    """An (n, 32) uint8 array as an Arrow fixed_size_binary(32) array."""
+    """An (n, 32) uint8 array as an Arrow fixed_size_binary(32) array (sharing its memory)."""
     n = digests.shape[0]
-    buf = pa.py_buffer(np.ascontiguousarray(digests, np.uint8).tobytes())
+    buf = pa.py_buffer(np.ascontiguousarray(digests, np.uint8))
     return pa.FixedSizeBinaryArray.from_buffers(pa.binary(32), n, [None, buf])
 
 

@@ -9,13 +9,17 @@ overwritten.
 
 from __future__ import annotations
 
+import ctypes
 import datetime as dt
+import functools
 import hashlib
 import json
 import math
 import os
 import shutil
+import sys
 from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +28,15 @@ import pyarrow.parquet as pq
 
 from credsim._fsio import fsync_dir, fsync_file, publish_dir, refuse_non_empty, staging_dir
 from credsim.errors import RunExistsError, RunStoreError
-from credsim.store.ledger import Sealer
-from credsim.store.schema import DIGEST_COLUMN, IMPORT_TABLES, REQUIRED_TABLES, SCHEMAS, conform
+from credsim.store.ledger import DIGEST_FIELD, Sealer, digest_array
+from credsim.store.schema import (
+    DIGEST_COLUMN,
+    IMPORT_TABLES,
+    RECORDS_CONTENT,
+    REQUIRED_TABLES,
+    SCHEMAS,
+    conform,
+)
 
 MANIFEST = "manifest.json"
 
@@ -65,19 +76,36 @@ def write_run(
         raise RunStoreError(f"cannot write run {out}: {'; '.join(what)}")
     tmp = staging_dir(out)
     try:
-        info: dict[str, dict[str, Any]] = {}
         full = _plain(dict(manifest))
         sealer = Sealer(full)
-        for name in (*SCHEMAS, *IMPORT_TABLES):  # fixed order; one table at a time (memory)
-            if name not in tables:
-                continue
-            table = conform(name, tables[name])
-            table = _seal_table(sealer, name, table)  # every table gets a content digest
-            path = tmp / f"{name}.parquet"
-            pq.write_table(table, path, compression="zstd", use_dictionary=_dictionary(table))
-            fsync_file(path)
-            info[name] = {"rows": table.num_rows, "sha256": sha256_file(path)}
-            del table
+        names = [n for n in (*SCHEMAS, *IMPORT_TABLES) if n in tables]  # the fixed order
+        sealer.reserve(names)
+        rows = {name: tables[name].num_rows for name in names}
+        # conformed in order (the first unfit table is the one named): the tables before the
+        # records here, the records meanwhile with the chain when that changes none of their
+        # values (same columns and types), the others by the thread that writes them
+        first = {n: conform(n, tables[n]) for n in names[: names.index("records")]}
+        rest = {**first, **{n: tables[n] for n in names if n not in first and n != "records"}}
+        del first
+        records = tables["records"]
+        as_is = [(f.name, f.type) for f in records.schema] == _CONTENT
+        if not as_is:
+            records = conform("records", records)
+        # The main thread chains the records (serial; the longest part); a second writes their
+        # row groups, each while the next is chained; a third writes the other tables one at a
+        # time meanwhile. Written files are fsynced and hashed in the background too.
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="credsim-write") as pool:
+            files: dict[str, Future[str]] = {}
+            conformed = pool.submit(conform, "records", records) if as_is else None
+            others = pool.submit(_write_others, pool, sealer, rest, tmp, files)
+            del rest
+            path = tmp / "records.parquet"
+            files["records"] = _done(_write_records(pool, sealer, records, path, conformed))
+            del records, conformed
+            others.result()
+            info: dict[str, dict[str, Any]] = {
+                name: {"rows": rows[name], "sha256": files[name].result()} for name in names
+            }
         full["complete"] = True
         full["tables"] = info
         full["created"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
@@ -125,10 +153,189 @@ def _seal_manifest(sealer: Sealer, manifest: dict[str, Any]) -> dict[str, Any]:
     return sealer.finish(manifest)
 
 
-def _dictionary(table: pa.Table) -> bool | list[str]:
-    """Dictionary-encode every column but the digests (random bytes: a dictionary never pays)."""
-    names = table.column_names
-    return [c for c in names if c != DIGEST_COLUMN] if DIGEST_COLUMN in names else True
+_CONTENT = [(f.name, f.type) for f in RECORDS_CONTENT]
+
+ROW_GROUP_ROWS = 1 << 20
+"""Rows per Parquet row group of the records (Arrow's default for ``write_table``)."""
+
+_DISTINCT = frozenset(
+    {
+        "record_id",
+        "cause_record",
+        "trigger_record",
+        "import_row",
+        "entity_id",
+        "actor_id",
+        "household_id",
+        "employer_id",
+        "friend_id",
+        "via_entity",
+        "code",
+        "row",
+    }
+)
+"""Columns of (mostly) distinct values: identifiers. A Parquet dictionary for them overflows
+and falls back to plain encoding after costing a hash of every value, so they go without."""
+
+
+def _parquet_options(schema: pa.Schema) -> dict[str, Any]:
+    """How a table is stored: zstd and dictionary pages, except for the records' ``digest``
+    (random bytes: incompressible, every value distinct) and for identifier columns (no
+    dictionary). Only the encoding on disk depends on this, never the values read back."""
+    names = schema.names
+    return {
+        "compression": {c: "none" if c == DIGEST_COLUMN else "zstd" for c in names},
+        "use_dictionary": [c for c in names if c != DIGEST_COLUMN and c not in _DISTINCT],
+        "write_statistics": [c for c in names if c != DIGEST_COLUMN],
+    }
+
+
+def _write_records(
+    pool: ThreadPoolExecutor,
+    sealer: Sealer,
+    table: pa.Table,
+    path: Path,
+    conformed: Future[pa.Table] | None = None,
+) -> str:
+    """Chain the records and write them with their ``digest`` column, one row group at a time:
+    ``pool`` writes group k while this thread chains group k + 1 (the chain is serial), and
+    hashes and starts syncing the file as it grows. Returns the file's sha256 (it is synced).
+
+    With ``conformed`` (the table being conformed meanwhile, which changes no value of it:
+    same columns and types), ``table`` is chained as it is and written as conformed."""
+    follower = _Follower(path)
+    try:
+        _write_groups(pool, sealer, table, path, conformed, follower)
+    except BaseException:
+        follower.close()
+        raise
+    return follower.finish()
+
+
+def _write_groups(
+    pool: ThreadPoolExecutor,
+    sealer: Sealer,
+    table: pa.Table,
+    path: Path,
+    conformed: Future[pa.Table] | None,
+    follower: _Follower,
+) -> None:
+    pending: Future[None] | None = None
+    writer: pq.ParquetWriter | None = None
+    try:
+        start = 0
+        for part, digests in sealer.records(table, ROW_GROUP_ROWS):
+            if writer is None:
+                final = conformed.result() if conformed is not None else table
+                schema = final.schema.append(DIGEST_FIELD)
+                writer = pq.ParquetWriter(path, schema, **_parquet_options(schema))
+            if conformed is not None:
+                part = final.slice(start, part.num_rows)
+            start += part.num_rows
+            sealed = part.append_column(DIGEST_FIELD, digest_array(digests))
+            if pending is not None:
+                pending.result()
+            pending = pool.submit(_write_group, writer, sealed, follower)
+            del sealed, part, digests
+    finally:
+        if pending is not None:
+            wait([pending])  # never close the file under a write (its error, if any, below)
+        if writer is not None:
+            writer.close()
+    if pending is not None:
+        pending.result()
+
+
+def _write_group(writer: pq.ParquetWriter, group: pa.Table, follower: _Follower) -> None:
+    writer.write_table(group, row_group_size=ROW_GROUP_ROWS)
+    follower.catch_up()
+
+
+class _Follower:
+    """Hashes a file while another writer appends to it (Parquet never goes back), and asks
+    the system to start writing the new bytes to disk (Linux), so that little is left to hash
+    and to sync when the file is complete."""
+
+    def __init__(self, path: Path) -> None:
+        path.touch()
+        self._fd = os.open(path, os.O_RDONLY)
+        self._sha = hashlib.sha256()
+        self._done = 0
+
+    def catch_up(self) -> None:
+        size = os.fstat(self._fd).st_size
+        while self._done < size:
+            chunk = os.pread(self._fd, min(size - self._done, 1 << 24), self._done)
+            if not chunk:
+                break
+            self._sha.update(chunk)
+            self._done += len(chunk)
+        _start_writeback(self._fd)
+
+    def finish(self) -> str:
+        """Hash the rest, fsync; the file's sha256."""
+        try:
+            self.catch_up()
+            os.fsync(self._fd)
+            return self._sha.hexdigest()
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+def _start_writeback(fd: int) -> None:
+    """sync_file_range(SYNC_FILE_RANGE_WRITE): start writing dirty pages, without waiting."""
+    fn = _sync_file_range()
+    if fn is not None:
+        fn(fd, ctypes.c_int64(0), ctypes.c_int64(0), 2)
+
+
+@functools.cache
+def _sync_file_range() -> Any:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    fn.restype = ctypes.c_int
+    return fn
+
+
+def _write_others(
+    pool: ThreadPoolExecutor,
+    sealer: Sealer,
+    tables: dict[str, pa.Table],
+    tmp: Path,
+    files: dict[str, Future[str]],
+) -> None:
+    """Conform, seal and write the tables other than the records, in order, one at a time
+    (memory)."""
+    while tables:
+        name = next(iter(tables))
+        table = conform(name, tables.pop(name))  # (a no-op for one conformed already)
+        table = _seal_table(sealer, name, table)  # every table gets a content digest
+        path = tmp / f"{name}.parquet"
+        pq.write_table(table, path, **_parquet_options(table.schema))
+        del table
+        files[name] = pool.submit(_finish_file, path)
+
+
+def _done(value: str) -> Future[str]:
+    done: Future[str] = Future()
+    done.set_result(value)
+    return done
+
+
+def _finish_file(path: Path) -> str:
+    """fsync a written table file and return its sha256 (in the writer's second thread)."""
+    fsync_file(path)
+    return sha256_file(path)
 
 
 def sha256_file(path: str | Path) -> str:
