@@ -74,11 +74,6 @@ class Behaviour:
         """Behaviour -> per-entity rate multiplier (only behaviours some measure changes)."""
         self.runner: Runner = LocalRunner(self, 1)
 
-    @property
-    def daily(self) -> np.ndarray:
-        """Expected candidates per day, per behaviour and group (organisations last)."""
-        return self.lam.sum(axis=1)
-
     def multipliers(self) -> tuple[np.ndarray, np.ndarray]:
         """(row of each behaviour or -1, matrix of per-entity multipliers) without copying
         when the multipliers are rows of one matrix (as :class:`MeasureBook` keeps them)."""
