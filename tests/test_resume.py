@@ -111,7 +111,10 @@ def test_full_disk_keeps_the_last_checkpoint_and_resume_finishes(
         run("nanjing", 3000, 100, 5, out, checkpoint_every=10)
     m = json.loads((out / "manifest.json").read_text())
     assert m["complete"] is False and m["checkpoint_day"] == 20
-    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.npz", "manifest.json"]
+    # besides the checkpoint, .segments with the score snapshots it lists (saved once; a
+    # resume deletes any it does not list)
+    assert sorted(p.name for p in out.iterdir()) == [".segments", "checkpoint.npz", "manifest.json"]
+    assert (out / ".segments" / "scores-000000.arrow").is_file()
     z, meta = checkpoint.load(out / "checkpoint.npz")
     assert meta["day"] == 20
     monkeypatch.setattr(checkpoint.np, "savez", real)
@@ -188,7 +191,8 @@ def test_failed_final_write_leaves_an_incomplete_folder_to_resume(
     )
     m = json.loads((out / "manifest.json").read_text())
     assert m["complete"] is False and m["checkpoint_day"] == 30
-    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.npz", "manifest.json"]
+    # the checkpoint, and the score snapshots it lists in .segments (saved once)
+    assert sorted(p.name for p in out.iterdir()) == [".segments", "checkpoint.npz", "manifest.json"]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp left
     monkeypatch.setattr(pq_mod, "write_table", real)
     assert cli_main(["run", "--resume", str(out), "--quiet"]) == 0

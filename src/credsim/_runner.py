@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from credsim._manifest import build_manifest
 from credsim.engine import budget
@@ -36,10 +37,31 @@ MAX_PERSONS = 2**31 - 1 - 2**26  # entity ids are int32; room left for organisat
 class RunResult:
     """A finished run: its tables, its manifest and, when written, its folder."""
 
-    tables: dict[str, pa.Table]
+    tables: Mapping[str, pa.Table]
     manifest: dict[str, Any]
     path: Path | None = None
     simulation: Simulation | None = field(default=None, repr=False)
+
+
+class LazyTables(Mapping[str, pa.Table]):
+    """The tables of a run written to a folder whose records were streamed out: the records
+    are read from the folder when first asked for (they may not fit in memory)."""
+
+    def __init__(self, tables: Mapping[str, Any], folder: Path) -> None:
+        self._tables = dict(tables)
+        self._folder = folder
+
+    def __getitem__(self, name: str) -> pa.Table:
+        t = self._tables[name]
+        if not isinstance(t, pa.Table):  # streamed: read back from the run folder
+            t = self._tables[name] = pq.read_table(self._folder / f"{name}.parquet")
+        return t
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._tables)
+
+    def __len__(self) -> int:
+        return len(self._tables)
 
 
 @dataclass
@@ -89,6 +111,9 @@ class Prepared:
     req: Request
     sim: Simulation
     imported: ImportedEvents | None
+    stream: Any = None
+    """A :class:`~credsim.store.stream.RecordStream` when the records go to a folder as the
+    run goes on."""
 
 
 def prepare(req: Request, *, fresh: bool = True) -> Prepared:
@@ -143,6 +168,8 @@ def advance(
                 after_day(day)
     except BaseException:
         p.sim.behave.runner.close()  # no worker threads or Ray actors left behind
+        if p.stream is not None:
+            p.stream.close()
         raise
 
 
@@ -151,8 +178,14 @@ def finish(p: Prepared, extra: dict[str, Any] | None = None) -> RunResult:
     sim, req = p.sim, p.req
     sim.behave.runner.close()
     tt = time.perf_counter()
-    accepted = p.imported.attach(sim.records) if p.imported is not None else None
-    tables = all_tables(sim)
+    if p.stream is not None:
+        streamed = p.stream.finish()
+        accepted = p.imported.attach_ids(*p.stream.imports()) if p.imported else None
+        tables: dict[str, Any] = all_tables(sim, records=False)
+        tables["records"] = streamed
+    else:
+        accepted = p.imported.attach(sim.records) if p.imported is not None else None
+        tables = all_tables(sim)
     if p.imported is not None and accepted is not None:
         tables["events"], tables["quarantine"] = accepted, p.imported.quarantine
     sim.timings["tables"] = time.perf_counter() - tt

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from credsim._manifest import assumptions_of, provenance, rules_of
-from credsim._runner import RunResult, advance, check, finish, prepare
+from credsim._runner import LazyTables, RunResult, advance, check, finish, prepare
 from credsim.engine import checkpoint
 from credsim.engine.shards import BLOCK_SIZE, Execution
 from credsim.errors import CredsimError
@@ -168,23 +168,46 @@ def resume(
     if meta.get("seed") != req.seed or meta.get("scheme_sha256") != loaded.sha256:
         raise CredsimError(f"{folder.checkpoint_path}: the checkpoint belongs to another run")
     p = prepare(req, fresh=False)
-    checkpoint.restore(p.sim, z)
+    checkpoint.restore(p.sim, z, int(meta.get("stream", {}).get("done", 0)))
     resumed.append(int(meta["day"]))
     folder.manifest["resumed_from"] = resumed
-    return _run_to_end(folder, p, int(meta["day"]) + 1, progress, resumed)
+    return _run_to_end(folder, p, int(meta["day"]) + 1, progress, resumed, meta.get("stream"))
 
 
-def _run_to_end(folder: Any, p: Any, first: int, progress: bool, resumed: list[int]) -> RunResult:
+def _run_to_end(
+    folder: Any,
+    p: Any,
+    first: int,
+    progress: bool,
+    resumed: list[int],
+    streamed: dict[str, Any] | None = None,
+) -> RunResult:
     from credsim.store import write_run
+    from credsim.store.stream import RecordStream, discard
 
     every = int(folder.manifest["run"].get("checkpoint_every") or 0)
     days = p.req.days
     meta = {"seed": p.req.seed, "scheme_sha256": p.req.loaded.sha256}
+    basis = {"scheme": {"sha256": p.req.loaded.sha256}, "seed": p.req.seed}  # ledger genesis
+    if streamed is None:
+        discard(folder.path)  # leftovers of a run resumed from its start
+    p.stream = RecordStream(p.sim, folder.path, basis, durable=every > 0)
+    if streamed is not None:
+        t = time.perf_counter()
+        try:
+            p.stream.resume(streamed)
+            p.sim.snap[:0] = p.stream.saved_snapshots(streamed)  # before those in the checkpoint
+        except BaseException:
+            p.stream.close()
+            raise
+        p.sim.timings["checkpoint"] += time.perf_counter() - t
 
     def after_day(day: int) -> None:
+        p.stream.after_day(day)
         if every and day % every == 0 and day < days:
             t = time.perf_counter()
-            folder.checkpoint(lambda path: checkpoint.save(path, p.sim, day, meta), day)
+            state = {**meta, "stream": p.stream.checkpoint()}
+            folder.checkpoint(lambda path: checkpoint.save(path, p.sim, day, state), day)
             p.sim.timings["checkpoint"] += time.perf_counter() - t
 
     advance(p, first, progress=progress, after_day=after_day)
@@ -196,5 +219,7 @@ def _run_to_end(folder: Any, p: Any, first: int, progress: bool, resumed: list[i
     result.path = folder.commit(
         lambda path: write_run(path, result.tables, result.manifest, into_incomplete=True)
     )
+    discard(result.path)
+    result.tables = LazyTables(result.tables, result.path)
     result.manifest["timings"]["write"] = round(time.perf_counter() - t, 4)
     return result

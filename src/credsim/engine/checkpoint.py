@@ -79,15 +79,18 @@ def _dict_of_lists(chunks: list[tuple[int, np.ndarray]]) -> dict[int, list[np.nd
     return out
 
 
-def state(sim: Simulation) -> dict[str, np.ndarray]:
-    """The mutable state of a simulation as flat named arrays."""
+def state(sim: Simulation, records_from: int = 0, snaps_from: int = 0) -> dict[str, np.ndarray]:
+    """The mutable state of a simulation as flat named arrays; the records from
+    ``records_from`` on and the score snapshots from number ``snaps_from`` on (those before
+    were saved once, elsewhere: :mod:`credsim.store.stream`)."""
     out: dict[str, np.ndarray] = {}
     for name, path in ARRAYS.items():
         out[f"a.{name}"] = _get(sim, path)
     for name, path in TABLES.items():
         t: Table = _get(sim, path)
+        start = records_from if name == "records" else 0
         for col in t.columns:
-            out[f"t.{name}.{col}"] = t.col(col)
+            out[f"t.{name}.{col}"] = t.col(col)[start:]
     for k, mult in sim.measures.multiplier.items():
         out[f"mult.{k}"] = mult
     _ragged(out, "appeals_due", [(d, v) for d, vs in sim.appeals_due.items() for v in vs])
@@ -100,7 +103,7 @@ def state(sim: Simulation) -> dict[str, np.ndarray]:
     out["pending.columns"] = np.array(cols, dtype=np.str_)
     for c in cols:
         _ragged(out, f"pending.{c}", [(d, b[c]) for d, b in pending])
-    snaps = sim.snap
+    snaps = sim.snap[snaps_from:]
     out["snap.days"] = np.array([s[1] for s in snaps], np.int64)
     _ragged(out, "snap.ents", [(d, e) for e, d, _, _ in snaps])
     _ragged(out, "snap.score", [(d, sc) for _, d, sc, _ in snaps])
@@ -108,8 +111,15 @@ def state(sim: Simulation) -> dict[str, np.ndarray]:
     return out
 
 
-def restore(sim: Simulation, z: dict[str, np.ndarray]) -> None:
-    """Put saved state back into a freshly built simulation of the same scheme and seed."""
+def restore(
+    sim: Simulation,
+    z: dict[str, np.ndarray],
+    records_from: int = 0,
+    snaps_before: list[tuple[np.ndarray, int, np.ndarray, np.ndarray]] | None = None,
+) -> None:
+    """Put saved state back into a freshly built simulation of the same scheme and seed; the
+    saved records start at id ``records_from`` (those before were streamed out), the saved
+    score snapshots follow ``snaps_before`` (saved once, elsewhere)."""
     for name, path in ARRAYS.items():
         cur = _get(sim, path)
         saved = z[f"a.{name}"]
@@ -123,7 +133,7 @@ def restore(sim: Simulation, z: dict[str, np.ndarray]) -> None:
     for name, path in TABLES.items():
         t: Table = _get(sim, path)
         cols = {c: z[f"t.{name}.{c}"] for c in t.columns}
-        t.n = 0
+        t.n = t.base = records_from if name == "records" else 0  # below: never allocated
         t.append(**cols)
     for k in sim.measures.multiplier:
         sim.measures.multiplier[k][:] = z[f"mult.{k}"]
@@ -144,7 +154,7 @@ def restore(sim: Simulation, z: dict[str, np.ndarray]) -> None:
         for i, (d, _) in enumerate(parts[names[0]]):
             sim.observer.pending[d].append({c: parts[c][i][1] for c in names})
     ents, score, grade = (_unragged(z, f"snap.{p}") for p in ("ents", "score", "grade"))
-    sim.snap = [
+    sim.snap = list(snaps_before or []) + [
         (e.astype(np.int32), d, s, g.astype(np.int16))
         for (d, e), (_, s), (_, g) in zip(ents, score, grade, strict=True)
     ]
@@ -157,7 +167,8 @@ def save(path: str | Path, sim: Simulation, day: int, meta: dict[str, Any]) -> P
     previous checkpoint is left as it was.
     """
     p = Path(path)
-    arrays = state(sim)
+    streamed = meta.get("stream", {})
+    arrays = state(sim, int(streamed.get("done", 0)), len(streamed.get("snapshots", [])))
     arrays["meta"] = np.array(json.dumps({**meta, "day": day, "format": FORMAT}))
     replace_atomically(p, lambda fh: np.savez(fh, allow_pickle=False, **arrays))
     return p

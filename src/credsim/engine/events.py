@@ -93,18 +93,23 @@ class ImportedEvents:
         }
 
     def attach(self, records: Any) -> pa.Table:
-        """After the run: mark the imported records (``import_row``) in ``records`` (the run's
-        :class:`~credsim.engine.records.RecordBuffer`) and return the accepted rows with the
-        ``record_id`` each became. Imported records are the only ones with basis ``import``, and
-        they arrive by day in row order, which is the order of :attr:`arrival_rows`."""
-        ids = np.nonzero(records.col("basis") == B_IMPORT)[0]
-        if ids.shape[0] != self.arrival_rows.shape[0]:
+        """After the run: the accepted rows with the ``record_id`` each became, from ``records``
+        (the run's :class:`~credsim.engine.records.RecordBuffer`), whose imported records carry
+        their data row in ``import_row`` since they arrived."""
+        ids = np.nonzero(records.col("import_row") >= 0)[0]
+        return self.attach_ids(ids, records.col("import_row")[ids])
+
+    def attach_ids(self, ids: np.ndarray, rows: np.ndarray) -> pa.Table:
+        """The accepted rows with their ``record_id``, given the imported records (``ids``) and
+        their data rows (``rows``). Every accepted row became exactly one record."""
+        if ids.shape[0] != self.arrival_rows.shape[0] or not np.array_equal(
+            np.sort(rows), np.sort(self.arrival_rows)
+        ):
             raise RuntimeError(
                 f"internal error: {self.arrival_rows.shape[0]} events imported but "
                 f"{ids.shape[0]} imported records found"
             )
-        records.col("import_row")[ids] = self.arrival_rows
-        rid = ids[np.argsort(self.arrival_rows, kind="stable")]  # accepted is sorted by row
+        rid = np.asarray(ids, np.int64)[np.argsort(rows, kind="stable")]  # accepted: by row
         return self.accepted.append_column("record_id", pa.array(rid, pa.int64()))
 
 
@@ -351,6 +356,7 @@ def validate_events(f: EventsFile, pop: Population, cs: Compiled, days: int) -> 
             "truthful": np.ones(k, np.bool_),
             "basis": np.full(k, B_IMPORT, np.int8),
             "error": np.full(k, E_NONE, np.int8),
+            "import_row": f.rows[sel].astype(np.int32),
         }
     result = ImportedEvents(
         file=str(f.path),

@@ -59,22 +59,41 @@ def population_table(sim: Simulation) -> pa.Table:
     )
 
 
-def records_table(sim: Simulation) -> pa.Table:
+def records_table(sim: Simulation, start: int = 0, stop: int | None = None) -> pa.Table:
+    """The records ``start`` .. ``stop`` (default: all) as the run store's Arrow table."""
     r = sim.records
-    c = r.col
+    stop = r.n if stop is None else stop
+    cols = {k: r.raw(k)[start:stop] for k in r.columns}
+    return records_arrow(cols, start, record_names(sim))
+
+
+def record_names(sim: Simulation) -> dict[str, list[str]]:
+    """The names behind the records' code columns (item, behaviour, agency)."""
+    return {
+        "item": list(sim.item_names),
+        "behaviour": list(sim.cs.behaviours),
+        "agency": list(sim.observer.agencies),
+    }
+
+
+def records_arrow(cols: dict[str, np.ndarray], start: int, names: dict[str, list[str]]) -> pa.Table:
+    """Records given as engine columns (:data:`~credsim.engine.records.COLUMNS`), the first
+    with id ``start``, as the run store's Arrow table."""
+    c = cols.__getitem__
     labels = {  # string columns from codes: remembered with their codes for the ledger
-        "item": (c("item"), sim.item_names),
-        "behaviour": (c("behaviour"), sim.cs.behaviours),
+        "item": (c("item"), names["item"]),
+        "behaviour": (c("behaviour"), names["behaviour"]),
         "channel": (c("channel"), ALL_CHANNELS),
-        "source_agency": (c("agency"), sim.observer.agencies),
+        "source_agency": (c("agency"), names["agency"]),
         "status": (c("status"), STATUS),
         "basis": (c("basis"), BASIS),
         "error": (c("error"), ERRORS),
     }
     s, kept = _label_columns(labels)
+    n = c("day").shape[0]
     table = pa.table(
         {
-            "record_id": pa.array(np.arange(r.n, dtype=np.int64)),
+            "record_id": pa.array(np.arange(start, start + n, dtype=np.int64)),
             "day": pa.array(c("day")),
             "behaviour_day": _nullable(c("behaviour_day")),
             "entity_id": pa.array(c("entity")),
@@ -200,10 +219,12 @@ def friendships_table(sim: Simulation) -> pa.Table | None:
     )
 
 
-def all_tables(sim: Simulation) -> dict[str, pa.Table]:
-    out = {
-        "population": population_table(sim),
-        "records": records_table(sim),
+def all_tables(sim: Simulation, records: bool = True) -> dict[str, pa.Table]:
+    """Every table of the run store; without ``records`` when they were streamed out."""
+    out = {"population": population_table(sim)}
+    if records:
+        out["records"] = records_table(sim)
+    out |= {
         "scores": scores_table(sim),
         "lists": lists_table(sim),
         "measures": measures_table(sim),

@@ -8,6 +8,10 @@ kept beside it: ``actor`` is the entity whose real behaviour lies behind it (-1:
 
 from __future__ import annotations
 
+import ctypes
+import functools
+import sys
+
 import numpy as np
 
 STATUS = ["accepted", "rejected_in_review", "overturned_on_appeal", "pending"]
@@ -64,6 +68,10 @@ class Table:
     ) -> None:
         self.columns = columns
         self.n = 0
+        self.base = 0
+        """Rows below ``base`` are released (:meth:`release`): their memory is given back."""
+        self.kept: tuple[str, ...] = ()
+        """Columns :meth:`release` keeps whole."""
         self._cap = max(int(capacity), 16)
         # unfilled capacity is left untouched (no page is written before it is used): columns
         # an append does not give get their default there
@@ -77,7 +85,8 @@ class Table:
         cap = max(need, int(self._cap * 1.6))
         for k, (dt, _) in self.columns.items():
             new: np.ndarray = np.empty(cap, dt)
-            new[: self.n] = self._cols[k][: self.n]
+            lo = 0 if k in self.kept else self.base  # released rows are never copied
+            new[lo : self.n] = self._cols[k][lo : self.n]
             self._cols[k] = new
         self._cap = cap
 
@@ -105,9 +114,55 @@ class Table:
         """The whole backing array (for numba kernels that index by record id)."""
         return self._cols[name]
 
+    def release(self, upto: int, keep: tuple[str, ...] = ()) -> None:
+        """Give back the memory of rows below ``upto`` (written out, never read again) except
+        for the columns in ``keep``; row ids stay valid, so the other rows are untouched.
+
+        The pages are returned to the system (``madvise(MADV_DONTNEED)``, Linux); a released
+        row then reads as zeros, which is why only rows that nothing reads any more may go.
+        Elsewhere the memory is simply kept."""
+        upto = min(int(upto), self.n)
+        self.kept = tuple(keep)
+        if upto <= self.base:
+            return
+        for k, arr in self._cols.items():
+            if k not in keep:
+                _dontneed(arr, self.base, upto)
+        self.base = upto
+
 
 class RecordBuffer(Table):
     """The records of a run (columns: :data:`COLUMNS`)."""
 
     def __init__(self, capacity: int = 1024) -> None:
         super().__init__(COLUMNS, capacity)
+
+
+_MADV_DONTNEED = 4
+
+
+@functools.cache
+def _madvise() -> object | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).madvise
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    fn.restype = ctypes.c_int
+    return fn
+
+
+def _dontneed(arr: np.ndarray, lo: int, hi: int) -> None:
+    """Return the whole pages of ``arr[lo:hi]`` to the system (they then read as zeros)."""
+    fn = _madvise()
+    if fn is None or hi <= lo:
+        return
+    page = 4096
+    start = arr.ctypes.data + lo * arr.itemsize
+    end = arr.ctypes.data + hi * arr.itemsize
+    a = -(-start // page) * page
+    b = end // page * page
+    if b > a:
+        fn(a, b - a, _MADV_DONTNEED)  # type: ignore[operator]

@@ -84,6 +84,7 @@ class Simulation:
         gstart = np.searchsorted(g[order], np.arange(len(cs.groups) + 2)).astype(np.int64)
         self.observer = Observer(cs, pop, order, gstart)
         self.records = RecordBuffer(max(1024, n // 4))
+        self.records.kept = self.kept_columns
         capped = np.nonzero(np.isfinite(cs.cap))[0]
         self.cap_ix = np.full(self.n_items, -1, np.int32)
         self.cap_ix[capped] = np.arange(capped.shape[0], dtype=np.int32)
@@ -224,6 +225,38 @@ class Simulation:
     def snapshot_if_due(self, day: int, last_day: int) -> None:
         if day % SNAPSHOT_EVERY == 0 or day == last_day:
             self._snapshot(day)
+
+    # -- settled records -------------------------------------------------------------------
+    def settled(self, day: int) -> int:
+        """At the end of ``day``: the records below the returned id can no longer change and
+        no stage reads them again, except their ``day`` (:attr:`kept_columns`).
+
+        What still reads or changes a record: review (the queue), appeals (filed, not yet
+        decided) and escalation (the records of a ring within the rule's window: a rule fires
+        on a later day t only if its oldest record's day is above t - window)."""
+        w = self.records.n
+        if self.queue.shape[0]:
+            w = min(w, int(self.queue[0]))  # first in, first out: the oldest waiting record
+        for due in self.appeals_due.values():
+            for ids in due:
+                if ids.shape[0]:
+                    w = min(w, int(ids.min()))
+        cs = self.cs
+        if cs.esc_item.shape[0]:
+            if (cs.esc_window < 0).any():  # no window: any record held in a ring
+                held = self.ring[self.ring >= 0]
+                if held.shape[0]:
+                    w = min(w, int(held.min()))
+            else:
+                first_day = day + 1 - int(cs.esc_window.max())
+                w = min(w, int(np.searchsorted(self.records.col("day"), first_day)))
+        return w
+
+    @property
+    def kept_columns(self) -> tuple[str, ...]:
+        """Record columns read for settled records too: escalation compares the day of the
+        oldest record in a ring with its window."""
+        return ("day",) if self.cs.esc_item.shape[0] else ()
 
     # -- stages ----------------------------------------------------------------------------
     def _review(self, day: int, new: np.ndarray) -> np.ndarray:

@@ -266,6 +266,16 @@ class Sealer:
             self._records += part.num_rows
             yield part, digests
 
+    def take_records(self, other: Sealer) -> None:
+        """Adopt the records ``other`` chained (streamed while the run went on); its genesis
+        must be this run's."""
+        if other.genesis != self.genesis:
+            raise RunStoreError("the streamed records were chained for another run (genesis)")
+        self._hashers["records"] = None
+        self._head, self._records, self._encoder = other._head, other._records, other._encoder
+        self._first_id, self._next_id = other._first_id, other._next_id
+        self._contiguous = other._contiguous
+
     def _ids(self, column: pa.ChunkedArray) -> None:
         """Follow the record ids: the first, and whether they run first, first + 1, ..."""
         ids = np.asarray(column.to_numpy())

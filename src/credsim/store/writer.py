@@ -81,6 +81,7 @@ def write_run(
         names = [n for n in (*SCHEMAS, *IMPORT_TABLES) if n in tables]  # the fixed order
         sealer.reserve(names)
         rows = {name: tables[name].num_rows for name in names}
+        streamed = tables["records"] if hasattr(tables["records"], "sealer") else None
         # conformed in order (the first unfit table is the one named): the tables before the
         # records here, the records meanwhile with the chain when that changes none of their
         # values (same columns and types), the others by the thread that writes them
@@ -88,7 +89,7 @@ def write_run(
         rest = {**first, **{n: tables[n] for n in names if n not in first and n != "records"}}
         del first
         records = tables["records"]
-        as_is = [(f.name, f.type) for f in records.schema] == _CONTENT
+        as_is = streamed is not None or [(f.name, f.type) for f in records.schema] == _CONTENT
         if not as_is:
             records = conform("records", records)
         # The main thread chains the records (serial; the longest part); a second writes their
@@ -96,12 +97,18 @@ def write_run(
         # time meanwhile. Written files are fsynced and hashed in the background too.
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="credsim-write") as pool:
             files: dict[str, Future[str]] = {}
-            conformed = pool.submit(conform, "records", records) if as_is else None
             others = pool.submit(_write_others, pool, sealer, rest, tmp, files)
             del rest
             path = tmp / "records.parquet"
-            files["records"] = _done(_write_records(pool, sealer, records, path, conformed))
-            del records, conformed
+            if streamed is not None:  # written and chained while the run went on
+                sealer.take_records(streamed.sealer)
+                os.replace(streamed.path, path)
+                files["records"] = _done(streamed.sha256)
+            else:
+                conformed = pool.submit(conform, "records", records) if as_is else None
+                files["records"] = _done(_write_records(pool, sealer, records, path, conformed))
+                del conformed
+            del records
             others.result()
             info: dict[str, dict[str, Any]] = {
                 name: {"rows": rows[name], "sha256": files[name].result()} for name in names
@@ -178,7 +185,7 @@ _DISTINCT = frozenset(
 and falls back to plain encoding after costing a hash of every value, so they go without."""
 
 
-def _parquet_options(schema: pa.Schema) -> dict[str, Any]:
+def parquet_options(schema: pa.Schema) -> dict[str, Any]:
     """How a table is stored: zstd and dictionary pages, except for the records' ``digest``
     (random bytes: incompressible, every value distinct) and for identifier columns (no
     dictionary). Only the encoding on disk depends on this, never the values read back."""
@@ -203,7 +210,7 @@ def _write_records(
 
     With ``conformed`` (the table being conformed meanwhile, which changes no value of it:
     same columns and types), ``table`` is chained as it is and written as conformed."""
-    follower = _Follower(path)
+    follower = Follower(path)
     try:
         _write_groups(pool, sealer, table, path, conformed, follower)
     except BaseException:
@@ -218,7 +225,7 @@ def _write_groups(
     table: pa.Table,
     path: Path,
     conformed: Future[pa.Table] | None,
-    follower: _Follower,
+    follower: Follower,
 ) -> None:
     pending: Future[None] | None = None
     writer: pq.ParquetWriter | None = None
@@ -228,7 +235,7 @@ def _write_groups(
             if writer is None:
                 final = conformed.result() if conformed is not None else table
                 schema = final.schema.append(DIGEST_FIELD)
-                writer = pq.ParquetWriter(path, schema, **_parquet_options(schema))
+                writer = pq.ParquetWriter(path, schema, **parquet_options(schema))
             if conformed is not None:
                 part = final.slice(start, part.num_rows)
             start += part.num_rows
@@ -246,12 +253,12 @@ def _write_groups(
         pending.result()
 
 
-def _write_group(writer: pq.ParquetWriter, group: pa.Table, follower: _Follower) -> None:
+def _write_group(writer: pq.ParquetWriter, group: pa.Table, follower: Follower) -> None:
     writer.write_table(group, row_group_size=ROW_GROUP_ROWS)
     follower.catch_up()
 
 
-class _Follower:
+class Follower:
     """Hashes a file while another writer appends to it (Parquet never goes back), and asks
     the system to start writing the new bytes to disk (Linux), so that little is left to hash
     and to sync when the file is complete."""
@@ -321,7 +328,7 @@ def _write_others(
         table = conform(name, tables.pop(name))  # (a no-op for one conformed already)
         table = _seal_table(sealer, name, table)  # every table gets a content digest
         path = tmp / f"{name}.parquet"
-        pq.write_table(table, path, **_parquet_options(table.schema))
+        pq.write_table(table, path, **parquet_options(table.schema))
         del table
         files[name] = pool.submit(_finish_file, path)
 

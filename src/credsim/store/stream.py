@@ -1,0 +1,326 @@
+"""Records leave memory for the run folder while the run goes on.
+
+A run written to a folder hands its records to a :class:`RecordStream` as soon as they are
+settled (:meth:`~credsim.engine.simulation.Simulation.settled`: no review, appeal or escalation
+changes or reads them any more). A second thread turns each batch into Arrow, chains it into the
+ledger and appends it to the records file as row groups; then the records' memory is given back
+(:meth:`~credsim.engine.records.Table.release`). Memory then holds the records that can still
+change, not every record of the run. The run folder ends up with exactly what writing all records
+at the end gives: the same rows, digests and ledger head; only the row groups of the file differ.
+
+Resuming. A Parquet file is readable only once closed, so a run that checkpoints also appends each
+settled batch, as raw engine columns, to a segment file (Arrow IPC, lz4) in ``DIR/.segments/``.
+A checkpoint closes the current segment and lists the closed ones with their row counts and
+sha256; a resumed run checks them, reads them back into a new records file (the same chain, the
+same digests) and goes on from there. Segments not listed (written after the last checkpoint)
+are deleted. When the run is committed the segments go.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.ipc as ipc
+import pyarrow.parquet as pq
+
+from credsim._fsio import fsync_dir, replace_atomically
+from credsim.engine.output import record_names, records_arrow
+from credsim.engine.records import COLUMNS
+from credsim.engine.simulation import Simulation
+from credsim.errors import CredsimError
+from credsim.store.ledger import DIGEST_FIELD, Sealer, digest_array
+from credsim.store.schema import conform
+from credsim.store.writer import ROW_GROUP_ROWS, Follower, parquet_options
+
+PARTIAL = ".records.parquet.partial"
+SEGMENTS = ".segments"
+FLUSH_ROWS = 1 << 20
+"""Settled records gathered before a batch goes to the writer thread."""
+
+_IPC = ipc.IpcWriteOptions(compression="lz4")
+
+
+class StreamedRecords:
+    """A finished records file, chained: what :func:`~credsim.store.writer.write_run` takes in
+    place of a records table."""
+
+    def __init__(self, path: Path, rows: int, sha256: str, sealer: Sealer) -> None:
+        self.path, self.rows, self.sha256, self.sealer = path, rows, sha256, sealer
+        self.num_rows = rows
+
+
+class RecordStream:
+    """Stream the settled records of ``sim`` into ``folder`` (see the module docstring).
+
+    ``basis``: the manifest fields the ledger's genesis is derived from (scheme sha256, seed).
+    ``durable``: keep segments for resuming (a run that checkpoints)."""
+
+    def __init__(
+        self,
+        sim: Simulation,
+        folder: Path,
+        basis: dict[str, Any],
+        *,
+        durable: bool,
+        flush_rows: int | None = None,
+    ) -> None:
+        self.sim, self.folder, self.durable = sim, folder, durable
+        self.flush_rows = max(1, int(FLUSH_ROWS if flush_rows is None else flush_rows))
+        self.path = folder / PARTIAL
+        self.seg_dir = folder / SEGMENTS
+        self.sealer = Sealer(basis)
+        self.names = record_names(sim)
+        self.done = 0  # records handed to the writer thread
+        self._batch_first = 0  # first record of the last batch handed over
+        self.segments: list[dict[str, Any]] = []  # closed segments: name, first, rows, sha256
+        self.snapshots: list[dict[str, Any]] = []  # score snapshots saved: name, day, sha256
+        self._seg: ipc.RecordBatchFileWriter | None = None
+        self._seg_info: dict[str, Any] | None = None
+        self._writer: pq.ParquetWriter | None = None
+        self._pending: Future[None] | None = None
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="credsim-seal")
+        self._out = ThreadPoolExecutor(max_workers=1, thread_name_prefix="credsim-store")
+        self._stored: Future[None] | None = None  # the last batch given to the file thread
+        self._imports: list[tuple[np.ndarray, np.ndarray]] = []
+        self.path.unlink(missing_ok=True)
+        self._follower = Follower(self.path)
+
+    # -- the run's side -------------------------------------------------------------------
+    def after_day(self, day: int) -> None:
+        """Hand over the records settled at the end of ``day`` once there are enough."""
+        upto = self.sim.settled(day)
+        if upto - self.done >= self.flush_rows:
+            self._hand_over(upto)
+
+    def _hand_over(self, upto: int, segment: bool = True) -> None:
+        """Give records ``done`` .. ``upto`` to the sealing thread. At most one batch is being
+        sealed and one stored: the last batch must be sealed before the next goes, and once
+        it is, the one before it is stored, so its records' memory can go."""
+        rec = self.sim.records
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            pending.result()
+            rec.release(self._batch_first, self.sim.kept_columns)  # stored: read no more
+        cols = {k: rec.raw(k)[self.done : upto] for k in COLUMNS}  # views; never written again
+        self._pending = self._pool.submit(self._write, cols, self.done, segment)
+        self._batch_first, self.done = self.done, upto
+
+    def checkpoint(self) -> dict[str, Any]:
+        """Close the current segment (durable on disk), save the score snapshots taken since
+        the last checkpoint, and return what the checkpoint keeps of both."""
+        self._wait()
+        self._close_segment()
+        for ents, day, score, grade in self.sim.snap[len(self.snapshots) :]:
+            self.seg_dir.mkdir(exist_ok=True)
+            name = f"scores-{day:06d}.arrow"
+            path = self.seg_dir / name
+            snap = pa.table({"ents": ents, "score": score, "grade": grade})
+            replace_atomically(path, lambda fh: _write_ipc(fh, snap))  # noqa: B023
+            self.snapshots.append({"name": name, "day": int(day), "sha256": _sha256(path)})
+        return {"done": self.done, "segments": list(self.segments), "snapshots": self.snapshots}
+
+    def saved_snapshots(
+        self, saved: dict[str, Any]
+    ) -> list[tuple[np.ndarray, int, np.ndarray, np.ndarray]]:
+        """The score snapshots a checkpoint lists, read back (checked)."""
+        out = []
+        for s in saved.get("snapshots", []):
+            path = self.seg_dir / s["name"]
+            if not path.is_file() or _sha256(path) != s["sha256"]:
+                raise CredsimError(
+                    f"{path}: this score snapshot saved before the checkpoint is missing or "
+                    "changed; the run cannot be resumed (start it again)"
+                )
+            with ipc.open_file(path) as f:
+                z = f.read_all()
+            ents, score, grade = (z.column(c).to_numpy() for c in ("ents", "score", "grade"))
+            out.append((ents, int(s["day"]), score, grade))
+        self.snapshots = list(saved.get("snapshots", []))
+        return out
+
+    def finish(self) -> StreamedRecords:
+        """Write the rest, close the file; the records' file, count, sha256 and chain."""
+        if self.sim.records.n > self.done:  # no checkpoint follows: no segment for the rest
+            self._hand_over(self.sim.records.n, segment=False)
+        self._wait()
+        self._drop_open_segment()  # written after the last checkpoint: of no use to a resume
+        rows = self.sealer.ledger()["records"]
+        if self._writer is None:  # no records at all: an empty file with the schema
+            empty: dict[str, np.ndarray] = {k: np.zeros(0, dt) for k, (dt, _) in COLUMNS.items()}
+            self._open(
+                conform("records", records_arrow(empty, 0, self.names)).schema.append(DIGEST_FIELD)
+            )
+        assert self._writer is not None
+        self._writer.close()
+        self._writer = None
+        sha = self._follower.finish()
+        self._pool.shutdown()
+        self._out.shutdown()
+        self.sim.records.release(self.done, self.sim.kept_columns)
+        return StreamedRecords(self.path, int(rows), sha, self.sealer)
+
+    def imports(self) -> tuple[np.ndarray, np.ndarray]:
+        """(record ids, data rows) of the imported records written so far."""
+        if not self._imports:
+            return np.zeros(0, np.int64), np.zeros(0, np.int32)
+        ids, rows = zip(*self._imports, strict=True)
+        return np.concatenate(ids), np.concatenate(rows)
+
+    def close(self) -> None:
+        """Stop without finishing (the run failed): wait for the writer thread, close files."""
+        try:
+            self._wait()
+        except BaseException:  # noqa: BLE001 - the run's own error is the one to report
+            pass
+        finally:
+            self._pool.shutdown()
+            self._out.shutdown()
+            for closer in (self._writer, self._seg):
+                if closer is not None:
+                    try:
+                        closer.close()
+                    except (OSError, pa.ArrowException):
+                        pass
+            self._writer = self._seg = None
+            self._follower.close()
+            self.path.unlink(missing_ok=True)  # unreadable without its footer; segments stay
+
+    # -- resuming ------------------------------------------------------------------------
+    def resume(self, saved: dict[str, Any]) -> None:
+        """Rebuild the records file from the segments a checkpoint lists (checked), drop any
+        other segment, and go on after them."""
+        listed = {s["name"] for s in (*saved["segments"], *saved.get("snapshots", []))}
+        if self.seg_dir.is_dir():
+            for f in self.seg_dir.iterdir():
+                if f.name not in listed:
+                    f.unlink()
+        first = 0
+        for s in saved["segments"]:
+            path = self.seg_dir / s["name"]
+            if int(s["first"]) != first or not path.is_file() or _sha256(path) != s["sha256"]:
+                raise CredsimError(
+                    f"{path}: this segment of the records written before the checkpoint is "
+                    "missing or changed; the run cannot be resumed (start it again)"
+                )
+            with ipc.open_file(path) as f:
+                for i in range(f.num_record_batches):
+                    b = f.get_batch(i)
+                    cols = {k: b.column(k).to_numpy(zero_copy_only=False) for k in COLUMNS}
+                    for k in self.sim.kept_columns:  # read for settled records too
+                        self.sim.records.raw(k)[first : first + b.num_rows] = cols[k]
+                    self._pending = self._pool.submit(self._write, cols, first, False)
+                    self._wait()
+                    first += b.num_rows
+            if first != int(s["first"]) + int(s["rows"]):
+                raise CredsimError(
+                    f"{path}: holds {first - int(s['first'])} records, "
+                    f"the checkpoint says {s['rows']}"
+                )
+        if first != int(saved["done"]):
+            raise CredsimError(
+                f"{self.seg_dir}: the segments hold {first} records, the checkpoint {saved['done']}"
+            )
+        self.segments = list(saved["segments"])
+        self.done = first
+
+    # -- the writer thread ----------------------------------------------------------------
+    def _wait(self) -> None:
+        """Until every batch handed over is sealed and stored."""
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            pending.result()
+        if self._stored is not None:
+            stored, self._stored = self._stored, None
+            stored.result()
+
+    def _write(self, cols: dict[str, np.ndarray], first: int, segment: bool = True) -> None:
+        """Seal a batch (this thread: the chain is serial) and have the file thread store it
+        while the next batch is sealed."""
+        imp = cols["import_row"] >= 0
+        if imp.any():
+            self._imports.append((np.nonzero(imp)[0] + first, cols["import_row"][imp].copy()))
+        table = records_arrow(cols, first, self.names)
+        final = conform("records", table)  # the same values; the schema's nullability
+        groups = []
+        at = 0
+        for part, digests in self.sealer.records(table, ROW_GROUP_ROWS):
+            stored = final.slice(at, part.num_rows)
+            at += part.num_rows
+            groups.append(stored.append_column(DIGEST_FIELD, digest_array(digests)))
+        del table, final
+        if self._stored is not None:  # at most one batch waits for the file thread
+            self._stored.result()
+        self._stored = self._out.submit(self._store, groups, cols, first, segment)
+
+    def _store(
+        self, groups: list[pa.Table], cols: dict[str, np.ndarray], first: int, segment: bool
+    ) -> None:
+        for sealed in groups:
+            if self._writer is None:
+                self._open(sealed.schema)
+            assert self._writer is not None
+            self._writer.write_table(sealed, row_group_size=ROW_GROUP_ROWS)
+        self._follower.catch_up()
+        if segment and self.durable:
+            self._segment_write(cols, first)
+
+    def _open(self, schema: pa.Schema) -> None:
+        self._writer = pq.ParquetWriter(self.path, schema, **parquet_options(schema))
+
+    def _segment_write(self, cols: dict[str, np.ndarray], first: int) -> None:
+        batch = pa.record_batch({k: pa.array(v) for k, v in cols.items()})
+        if self._seg is None:
+            self.seg_dir.mkdir(exist_ok=True)
+            name = f"records-{first:012d}.arrow"
+            self._seg_info = {"name": name, "first": first, "rows": 0}
+            self._seg = ipc.new_file(self.seg_dir / name, batch.schema, options=_IPC)
+        assert self._seg_info is not None
+        self._seg.write_batch(batch)
+        self._seg_info["rows"] += batch.num_rows
+
+    def _drop_open_segment(self) -> None:
+        if self._seg is None or self._seg_info is None:
+            return
+        self._seg.close()
+        (self.seg_dir / self._seg_info["name"]).unlink(missing_ok=True)
+        self._seg = self._seg_info = None
+
+    def _close_segment(self) -> None:
+        if self._seg is None or self._seg_info is None:
+            return
+        self._seg.close()
+        path = self.seg_dir / self._seg_info["name"]
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        fsync_dir(self.seg_dir)
+        self.segments.append({**self._seg_info, "sha256": _sha256(path)})
+        self._seg = self._seg_info = None
+
+
+def discard(folder: Path) -> None:
+    """Remove a run's streaming leftovers (the partial file, the segments)."""
+    (folder / PARTIAL).unlink(missing_ok=True)
+    shutil.rmtree(folder / SEGMENTS, ignore_errors=True)
+
+
+def _write_ipc(fh: Any, table: pa.Table) -> None:
+    with ipc.new_file(fh, table.schema) as w:
+        w.write_table(table)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 22), b""):
+            h.update(chunk)
+    return h.hexdigest()

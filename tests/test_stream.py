@@ -1,0 +1,161 @@
+"""Records streamed to the run folder while the run goes on (credsim.store.stream).
+
+A streamed run releases the memory of every record it has written; a released record reads as
+zeros, so if any stage read or changed a record after :meth:`Simulation.settled` let it go, the
+streamed run would differ from the same run written all at once. Hand-overs after every day
+(``flush_rows=1``) make that as likely as it can be; the mechanisms that look back (review
+backlog, appeals, escalation windows, household spill-over) are all switched on.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+import credsim
+from credsim import api
+from credsim.engine.records import RecordBuffer
+from credsim.errors import CredsimError
+from credsim.store import write_run
+from credsim.store.reader import RunStore
+from credsim.store.runfolder import RunFolder
+from credsim.store.stream import SEGMENTS
+from credsim.store.verify import verify
+
+TABLES = ("population", "records", "scores", "lists", "measures")
+
+BACKLOG = """id: slow-review
+name: "Review with a small team"
+description: every record is reviewed, by fewer reviewers than records arrive
+sources: [src-002]
+patch:
+  review:
+    mode: required
+    catch_false: {value: 0.8, assumption: "test"}
+    reject_true: {value: 0.01, assumption: "test"}
+    capacity_per_day: {value: %d, assumption: "test: a backlog"}
+"""
+
+
+def _same(a: Path, b: Path) -> None:
+    for name in TABLES:
+        ta, tb = pq.read_table(a / f"{name}.parquet"), pq.read_table(b / f"{name}.parquet")
+        assert ta.equals(tb), name
+    ma = json.loads((a / "manifest.json").read_text())
+    mb = json.loads((b / "manifest.json").read_text())
+    assert ma["ledger"] == mb["ledger"]
+    assert ma["table_digests"] == mb["table_digests"]
+
+
+def _in_memory(tmp: Path, name: str, *args: object, **kw: object) -> Path:
+    """The same run, every record kept in memory and written at the end."""
+    res = credsim.simulate(*args, **kw)  # type: ignore[arg-type]
+    return write_run(tmp / name, res.tables, res.manifest)
+
+
+@pytest.fixture
+def every_day(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("credsim.store.stream.FLUSH_ROWS", 1)
+
+
+@pytest.mark.parametrize(
+    ("scheme", "scenarios", "capacity"),
+    [
+        ("nanjing", ["appeal"], 0),  # escalation within 365 days, appeals, spill-over
+        ("suzhou", ["appeal"], 40_000),  # review with a backlog, appeals, grades
+        ("benchmarks/reference.yaml", [], 0),
+    ],
+)
+def test_streamed_run_equals_the_run_written_at_once(
+    tmp_path: Path, every_day: None, scheme: str, scenarios: list[str], capacity: int
+) -> None:
+    scen: list[str | Path] = list(scenarios)
+    if capacity:
+        slow = tmp_path / "slow-review.yaml"
+        slow.write_text(BACKLOG % capacity)
+        scen.append(slow)
+    kw = {"population": 4000, "days": 200, "seed": 11, "scenarios": scen}
+    streamed = credsim.run(scheme, out=tmp_path / "streamed", checkpoint_every=0, **kw)
+    whole = _in_memory(tmp_path, "whole", scheme, **kw)
+    _same(streamed.path, whole)  # type: ignore[arg-type]
+    assert verify(streamed.path).ok  # type: ignore[arg-type]
+    rec = streamed.simulation.records  # type: ignore[union-attr]
+    assert rec.base > 0  # records were released during the run
+    assert streamed.tables["records"].num_rows == rec.n  # read back from the folder
+    if capacity:
+        m = streamed.manifest
+        assert m["counts"]["records"] == rec.n
+        status = pq.read_table(streamed.path / "records.parquet", columns=["review_day", "day"])
+        waited = np.asarray(status["review_day"]) - np.asarray(status["day"])
+        assert np.nanmax(waited) > 0  # the backlog held records over days
+
+
+def test_resume_rebuilds_the_records_file_from_segments(
+    tmp_path: Path, every_day: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kw = {"population": 3000, "days": 90, "seed": 4, "scenarios": ["appeal"]}  # review too
+    out = tmp_path / "killed"
+    real = RunFolder.checkpoint
+
+    def die_after_third(self: RunFolder, save: object, day: int) -> None:
+        real(self, save, day)
+        if day == 30:
+            raise KeyboardInterrupt  # the process stops right after a checkpoint
+
+    monkeypatch.setattr(RunFolder, "checkpoint", die_after_third)
+    with pytest.raises(KeyboardInterrupt):
+        credsim.run("suzhou", out=out, checkpoint_every=10, **kw)
+    monkeypatch.setattr(RunFolder, "checkpoint", real)
+    segs = sorted((out / SEGMENTS).iterdir())
+    assert segs, "records were handed over before the checkpoint of day 30"
+    (out / SEGMENTS / "records-999999999999.arrow").write_bytes(b"written after the checkpoint")
+    api.resume(out)
+    assert not (out / SEGMENTS).exists()
+    whole = credsim.run("suzhou", out=tmp_path / "whole", checkpoint_every=0, **kw)
+    _same(out, whole.path)  # type: ignore[arg-type]
+    assert RunStore(out).manifest["resumed_from"] == [30]
+
+
+def test_a_changed_segment_refuses_to_resume(
+    tmp_path: Path, every_day: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "run"
+    real = RunFolder.checkpoint
+
+    def die(self: RunFolder, save: object, day: int) -> None:
+        real(self, save, day)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(RunFolder, "checkpoint", die)
+    with pytest.raises(KeyboardInterrupt):
+        credsim.run("benchmarks/reference.yaml", 2000, 40, 1, out, checkpoint_every=20)
+    monkeypatch.setattr(RunFolder, "checkpoint", real)
+    (seg,) = (out / SEGMENTS).glob("records-*.arrow")
+    (snap,) = (out / SEGMENTS).glob("scores-*.arrow")  # the snapshot of day 0
+    for path, what in ((snap, "score snapshot"), (seg, "segment of the records")):
+        data = bytearray(path.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        path.write_bytes(bytes(data))
+        with pytest.raises(CredsimError, match=f"{what} .* missing or changed"):
+            api.resume(out)
+        data[len(data) // 2] ^= 0xFF
+        path.write_bytes(bytes(data))
+    api.resume(out)  # restored: it resumes
+    assert RunStore(out).manifest["resumed_from"] == [20]
+
+
+def test_release_gives_back_rows_and_keeps_the_rest() -> None:
+    buf = RecordBuffer(1 << 20)
+    n = 600_000
+    buf.append(day=np.arange(n, dtype=np.int32) // 1000, entity=np.arange(n, dtype=np.int32))
+    buf.release(400_000, keep=("day",))
+    assert buf.base == 400_000
+    assert np.array_equal(buf.col("day"), np.arange(n) // 1000)  # kept whole
+    assert np.array_equal(buf.col("entity")[400_000:], np.arange(400_000, n))  # untouched
+    buf.append(day=np.zeros(2_000_000, np.int32))  # grows: released rows are not copied
+    assert np.array_equal(buf.col("day")[:n], np.arange(n) // 1000)
+    assert np.array_equal(buf.col("entity")[400_000:n], np.arange(400_000, n))
