@@ -85,7 +85,9 @@ def check(
     seed: int,
     events: str | Path | None,
     execution: Execution | None = None,
+    streamed: bool = False,
 ) -> Request:
+    """``streamed``: the run writes a folder, its settled records leaving memory."""
     s = loaded.scheme
     n = int(s.population.size.value) if population is None else int(population)
     if not 1 <= n <= MAX_PERSONS:
@@ -101,7 +103,7 @@ def check(
         if v is not None and int(v) < 1:
             raise CredsimError(f"{what} must be at least 1, got {v}")
     cs = compile_scheme(s)
-    budget.check(cs, n, days)
+    budget.check(cs, n, days, streamed)
     ev = read_events_file(events) if events is not None else None
     return Request(loaded, cs, n, days, seed, ev, ex)
 

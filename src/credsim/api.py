@@ -101,7 +101,7 @@ def run(
     loaded = (
         scheme if isinstance(scheme, LoadedScheme) else load_scheme(scheme, scenarios, overrides)
     )
-    req = check(loaded, population, days, seed, events, execution)
+    req = check(loaded, population, days, seed, events, execution, streamed=True)
     params = {
         "scenarios": [dict(sc) for sc in loaded.scenarios if sc["id"] != "set"],
         "overrides": dict(overrides or {}),
@@ -156,7 +156,9 @@ def resume(
             "a resumed run must use the same scheme"
         )
     ex = replace(execution or Execution(), block_size=int(prm.get("block_size", BLOCK_SIZE)))
-    req = check(loaded, prm["population"], prm["days"], prm["seed"], prm.get("events"), ex)
+    req = check(
+        loaded, prm["population"], prm["days"], prm["seed"], prm.get("events"), ex, streamed=True
+    )
     if req.events is not None and req.events.sha256 != prm.get("events_sha256"):
         raise CredsimError(f"{prm['events']}: the events file changed since the run started")
     resumed = list(folder.manifest.get("resumed_from", []))

@@ -50,7 +50,23 @@ def records_per_person_year(cs: Compiled) -> float:
     return total * (1.0 + spill)
 
 
-def estimate(cs: Compiled, days: int) -> Estimate:
+STREAM_BATCHES = 3  # batches of settled records in flight while streaming (stream.FLUSH_ROWS)
+STREAM_BATCH_ROWS = 1 << 20
+
+
+def held_share(cs: Compiled, days: int) -> float:
+    """Share of a streamed run's records still in memory at any time: those within the longest
+    look-back (an escalation window, the appeal period). A review backlog is not foreseen."""
+    lag = 0
+    if cs.esc_item.shape[0]:
+        lag = days if (cs.esc_window < 0).any() else int(cs.esc_window.max())
+    if cs.appeals:
+        lag = max(lag, int(cs.appeal_days))
+    return min(1.0, (lag + 1) / max(days, 1))
+
+
+def estimate(cs: Compiled, days: int, streamed: bool = False) -> Estimate:
+    """``streamed``: records leave memory once settled (a run written to a folder)."""
     s = cs.scheme
     orgs = s.population.organizations_per_1000.value / 1000.0
     enrol = 1.0 if s.enrolment.mode == "mandatory" else float(s.enrolment.rate.value)  # type: ignore[union-attr]
@@ -62,8 +78,12 @@ def estimate(cs: Compiled, days: int) -> Estimate:
     per_entity += 2 * 8 * s.population.friends_mean.value
     snapshots = (days // 30 + 2) * enrol * PER_SNAPSHOT_ROW if cs.has_score else 0.0
     recs = records_per_person_year(cs) * days / 365.0
-    per_person = per_entity * (1 + orgs) + snapshots + recs * PER_RECORD
-    return Estimate(BASE, per_person, recs)
+    if not streamed:
+        return Estimate(BASE, per_entity * (1 + orgs) + snapshots + recs * PER_RECORD, recs)
+    kept_day = 4 if cs.esc_item.shape[0] else 0  # the day of every record stays (escalation)
+    per_record = PER_RECORD * held_share(cs, days) + kept_day
+    fixed = BASE + STREAM_BATCHES * STREAM_BATCH_ROWS * PER_RECORD
+    return Estimate(fixed, per_entity * (1 + orgs) + snapshots + recs * per_record, recs)
 
 
 def available_bytes() -> float:
@@ -93,9 +113,9 @@ def gib(x: float) -> str:
     return f"{x / 2**30:.1f} GiB"
 
 
-def check(cs: Compiled, persons: int, days: int) -> Estimate:
+def check(cs: Compiled, persons: int, days: int, streamed: bool = False) -> Estimate:
     """Raise a clear error, before anything is allocated, if the run would not fit in memory."""
-    est = estimate(cs, days)
+    est = estimate(cs, days, streamed)
     need = est.total(persons)
     have = available_bytes() * SHARE_USABLE
     if need <= have:
