@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -146,24 +147,36 @@ def _label_columns(
 
 
 def scores_table(sim: Simulation) -> pa.Table:
-    if not sim.snap:
-        ents = np.zeros(0, np.int32)
-        days = np.zeros(0, np.int32)
-        score = np.zeros(0)
-        grade = np.zeros(0, np.int16)
-    else:
-        ents = np.concatenate([s[0] for s in sim.snap])
-        days = np.concatenate([np.full(s[0].shape[0], s[1], np.int32) for s in sim.snap])
-        score = np.concatenate([s[2] for s in sim.snap])
-        grade = np.concatenate([s[3] for s in sim.snap])
-    return pa.table(
-        {
-            "entity_id": pa.array(ents.astype(np.int32)),
-            "day": pa.array(days),
-            "score": pa.array(score),
-            "grade": _labels(grade.astype(np.int32), sim.cs.grade_names or [""]),
-        }
-    )
+    parts = list(_score_parts(sim))
+    return parts[0] if len(parts) == 1 else pa.concat_tables(parts)
+
+
+class TableParts:
+    """A table too large to build whole: its row count and its parts, in order, built one at
+    a time while it is written (:func:`credsim.store.writer.write_run`)."""
+
+    def __init__(self, num_rows: int, parts: Callable[[], Iterator[pa.Table]]) -> None:
+        self.num_rows = num_rows
+        self.parts = parts
+
+
+def scores_parts(sim: Simulation) -> TableParts:
+    """The scores table as one part per snapshot (a national year holds billions of rows)."""
+    return TableParts(sum(s[0].shape[0] for s in sim.snap), lambda: _score_parts(sim))
+
+
+def _score_parts(sim: Simulation) -> Iterator[pa.Table]:
+    names = sim.cs.grade_names or [""]
+    snaps = sim.snap or [(np.zeros(0, np.int32), 0, np.zeros(0), np.zeros(0, np.int16))]
+    for ents, day, score, grade in snaps:
+        yield pa.table(
+            {
+                "entity_id": pa.array(ents.astype(np.int32, copy=False)),
+                "day": pa.array(np.full(ents.shape[0], day, np.int32)),
+                "score": pa.array(score),
+                "grade": _labels(grade.astype(np.int32), names),
+            }
+        )
 
 
 def lists_table(sim: Simulation) -> pa.Table:
@@ -225,7 +238,7 @@ def all_tables(sim: Simulation, records: bool = True) -> dict[str, pa.Table]:
     if records:
         out["records"] = records_table(sim)
     out |= {
-        "scores": scores_table(sim),
+        "scores": scores_table(sim) if records else scores_parts(sim),  # type: ignore[dict-item]
         "lists": lists_table(sim),
         "measures": measures_table(sim),
     }

@@ -325,12 +325,31 @@ def _write_others(
     (memory)."""
     while tables:
         name = next(iter(tables))
-        table = conform(name, tables.pop(name))  # (a no-op for one conformed already)
-        table = _seal_table(sealer, name, table)  # every table gets a content digest
+        given = tables.pop(name)
         path = tmp / f"{name}.parquet"
-        pq.write_table(table, path, **parquet_options(table.schema))
-        del table
+        if hasattr(given, "parts"):  # built part by part (engine.output.TableParts)
+            _write_parts(sealer, name, given.parts(), path)
+        else:
+            table = conform(name, given)  # (a no-op for one conformed already)
+            table = _seal_table(sealer, name, table)  # every table gets a content digest
+            pq.write_table(table, path, **parquet_options(table.schema))
+            del table
+        del given
         files[name] = pool.submit(_finish_file, path)
+
+
+def _write_parts(sealer: Sealer, name: str, parts: Any, path: Path) -> None:
+    """Conform, digest and write a table given as parts, one row group (or more) per part."""
+    writer: pq.ParquetWriter | None = None
+    try:
+        for part in parts:
+            table = _seal_table(sealer, name, conform(name, part))
+            if writer is None:
+                writer = pq.ParquetWriter(path, table.schema, **parquet_options(table.schema))
+            writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
+    finally:
+        if writer is not None:
+            writer.close()
 
 
 def _done(value: str) -> Future[str]:
