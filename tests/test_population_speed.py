@@ -200,3 +200,26 @@ def test_employers_are_the_numpy_ones() -> None:
     got = np.full(n, -1, np.int32)
     K.assign_employers(who, district, org_district, n_d, u2, anywhere, got)
     assert np.array_equal(got, want)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(1, 60), st.integers(0, 3000))
+def test_friend_csr_is_the_sorted_unique_pairs(seed: int, n: int, m: int) -> None:
+    """Self loops and repeats dropped (few persons and many pairs: many repeats)."""
+    rng = np.random.default_rng(seed)
+    a, b = rng.integers(0, n, (2, m), dtype=np.int32)
+    keep = a != b
+    lo0, hi0 = np.minimum(a[keep], b[keep]), np.maximum(a[keep], b[keep])
+    edges = np.unique((lo0.astype(np.int64) << 32) | hi0)
+    lo, hi = edges >> 32, edges & 0xFFFFFFFF
+    want_ptr = np.zeros(n + 1, np.int64)
+    np.cumsum(np.bincount(lo, minlength=n) + np.bincount(hi, minlength=n), out=want_ptr[1:])
+    rows = [[] for _ in range(n)]
+    for x, y in zip(lo.tolist(), hi.tolist(), strict=True):
+        rows[x].append(y)
+        rows[y].append(x)
+    keys = K.pair_keys(a, b)
+    assert np.array_equal(keys, (lo0.astype(np.int64) << 32) | hi0)
+    indptr, friends = K.friend_csr(np.sort(keys), n)
+    assert np.array_equal(indptr, want_ptr) and friends.dtype == np.int32
+    assert friends.tolist() == [v for r in rows for v in sorted(r)]

@@ -28,7 +28,6 @@ Modelling choices (the spec gives shares and means, not a full demography):
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
 from credsim.population import identifiers, kernels
 from credsim.population.types import ORGANIZATION, PERSON, Population
@@ -191,39 +190,10 @@ def _friends(
         ends.append(perm[start[d] + rng.integers(0, count[d], (2, m_within[d]))].astype(np.int32))
     a, b = np.concatenate(ends, axis=1)
     del ends, perm
-    keep = a != b
-    a, b = a[keep], b[keep]
-    edges = (np.minimum(a, b).astype(np.int64) << 32) | np.maximum(a, b)
-    del a, b, keep
-    edges.sort()  # sort + diff: far faster than np.unique's hash path
-    first = np.ones(edges.shape[0], dtype=bool)
-    first[1:] = edges[1:] != edges[:-1]
-    edges = edges[first]
-    lo, hi = edges >> 32, edges & 0xFFFFFFFF
-    del edges
-    indptr = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(np.bincount(lo, minlength=n) + np.bincount(hi, minlength=n), out=indptr[1:])
-    return indptr, _fill_csr(lo, hi, indptr)
-
-
-@njit(cache=True)
-def _fill_csr(
-    lo: np.ndarray, hi: np.ndarray, indptr: np.ndarray
-) -> np.ndarray:  # pragma: no cover (numba)
-    """Both directions of edges sorted by (lo, hi) into CSR, in O(edges).
-
-    Row ``r`` receives first its smaller neighbours (edges where it is ``hi``, met in ``lo``
-    order), then its larger ones (where it is ``lo``, in ``hi`` order): rows come out sorted.
-    """
-    nxt = indptr[:-1].copy()
-    out = np.empty(indptr[-1], dtype=np.int32)
-    for e in range(lo.shape[0]):
-        a, b = lo[e], hi[e]
-        out[nxt[a]] = b
-        nxt[a] += 1
-        out[nxt[b]] = a
-        nxt[b] += 1
-    return out
+    keys = kernels.pair_keys(a, b)
+    del a, b
+    keys.sort()
+    return kernels.friend_csr(keys, n)
 
 
 def generate_population(

@@ -250,3 +250,46 @@ def assign_employers(
             out[p] = n + order[start[d] + np.int64(np.floor(u[i] * np.float64(c)))]
         else:
             out[p] = n + anywhere[i]
+
+
+@njit(cache=True)
+def pair_keys(a: np.ndarray, b: np.ndarray) -> np.ndarray:  # pragma: no cover
+    """Packed ``min << 32 | max`` of the pairs ``(a, b)`` that are not self loops."""
+    keys = np.empty(a.shape[0], np.int64)
+    k = 0
+    for e in range(a.shape[0]):
+        x, y = np.int64(a[e]), np.int64(b[e])
+        if x != y:
+            keys[k] = (min(x, y) << 32) | max(x, y)
+            k += 1
+    return keys[:k]
+
+
+@njit(cache=True)
+def friend_csr(keys: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover
+    """Symmetric CSR (indptr int64, neighbours int32) of the sorted packed pair keys, repeats
+    dropped. Row ``r`` receives first its smaller neighbours (pairs where it is the larger end,
+    met in order of the smaller), then its larger ones in order: rows come out sorted."""
+    indptr = np.zeros(n + 1, np.int64)
+    prev = -1
+    for e in range(keys.shape[0]):
+        k = keys[e]
+        if k != prev:
+            indptr[(k >> 32) + 1] += 1
+            indptr[(k & 0xFFFFFFFF) + 1] += 1
+            prev = k
+    for r in range(n):
+        indptr[r + 1] += indptr[r]
+    fill = indptr[:-1].copy()
+    out = np.empty(indptr[n], np.int32)
+    prev = -1
+    for e in range(keys.shape[0]):
+        k = keys[e]
+        if k != prev:
+            lo, hi = k >> 32, k & 0xFFFFFFFF
+            out[fill[lo]] = hi
+            fill[lo] += 1
+            out[fill[hi]] = lo
+            fill[hi] += 1
+            prev = k
+    return indptr, out
