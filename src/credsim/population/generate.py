@@ -28,9 +28,8 @@ Modelling choices (the spec gives shares and means, not a full demography):
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
-from credsim.population import identifiers
+from credsim.population import identifiers, kernels
 from credsim.population.types import ORGANIZATION, PERSON, Population
 from credsim.schemes.model import AgeBand, PopulationSpec
 
@@ -56,11 +55,16 @@ def _shares(values: list[float]) -> np.ndarray:
     return p / total if total > 0 else np.full(p.shape, 1.0 / p.shape[0])
 
 
-def _draw(rng: np.random.Generator, p: np.ndarray, size: int) -> np.ndarray:
-    """``size`` draws of category indices with probabilities ``p`` (int16)."""
-    cdf = np.cumsum(p)
-    idx = np.searchsorted(cdf, rng.random(size) * cdf[-1], side="right")
-    return np.minimum(idx, p.shape[0] - 1).astype(np.int16)
+def _draw(
+    rng: np.random.Generator, p: np.ndarray, size: int, scratch: np.ndarray | None = None
+) -> np.ndarray:
+    """``size`` draws of category indices with probabilities ``p`` (int16): the first index
+    whose cumulative probability exceeds ``U * total``. ``scratch`` (float64, at least ``size``)
+    receives the uniforms instead of a fresh array."""
+    u = rng.random(size) if scratch is None else rng.random(out=scratch[:size])
+    out = np.empty(size, dtype=np.int16)
+    kernels.categorical(u, np.cumsum(p), out)
+    return out
 
 
 def _household_sizes(rng: np.random.Generator, n: int, mean: float) -> np.ndarray:
@@ -70,10 +74,10 @@ def _household_sizes(rng: np.random.Generator, n: int, mean: float) -> np.ndarra
     total = 0
     while total < n:
         k = int((n - total) / max(mean, 1.0) * 1.05) + 64
-        part = 1 + np.minimum(rng.poisson(lam, k), MAX_HOUSEHOLD - 1)
+        part, part_total = kernels.clipped_sizes(rng.poisson(lam, k), MAX_HOUSEHOLD)
         parts.append(part)
-        total += int(part.sum())
-    sizes = np.concatenate(parts).astype(np.int64)
+        total += part_total
+    sizes = parts[0] if len(parts) == 1 else np.concatenate(parts)
     cum = np.cumsum(sizes)
     h = int(np.searchsorted(cum, n))  # household that reaches n persons
     sizes = sizes[: h + 1]
@@ -95,82 +99,55 @@ def age_pmf(bands: list[AgeBand]) -> np.ndarray:
     return pmf / pmf.sum()
 
 
-def _sorted_by(key: np.ndarray) -> np.ndarray:
-    """Argsort of a small-range integer key (int16: numpy uses radix sort, O(n))."""
-    return np.argsort(key.astype(np.int16), kind="stable")
-
-
 def _ages(
     rng: np.random.Generator,
     pmf: np.ndarray,
     sizes: np.ndarray,
     hh_start: np.ndarray,
-    member: np.ndarray,
-) -> np.ndarray:
-    """Ages in household order (see the module docstring for the placement rules).
+    couples: np.ndarray,
+    out: np.ndarray,
+    scratch: np.ndarray,
+) -> None:
+    """Ages in household order into ``out`` (see the module docstring for the placement rules).
 
     Draws are i.i.d., so taking the first adults in draw order as heads and spouses is already
-    a random choice. Rank pairing uses keys quantised to 1/16 year so that the sorts are radix
-    sorts on int16.
+    a random choice. Rank pairing uses keys quantised to 1/16 year (int16, counting sorts).
+    ``scratch``: float64 room for ``n`` uniforms.
     """
     n, n_hh = int(hh_start[-1]), sizes.shape[0]
-    ages = _draw(rng, pmf, n)
-    couples = np.flatnonzero(sizes >= 2)
+    ages = _draw(rng, pmf, n, scratch)
     need = n_hh + couples.shape[0]
     adult = ages >= ADULT_AGE
-    deficit = need - int(adult.sum())
+    deficit = need - int(np.count_nonzero(adult))
     if deficit > 0:
         fix = rng.choice(np.flatnonzero(~adult), deficit, replace=False)
         adult_p = pmf[ADULT_AGE:] / pmf[ADULT_AGE:].sum()
         ages[fix] = ADULT_AGE + rng.choice(adult_p.shape[0], deficit, p=adult_p)
-        adult[fix] = True
-    adults = np.flatnonzero(adult)
-    head_age = ages[adults[:n_hh]]
-    spouse_age = ages[adults[n_hh:need]]
-    pool = np.sort(np.concatenate([ages[adults[need:]], ages[~adult]]))
-
-    out = np.empty(n, dtype=np.int16)
-    out[hh_start[:-1]] = head_age
+    del adult
+    head_age, spouse_age, pool = kernels.split_ages(ages, n_hh, need, ADULT_AGE, pmf.shape[0])
+    del ages
     k = couples.shape[0]
-    noisy_head = np.rint((head_age[couples] + rng.normal(0.0, 2.0, k)) * 16)
-    noisy_spouse = np.rint((spouse_age + rng.normal(0.0, 2.0, k)) * 16)
-    paired = np.empty_like(spouse_age)
-    paired[_sorted_by(noisy_head)] = spouse_age[_sorted_by(noisy_spouse)]
-    out[hh_start[couples] + 1] = paired
-
-    slots = np.flatnonzero(member >= 2)
-    slot_hh = np.repeat(np.arange(n_hh), np.maximum(sizes - 2, 0))
-    gap = rng.integers(20 * 16, 41 * 16, slots.shape[0])  # parent minus 20..40 years
-    out[slots[_sorted_by(head_age[slot_hh].astype(np.int32) * 16 - gap)]] = pool
-    return out
+    z_head = np.asarray(rng.normal(0.0, 2.0, k))
+    z_spouse = np.asarray(rng.normal(0.0, 2.0, k))
+    kernels.place_heads_and_spouses(out, hh_start, couples, head_age, spouse_age, z_head, z_spouse)
+    del z_head, z_spouse
+    gap = np.asarray(rng.integers(20 * 16, 41 * 16, n - need))  # parent minus 20..40 years
+    kernels.place_rest(out, hh_start, head_age, gap, pool)
 
 
 def _sexes(
-    rng: np.random.Generator, male_share: float, hh_start: np.ndarray, sizes: np.ndarray
-) -> np.ndarray:
-    """0 female / 1 male; members 0 and 1 of each couple household have opposite sex."""
+    rng: np.random.Generator,
+    male_share: float,
+    hh_start: np.ndarray,
+    couples: np.ndarray,
+    out: np.ndarray,
+    scratch: np.ndarray,
+) -> None:
+    """0 female / 1 male into ``out``; members 0 and 1 of each couple have opposite sex."""
     n = int(hh_start[-1])
-    couples = np.flatnonzero(sizes >= 2)
     rest = n - 2 * couples.shape[0]
     p = min(max((male_share * n - couples.shape[0]) / rest, 0.0), 1.0) if rest > 0 else 0.5
-    sex = (rng.random(n) < p).astype(np.int8)
-    sex[hh_start[couples] + 1] = 1 - sex[hh_start[couples]]
-    return sex
-
-
-def _pick_in_blocks(
-    rng: np.random.Generator, block: np.ndarray, n_blocks: int, members_block: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """For each entry of ``members_block``, a uniformly random index ``i`` with ``block[i]``
-    equal to it; returns (indices, found). ``found`` is False where that block is empty (the
-    index is then meaningless). ``block`` must not be empty."""
-    order = np.argsort(block.astype(np.int16), kind="stable")  # radix sort
-    count = np.bincount(block, minlength=n_blocks)
-    start = np.concatenate([[0], np.cumsum(count)[:-1]])
-    c = count[members_block]
-    found = c > 0
-    pos = start[members_block] + np.floor(rng.random(members_block.shape[0]) * c).astype(np.int64)
-    return order[np.where(found, pos, 0)], found
+    kernels.sexes(rng.random(out=scratch[:n]), p, hh_start, couples, out)
 
 
 def _employers(
@@ -180,18 +157,18 @@ def _employers(
     district: np.ndarray,
     org_district: np.ndarray,
     n_districts: int,
-) -> np.ndarray:
-    """Entity id of each person's employer (-1 if not employed)."""
+    out: np.ndarray,
+    scratch: np.ndarray,
+) -> None:
+    """Entity id of each person's employer into ``out`` (left alone if not employed)."""
     n, n_orgs = age.shape[0], org_district.shape[0]
-    employer = np.full(n, -1, dtype=np.int32)
     if n_orgs == 0:
-        return employer
-    working = (age >= ADULT_AGE) & (age <= WORKING_AGE_MAX)
-    who = np.flatnonzero(working & (rng.random(n) < spec.employment_rate.value))
-    local, found = _pick_in_blocks(rng, org_district, n_districts, district[who])
-    anywhere = rng.integers(0, n_orgs, who.shape[0])
-    employer[who] = n + np.where(found, local, anywhere)
-    return employer
+        return
+    u = rng.random(out=scratch[:n])
+    who = kernels.employable(age, u, spec.employment_rate.value, ADULT_AGE, WORKING_AGE_MAX)
+    u = rng.random(out=scratch[: who.shape[0]])
+    anywhere = np.asarray(rng.integers(0, n_orgs, who.shape[0]))
+    kernels.assign_employers(who, district, org_district, n_districts, u, anywhere, out)
 
 
 def _friends(
@@ -213,39 +190,10 @@ def _friends(
         ends.append(perm[start[d] + rng.integers(0, count[d], (2, m_within[d]))].astype(np.int32))
     a, b = np.concatenate(ends, axis=1)
     del ends, perm
-    keep = a != b
-    a, b = a[keep], b[keep]
-    edges = (np.minimum(a, b).astype(np.int64) << 32) | np.maximum(a, b)
-    del a, b, keep
-    edges.sort()  # sort + diff: far faster than np.unique's hash path
-    first = np.ones(edges.shape[0], dtype=bool)
-    first[1:] = edges[1:] != edges[:-1]
-    edges = edges[first]
-    lo, hi = edges >> 32, edges & 0xFFFFFFFF
-    del edges
-    indptr = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(np.bincount(lo, minlength=n) + np.bincount(hi, minlength=n), out=indptr[1:])
-    return indptr, _fill_csr(lo, hi, indptr)
-
-
-@njit(cache=True)
-def _fill_csr(
-    lo: np.ndarray, hi: np.ndarray, indptr: np.ndarray
-) -> np.ndarray:  # pragma: no cover (numba)
-    """Both directions of edges sorted by (lo, hi) into CSR, in O(edges).
-
-    Row ``r`` receives first its smaller neighbours (edges where it is ``hi``, met in ``lo``
-    order), then its larger ones (where it is ``lo``, in ``hi`` order): rows come out sorted.
-    """
-    nxt = indptr[:-1].copy()
-    out = np.empty(indptr[-1], dtype=np.int32)
-    for e in range(lo.shape[0]):
-        a, b = lo[e], hi[e]
-        out[nxt[a]] = b
-        nxt[a] += 1
-        out[nxt[b]] = a
-        nxt[b] += 1
-    return out
+    keys = kernels.pair_keys(a, b)
+    del a, b
+    keys.sort()
+    return kernels.friend_csr(keys, n)
 
 
 def generate_population(
@@ -270,58 +218,82 @@ def generate_population(
     n_hh = sizes.shape[0]
     hh_start = np.zeros(n_hh + 1, dtype=np.int64)
     np.cumsum(sizes, out=hh_start[1:])
-    household = np.repeat(np.arange(n_hh, dtype=np.int32), sizes)
-    member = np.arange(n, dtype=np.int64) - hh_start[:-1][household]
+    couples = np.flatnonzero(sizes >= 2)
+    scratch = np.empty(n, dtype=np.float64)  # uniforms, drawn into it again and again
     p_district = _shares([d.share.value for d in districts])
-    hh_district = _draw(rng_hh, p_district, n_hh)
-    hh_group = _draw(rng_hh, _shares([g.share.value for g in groups]), n_hh)
+    hh_district = _draw(rng_hh, p_district, n_hh, scratch)
+    hh_group = _draw(rng_hh, _shares([g.share.value for g in groups]), n_hh, scratch)
     hh_decile = np.asarray(rng_hh.integers(1, 11, size=n_hh), dtype=np.int8)
-
-    pmf = age_pmf(spec.age_bands)
-    age = _ages(rng_age, pmf, sizes, hh_start, member)
-    sex = _sexes(rng_sex, spec.male_share.value, hh_start, sizes)
-    win_start, win_len = identifiers.birth_windows(pmf.shape[0] - 1)
-    birth = win_start[age] + np.floor(rng_sex.random(n) * win_len[age]).astype(np.int64)
 
     rate = spec.organizations_per_1000.value
     n_orgs = int(round(n * rate / 1000))
     n_orgs = max(n_orgs, 1) if rate > 0 else 0
-    org_district = _draw(rng_org, p_district, n_orgs)
 
-    def pad(a: np.ndarray, fill: int, dtype: type) -> np.ndarray:
-        return np.concatenate([a.astype(dtype), np.full(n_orgs, fill, dtype=dtype)])
+    def column(dtype: type, org_value: int) -> tuple[np.ndarray, np.ndarray]:
+        """An entity column and its persons' part (a view) to be filled in place."""
+        col: np.ndarray = np.empty(n + n_orgs, dtype=dtype)
+        col[n:] = org_value
+        return col, col[:n]
 
-    district = np.concatenate([hh_district[household], org_district])
-    employer = pad(
-        _employers(rng_emp, spec, age, district[:n], org_district, len(districts)), -1, np.int32
+    kind = np.full(n + n_orgs, PERSON, dtype=np.int8)
+    kind[n:] = ORGANIZATION
+    household, p_household = column(np.int32, -1)
+    district, p_district_ = column(np.int16, 0)
+    group, p_group = column(np.int16, -1)
+    decile, p_decile = column(np.int8, 0)
+    kernels.expand_households(
+        hh_start, hh_district, hh_group, hh_decile, p_household, p_district_, p_group, p_decile
     )
+    del hh_district, hh_group, hh_decile
 
-    group = hh_group[household]
+    pmf = age_pmf(spec.age_bands)
+    age, p_age = column(np.int16, -1)
+    _ages(rng_age, pmf, sizes, hh_start, couples, p_age, scratch)
+    sex, p_sex = column(np.int8, -1)
+    _sexes(rng_sex, spec.male_share.value, hh_start, couples, p_sex, scratch)
+    del couples
+    win_start, win_len = identifiers.birth_windows(pmf.shape[0] - 1)
+    birth, p_birth = column(np.int32, -1)
+    kernels.birth_dates(rng_sex.random(out=scratch), p_age, win_start, win_len, p_birth)
+
+    org_district = _draw(rng_org, p_district, n_orgs)
+    district[n:] = org_district
+    employer = np.full(n + n_orgs, -1, dtype=np.int32)
+    _employers(
+        rng_emp, spec, p_age, p_district_, org_district, len(districts), employer[:n], scratch
+    )
+    del scratch
+
     district_codes = [int(d.code) for d in districts]
     area_index, code_table = identifiers.birthplace_candidates(
-        rng_id, district_codes, [g.area_codes for g in groups], district[:n], group
+        rng_id, district_codes, [g.area_codes for g in groups], p_district_, p_group
     )
-    ric, birth = identifiers.ric_codes(area_index, code_table, birth, sex, age, win_start, win_len)
-    org_codes = identifiers.uscc_codes(np.array(district_codes)[org_district], rng_id)
-    codes = np.concatenate([ric, org_codes])
+    codes = np.empty(n + n_orgs, dtype=object)
+    _, moved = identifiers.ric_codes(
+        area_index, code_table, p_birth, p_sex, p_age, win_start, win_len, out=codes[:n]
+    )
+    if moved is not p_birth:
+        p_birth[:] = moved
+    del area_index, moved
+    identifiers.uscc_codes(np.array(district_codes)[org_district], rng_id, out=codes[n:])
 
     friends_indptr = friends = None
     if with_friends:
         friends_indptr, friends = _friends(
-            rng_fr, spec.friends_mean.value, district[:n], len(districts)
+            rng_fr, spec.friends_mean.value, p_district_, len(districts)
         )
 
     return Population(
         n_persons=n,
         n_orgs=n_orgs,
-        kind=pad(np.full(n, PERSON), ORGANIZATION, np.int8),
-        district=district.astype(np.int16),
-        group=pad(group, -1, np.int16),
-        sex=pad(sex, -1, np.int8),
-        age=pad(age, -1, np.int16),
-        birth_date=pad(birth, -1, np.int32),
-        income_decile=pad(hh_decile[household], 0, np.int8),
-        household=pad(household, -1, np.int32),
+        kind=kind,
+        district=district,
+        group=group,
+        sex=sex,
+        age=age,
+        birth_date=birth,
+        income_decile=decile,
+        household=household,
         hh_start=hh_start,
         employer=employer,
         codes=codes,

@@ -7,20 +7,22 @@ Codes (USCC, GB 32100): ``91`` (enterprise registered by market regulation), the
 their district, a 9-character organisation code (GB 11714, with its own check character) and the
 USCC check character.
 
-The RIC and USCC check characters are computed by python-stdnum (``stdnum.cn.ric`` and
-``stdnum.cn.uscc``) so that they agree with the reference validators; only the GB 11714
-organisation-code check, which stdnum lacks, is written here. Everything except the final
-string assembly is vectorised; the strings themselves are built in chunks with the garbage
-collector paused, because creating millions of small objects otherwise triggers it constantly.
+python-stdnum (``stdnum.cn.ric`` and ``stdnum.cn.uscc``) is the authority for the RIC and USCC
+check characters: they are computed here in vectorised form (RIC: from per-part digit tables in
+Numba; USCC: numpy), and tests hold both equal to stdnum's ``calc_check_digit`` on samples. The
+GB 11714 organisation-code check, which stdnum lacks, is written here too. The strings are made
+from ASCII rows written into a small buffer, one chunk at a time, decoded as one text and split,
+so that no Python step runs per entity.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cache
 
 import numpy as np
 from numba import njit
-from stdnum.cn import ric, uscc
+from stdnum.cn import ric
 from stdnum.exceptions import ValidationError
 
 DAY0 = 17897
@@ -101,19 +103,41 @@ def org_code_bodies(rng: np.random.Generator, n: int) -> np.ndarray:
     return body
 
 
-def uscc_codes(district_codes: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """USCCs (object array of str) for organisations registered in the given 6-digit codes."""
+_USCC_WEIGHTS = np.array([pow(3, i, 31) for i in range(17)], np.int64)
+_USCC_VALUE = np.full(256, -1, np.int64)
+_USCC_VALUE[np.frombuffer(ORG_BODY_ALPHABET.encode(), np.uint8)] = np.arange(31)
+
+
+def _uscc_check_bytes(pre: np.ndarray) -> np.ndarray:
+    """USCC check characters of an ``(n, 17)`` ASCII array of prefixes, as stdnum's
+    ``cn.uscc.calc_check_digit`` (weights ``3**i mod 31`` over the 31-character alphabet)
+    vectorised; a test holds the two equal."""
+    values = _USCC_VALUE[pre]
+    if (values < 0).any():
+        raise ValueError("a USCC prefix holds a character outside the USCC alphabet")
+    check = (-(values @ _USCC_WEIGHTS)) % 31
+    return np.frombuffer(ORG_BODY_ALPHABET.encode(), np.uint8)[check]
+
+
+def uscc_codes(
+    district_codes: np.ndarray, rng: np.random.Generator, out: np.ndarray | None = None
+) -> np.ndarray:
+    """USCCs (object array of str, ``out`` if given) for organisations registered in the given
+    6-digit codes."""
     n = district_codes.shape[0]
-    pre = np.empty((n, 17), dtype=np.uint8)
-    pre[:, :2] = np.frombuffer(b"91", dtype=np.uint8)
-    pre[:, 2:8] = _digits(district_codes, 6, b"0123456789")
+    rows = np.empty((n, 19), dtype=np.uint8)
+    rows[:, :2] = np.frombuffer(b"91", dtype=np.uint8)
+    rows[:, 2:8] = _digits(district_codes, 6, b"0123456789")
     body = org_code_bodies(rng, n)
-    pre[:, 8:16] = body
-    pre[:, 16] = _org_check_bytes(body)
-    prefixes = pre.view("S17").ravel().astype("U17").tolist()
-    out = np.empty(n, dtype=object)
-    out[:] = [p + uscc.calc_check_digit(p) for p in prefixes]
-    return out
+    rows[:, 8:16] = body
+    rows[:, 16] = _org_check_bytes(body)
+    rows[:, 17] = _uscc_check_bytes(rows[:, :17])
+    rows[:, 18] = ord("\n")
+
+    def fill(s: int, e: int, buf: np.ndarray) -> None:
+        buf[: e - s] = rows[s:e]
+
+    return _strings(n, 19, fill, out)
 
 
 # --------------------------------------------------------------------------------------------
@@ -195,6 +219,76 @@ def _running_count(key: np.ndarray, n_keys: int) -> np.ndarray:  # pragma: no co
     return out
 
 
+@njit(cache=True)
+def _pair_counts(
+    area_index: np.ndarray, birth: np.ndarray, d0: int, yoff: np.ndarray, n_years: int, size: int
+) -> np.ndarray:  # pragma: no cover (numba)
+    """``bincount(pair, minlength=size)`` with ``pair = area_index * n_years + yoff[birth - d0]``
+    (index of a (preferred birthplace, birth year) combination)."""
+    counts = np.zeros(size, np.int64)
+    for i in range(area_index.shape[0]):
+        counts[np.int64(area_index[i]) * n_years + yoff[birth[i] - d0]] += 1
+    return counts
+
+
+@njit(cache=True)
+def _ric_key(
+    i: int,
+    area_index: np.ndarray,
+    birth: np.ndarray,
+    sex: np.ndarray,
+    d0: int,
+    yoff: np.ndarray,
+    n_years: int,
+    dense: np.ndarray,
+    n_days: int,
+) -> int:  # pragma: no cover (numba)
+    """Key of person ``i``'s (birthplace, birth date, sex): ``(dense[pair] * n_days + day) * 2
+    + sex``."""
+    day = birth[i] - d0
+    return (dense[np.int64(area_index[i]) * n_years + yoff[day]] * n_days + day) * 2 + sex[i]
+
+
+@njit(cache=True)
+def _ric_keys(
+    area_index: np.ndarray,
+    birth: np.ndarray,
+    sex: np.ndarray,
+    d0: int,
+    yoff: np.ndarray,
+    n_years: int,
+    dense: np.ndarray,
+    n_days: int,
+) -> np.ndarray:  # pragma: no cover (numba)
+    """Every person's :func:`_ric_key`."""
+    key = np.empty(area_index.shape[0], np.int64)
+    for i in range(area_index.shape[0]):
+        key[i] = _ric_key(i, area_index, birth, sex, d0, yoff, n_years, dense, n_days)
+    return key
+
+
+@njit(cache=True)
+def _ric_ranks(
+    area_index: np.ndarray,
+    birth: np.ndarray,
+    sex: np.ndarray,
+    d0: int,
+    yoff: np.ndarray,
+    n_years: int,
+    dense: np.ndarray,
+    n_days: int,
+    n_keys: int,
+) -> np.ndarray:  # pragma: no cover (numba)
+    """``_running_count(_ric_keys(...), n_keys)`` without the keys array."""
+    seen = np.zeros(n_keys, np.int32)
+    rank = np.empty(area_index.shape[0], np.int32)
+    for i in range(area_index.shape[0]):
+        k = _ric_key(i, area_index, birth, sex, d0, yoff, n_years, dense, n_days)
+        rank[i] = seen[k]
+        seen[k] += 1
+    return rank
+
+
 def ric_codes(
     area_index: np.ndarray,
     area_table: np.ndarray,
@@ -203,8 +297,10 @@ def ric_codes(
     age: np.ndarray,
     window_start: np.ndarray,
     window_len: np.ndarray,
+    out: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Unique RICs for persons; returns ``(codes, birth_date)``.
+    """Unique RICs for persons; returns ``(codes, birth_date)`` (``codes`` is ``out`` if given,
+    an object array of ``n`` to fill).
 
     Each person's preferred birthplace is ``area_table[area_index]``; it falls back to the
     prefecture or province code where stdnum's database says it did not exist in the birth year
@@ -215,17 +311,18 @@ def ric_codes(
     overflows. The returned ``birth_date`` is a copy if any date moved.
     """
     birth = birth_date
-    n_codes = area_table.shape[0]
+    n, n_codes = area_index.shape[0], area_table.shape[0]
+    sex8 = np.ascontiguousarray(sex, dtype=np.int8)
     for _ in range(_MAX_ROUNDS):
         # Lookup tables over the (few) distinct days, codes and years instead of per-person work.
         d0 = int(birth.min())
-        day = birth.astype(np.int64) - d0
-        n_days = int(day.max()) + 1
+        n_days = int(birth.max()) - d0 + 1
         year_t, ymd_t = date_parts(np.arange(d0, d0 + n_days))
         y0 = int(year_t[0])
         n_years = int(year_t[-1]) - y0 + 1
-        pair = area_index.astype(np.int64) * n_years + (year_t[day] - y0)
-        present = np.flatnonzero(np.bincount(pair, minlength=n_codes * n_years))
+        yoff = year_t - y0
+        args = (area_index, birth, d0, yoff, n_years)
+        present = np.flatnonzero(_pair_counts(*args, n_codes * n_years))
         resolved = np.zeros(n_codes * n_years, dtype=np.int64)
         resolved[present] = [
             birthplace_code(int(area_table[p // n_years]), y0 + int(p % n_years)) for p in present
@@ -233,12 +330,13 @@ def ric_codes(
         codes, code_idx = np.unique(resolved[present], return_inverse=True)
         dense = np.zeros(n_codes * n_years, dtype=np.int64)
         dense[present] = code_idx.ravel()
-        key = (dense[pair] * n_days + day) * 2 + sex
         n_keys = codes.shape[0] * n_days * 2
-        if n_keys > max(4 * key.shape[0], 1 << 25):  # many birthplaces: compact the key space
-            uniq, key = np.unique(key, return_inverse=True)
-            n_keys = uniq.shape[0]
-        rank = _running_count(key.ravel(), n_keys)
+        kargs = (area_index, birth, sex8, d0, yoff, n_years, dense, n_days)
+        if n_keys > max(4 * n, 1 << 25):  # many birthplaces: compact the key space
+            uniq, key = np.unique(_ric_keys(*kargs), return_inverse=True)
+            rank = _running_count(key.ravel(), uniq.shape[0])
+        else:
+            rank = _ric_ranks(*kargs, n_keys)
         over = rank >= SEQ_PER_SEX
         if not over.any():
             break
@@ -247,27 +345,135 @@ def ric_codes(
         birth[over] = window_start[a] + (birth[over] - window_start[a] + 1) % window_len[a]
     else:
         raise RuntimeError("could not give every person a distinct identity number")
-    seq = 2 * rank.astype(np.int64) + sex  # last digit odd for men, even for women
-    # 18-digit integers: area, date, sequence and a placeholder check digit 0.
-    numbers = resolved[pair] * 10**12 + ymd_t[day] * 10**4 + seq * 10
-    return _ric_strings(numbers), birth
+    # Area, date, sequence (last digit odd for men, even for women) and the check character.
+    tables = _ric_tables(resolved, ymd_t, np.arange(2 * SEQ_PER_SEX))
+    per = (area_index, birth, sex8, rank, d0, yoff, n_years)
+    codes = _strings(n, 19, lambda s, e, buf: _ric_rows_of(*per, *tables, s, e, buf), out)
+    return codes, birth
 
 
 _RIC_WEIGHTS = np.array([pow(2, 17 - i, 11) for i in range(17)], np.int64)
+_STRING_CHUNK = 1 << 17  # rows turned into str objects at a time (a buffer that stays in cache)
+
+
+def _strings(
+    n: int,
+    width: int,
+    fill: Callable[[int, int, np.ndarray], None],
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """Object array (``out`` if given) of ``n`` str of ``width - 1`` ASCII characters.
+    ``fill(s, e, buf)`` writes rows ``s:e`` into ``buf[: e - s]``, each followed by a newline.
+    Each chunk is decoded as one text and split, which makes the str objects in C, without a
+    Python step per row."""
+    if out is None:
+        out = np.empty(n, dtype=object)
+    buf = np.empty((min(n, _STRING_CHUNK), width), dtype=np.uint8)
+    flat = buf.reshape(-1)
+    for s in range(0, n, _STRING_CHUNK):
+        e = min(s + _STRING_CHUNK, n)
+        fill(s, e, buf)
+        out[s:e] = str(flat[: (e - s) * width - 1].data, "ascii").split("\n")
+    return out
+
+
+def _ric_tables(
+    area: np.ndarray, ymd: np.ndarray, seq: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """ASCII digits of the values a RIC's area (6 digits), date (8) and sequence (3) parts
+    take, each with its part of the check sum ``sum(digit * 2**(17 - i) mod 11)``."""
+    out = []
+    for values, first, width in ((area, 0, 6), (ymd, 6, 8), (seq, 14, 3)):
+        digits = _digits(values, width, b"0123456789")
+        out += [digits, (digits.astype(np.int64) - ord("0")) @ _RIC_WEIGHTS[first : first + width]]
+    return tuple(out)  # type: ignore[return-value]
+
+
+@njit(cache=True)
+def _put_ric(
+    rows: np.ndarray,
+    r: int,
+    a_digits: np.ndarray,
+    a_sums: np.ndarray,
+    a: int,
+    d_digits: np.ndarray,
+    d_sums: np.ndarray,
+    d: int,
+    s_digits: np.ndarray,
+    s_sums: np.ndarray,
+    s: int,
+) -> None:  # pragma: no cover (numba)
+    """Row ``r``: area ``a``, date ``d`` and sequence ``s`` (indices into the digit tables of
+    :func:`_ric_tables`), the ISO 7064 MOD 11-2 check character (``(12 - sum) mod 11``, 10
+    written X) and a newline."""
+    for i in range(6):
+        rows[r, i] = a_digits[a, i]
+    for i in range(8):
+        rows[r, 6 + i] = d_digits[d, i]
+    for i in range(3):
+        rows[r, 14 + i] = s_digits[s, i]
+    check = (12 - (a_sums[a] + d_sums[d] + s_sums[s]) % 11) % 11
+    rows[r, 17] = 88 if check == 10 else 48 + check  # "X" or the digit
+    rows[r, 18] = 10
+
+
+@njit(cache=True)
+def _ric_rows_of(
+    area_index: np.ndarray,
+    birth: np.ndarray,
+    sex: np.ndarray,
+    rank: np.ndarray,
+    d0: int,
+    yoff: np.ndarray,
+    n_years: int,
+    a_digits: np.ndarray,
+    a_sums: np.ndarray,
+    d_digits: np.ndarray,
+    d_sums: np.ndarray,
+    s_digits: np.ndarray,
+    s_sums: np.ndarray,
+    start: int,
+    stop: int,
+    rows: np.ndarray,
+) -> None:  # pragma: no cover (numba)
+    """Rows ``start:stop`` of :func:`ric_codes`: the resolved code of the person's (birthplace,
+    birth year) pair, the birth date and sequence ``2 * rank + sex``."""
+    for i in range(start, stop):
+        day = birth[i] - d0
+        pair = np.int64(area_index[i]) * n_years + yoff[day]
+        seq = 2 * np.int64(rank[i]) + sex[i]
+        r = i - start
+        _put_ric(rows, r, a_digits, a_sums, pair, d_digits, d_sums, day, s_digits, s_sums, seq)
+
+
+@njit(cache=True)
+def _ric_rows(
+    a_idx: np.ndarray,
+    d_idx: np.ndarray,
+    s_idx: np.ndarray,
+    a_digits: np.ndarray,
+    a_sums: np.ndarray,
+    d_digits: np.ndarray,
+    d_sums: np.ndarray,
+    s_digits: np.ndarray,
+    s_sums: np.ndarray,
+    start: int,
+    stop: int,
+    rows: np.ndarray,
+) -> None:  # pragma: no cover (numba)
+    """Rows ``start:stop`` given each row's indices into the digit tables."""
+    for i in range(start, stop):
+        a, d, s = a_idx[i], d_idx[i], s_idx[i]
+        _put_ric(rows, i - start, a_digits, a_sums, a, d_digits, d_sums, d, s_digits, s_sums, s)
 
 
 def _ric_strings(numbers: np.ndarray) -> np.ndarray:
     """Turn 18-digit integers ending in a placeholder 0 into RIC strings with their check
-    character (ISO 7064 MOD 11-2, as stdnum's ``cn.ric.calc_check_digit``, vectorised; a test
-    holds the two equal)."""
-    n = numbers.shape[0]
-    digits = np.empty((n, 18), np.uint8)
-    x = numbers.astype(np.int64)
-    for i in range(17, -1, -1):
-        digits[:, i] = x % 10
-        x //= 10
-    total = digits[:, :17].astype(np.int64) @ _RIC_WEIGHTS
-    check = (12 - total % 11) % 11
-    chars = digits + ord("0")
-    chars[:, 17] = np.where(check == 10, ord("X"), check + ord("0"))
-    return chars.view("S18").ravel().astype("U18").astype(object)
+    character (ISO 7064 MOD 11-2, as stdnum's ``cn.ric.calc_check_digit``; a test holds the two
+    equal), through the same digit tables and row writer as :func:`ric_codes`."""
+    x = np.asarray(numbers, dtype=np.int64)
+    (a, a_idx), (d, d_idx), (q, q_idx) = (
+        np.unique(v, return_inverse=True) for v in (x // 10**12, x // 10**4, x // 10)
+    )
+    t = _ric_tables(a, d, q)
+    return _strings(x.shape[0], 19, lambda s, e, buf: _ric_rows(a_idx, d_idx, q_idx, *t, s, e, buf))
