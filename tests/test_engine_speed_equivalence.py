@@ -1,20 +1,23 @@
 """The fast engine stages give exactly what the plain ones did.
 
 Observation writes each day's records with Numba kernels, one batch per delay, and hands a
-single batch over without copying; the distinct entities of a day are read from a bitset. Here
-each is compared with a plain reference written as the code was before (numpy, one batch per
-channel, concatenated on arrival; ``np.unique``), on the same inputs and the same random draws.
+single batch over without copying; the distinct entities of a day are read from a bitset; a new
+list episode's exits are scheduled by a kernel. Here each is compared with a plain reference
+written as the code was before (numpy, one batch per channel, concatenated on arrival;
+``np.unique``; masks per distinct day), on the same inputs and the same random draws.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from credsim.engine import kernels
+from credsim.engine.lists import R_EXPIRED, R_REPAIRED, ListBook
 from credsim.engine.observe import CAMERA, QUEUED, Batch, Observer
 from credsim.engine.records import (
     B_BEHAVIOUR,
@@ -193,3 +196,71 @@ def test_unique_ids_matches_np_unique(n: int) -> None:
             assert not mark.any(), "the marker array is left all False"
     edge = np.array([n - 1, 0, 63 % n, 64 % n, 0, n - 1], np.int32).repeat(max(1, n // 64))
     np.testing.assert_array_equal(kernels.unique_ids(edge, mark), np.unique(edge))
+
+
+def plain_schedule(
+    cs: SimpleNamespace, ids: np.ndarray, lst: np.ndarray, day: int, rng: np.random.Generator
+) -> tuple[dict[int, list[tuple[np.ndarray, np.ndarray]]], dict[int, list[np.ndarray]]]:
+    """The exits ListBook.start scheduled, as it did: numpy, a mask per distinct day."""
+    scheduled: dict[int, list[tuple[np.ndarray, np.ndarray]]] = defaultdict(list)
+    clean_checks: dict[int, list[np.ndarray]] = defaultdict(list)
+    m = lst.shape[0]
+    dur = cs.duration[lst]
+    p = cs.perform_daily[lst]
+    big = np.iinfo(np.int32).max
+    exp_day = np.where(dur >= 0, day + dur, big)
+    rep_wait = np.full(m, big, np.int64)
+    has_p = p > 0
+    if has_p.any():
+        rep_wait[has_p] = rng.geometric(p[has_p])
+    rep_day = np.where(has_p, day + np.minimum(rep_wait, big - day), big)
+    when = np.minimum(exp_day, rep_day)
+    why = np.where(rep_day < exp_day, R_REPAIRED, R_EXPIRED).astype(np.int8)
+    for d in np.unique(when[when < big]):
+        sel = when == d
+        scheduled[int(d)].append((ids[sel], why[sel]))
+    clean = cs.clean_days[lst]
+    for d in np.unique(clean[clean >= 0]):
+        sel = clean == d
+        clean_checks[day + int(d)].append(ids[sel])
+    return scheduled, clean_checks
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_list_exits_are_scheduled_as_before(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    L, n = 5, 300
+    cs = SimpleNamespace(
+        lists=[f"l{i}" for i in range(L)],
+        inc_kind=np.full(L, 1, np.int8),  # not item lists
+        inc_item=np.full(L, -1, np.int32),
+        duration=rng.choice([-1, 0, 1, 30, 365], L).astype(np.int32),
+        perform_daily=np.where(rng.random(L) < 0.5, rng.choice([0.01, 0.2, 1.0], L), 0.0),
+        clean_days=rng.choice([-1, 0, 7, 90], L).astype(np.int32),
+    )
+    book = ListBook(cs, n)  # type: ignore[arg-type]
+    for day in (0, 3, 3, 40):
+        for m in (0, 1, 2, 50):
+            lst = rng.integers(0, L, m).astype(np.int32)
+            ent = rng.permutation(n)[:m].astype(np.int32)
+            book.ep_of[lst, ent] = -1
+            first = book.eps.n
+            book.scheduled.clear()
+            book.clean_checks.clear()
+            book.start(lst, ent, np.arange(m, dtype=np.int64), day, np.random.default_rng(m))
+            ids = np.arange(first, first + m, dtype=np.int64)
+            want_s, want_c = plain_schedule(cs, ids, lst, day, np.random.default_rng(m))
+            assert list(book.scheduled) == list(want_s)
+            for d, parts in want_s.items():
+                got = book.scheduled[d]
+                assert len(got) == len(parts)
+                for (gi, gw), (wi, ww) in zip(got, parts, strict=True):
+                    assert gi.dtype == wi.dtype and gw.dtype == ww.dtype
+                    np.testing.assert_array_equal(gi, wi)
+                    np.testing.assert_array_equal(gw, ww)
+            assert list(book.clean_checks) == list(want_c)
+            for d, cparts in want_c.items():
+                assert len(book.clean_checks[d]) == len(cparts)
+                for gi, wi in zip(book.clean_checks[d], cparts, strict=True):
+                    assert gi.dtype == wi.dtype
+                    np.testing.assert_array_equal(gi, wi)
