@@ -195,18 +195,47 @@ def count_sources(rows, targets, delta, counts):  # noqa: ANN001
     return crossed
 
 
-@njit(cache=True)
+# lowest set bit -> its index (de Bruijn sequence), for the bitset scan of unique_ids
+_DEBRUIJN = 0x03F79D71B4CB0A89
+_BIT_INDEX = np.zeros(64, np.int64)
+for _i in range(64):
+    _BIT_INDEX[(((1 << _i) * _DEBRUIJN) % (1 << 64)) >> 58] = _i
+
+
+@njit(cache=True, nogil=True)
 def unique_ids(ids, mark):  # noqa: ANN001, ANN201
-    """The distinct values of ``ids`` (entity ids < len(mark)), sorted: one pass with a marker
-    array that is left all False again (faster than a sort or hash of everything)."""
-    out = np.empty(ids.shape[0], np.int32)
-    m = 0
-    for i in range(ids.shape[0]):
-        e = ids[i]
-        if not mark[e]:
-            mark[e] = True
-            out[m] = e
-            m += 1
+    """The distinct values of ``ids`` (entity ids < len(mark)), sorted.
+
+    Few ids: one pass with a marker array that is left all False again, then a sort of the
+    distinct ones. Many (more than one in 512 entities): a bitset of all entities, read back in
+    order, 64 entities per word, so nothing is sorted (``mark`` is not used then)."""
+    m = ids.shape[0]
+    n = mark.shape[0]
+    if m * 512 < n:
+        out = np.empty(m, np.int32)
+        k = 0
+        for i in range(m):
+            e = ids[i]
+            if not mark[e]:
+                mark[e] = True
+                out[k] = e
+                k += 1
+        for i in range(k):
+            mark[out[i]] = False
+        return np.sort(out[:k])
+    one = np.uint64(1)
+    words = np.zeros((n >> 6) + 1, np.uint64)
     for i in range(m):
-        mark[out[i]] = False
-    return np.sort(out[:m])
+        e = ids[i]
+        words[e >> 6] |= one << np.uint64(e & 63)
+    out = np.empty(m, np.int32)
+    k = 0
+    mul, top = np.uint64(_DEBRUIJN), np.uint64(58)
+    for w in range(words.shape[0]):
+        x = words[w]
+        while x != 0:
+            low = x & (~x + one)
+            out[k] = (w << 6) + _BIT_INDEX[(low * mul) >> top]
+            k += 1
+            x ^= low
+    return out[:k]

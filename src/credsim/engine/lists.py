@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 import numpy as np
+from numba import njit
 
 from credsim.engine import kernels
 from credsim.engine.records import Table
@@ -32,6 +33,52 @@ EPISODE_COLUMNS: dict[str, tuple[type, int | float | bool]] = {
     "record": (np.int64, -1),
     "reason": (np.int8, -1),
 }
+
+
+_NO_WAITS = np.zeros(0, np.int64)
+
+
+@njit(cache=True, nogil=True)
+def _exits(lst, day, duration, perform, waits, big):  # noqa: ANN001, ANN202
+    """Day and reason of each new episode's scheduled exit: the end of its fixed period or its
+    repair (``waits``: the drawn waiting times of the lists with a daily repair probability, in
+    order), whichever comes first; ``big``: never."""
+    m = lst.shape[0]
+    when = np.empty(m, np.int64)
+    why = np.empty(m, np.int8)
+    w = 0
+    for i in range(m):
+        li = lst[i]
+        exp = day + duration[li] if duration[li] >= 0 else big
+        rep = big
+        if perform[li] > 0:
+            rep = day + min(waits[w], big - day)
+            w += 1
+        when[i] = min(exp, rep)
+        why[i] = R_REPAIRED if rep < exp else R_EXPIRED
+    return when, why
+
+
+@njit(cache=True, nogil=True)
+def _groups(keys, lo, hi):  # noqa: ANN001, ANN202
+    """Positions of the keys in [lo, hi) by key, in their order within a key (a stable sort),
+    and where each key's run starts (and the last ends): ``keys == d`` for each distinct d."""
+    valid = np.empty(keys.shape[0], np.int64)
+    m = 0
+    for i in range(keys.shape[0]):
+        if lo <= keys[i] < hi:
+            valid[m] = i
+            m += 1
+    valid = valid[:m]
+    order = valid[np.argsort(keys[valid], kind="mergesort")]
+    starts = np.empty(m + 1, np.int64)
+    g = 0
+    for j in range(m):
+        if j == 0 or keys[order[j]] != keys[order[j - 1]]:
+            starts[g] = j
+            g += 1
+    starts[g] = m
+    return order, starts[: g + 1]
 
 
 class ListBook:
@@ -61,24 +108,20 @@ class ListBook:
         self.ep_of[lst, ent] = ids
         self.started.append((lst, ent))
         cs = self.cs
-        dur = cs.duration[lst]
         p = cs.perform_daily[lst]
-        big = np.iinfo(np.int32).max
-        exp_day = np.where(dur >= 0, day + dur, big)
-        rep_wait = np.full(m, big, np.int64)
         has_p = p > 0
-        if has_p.any():
-            rep_wait[has_p] = rng.geometric(p[has_p])
-        rep_day = np.where(has_p, day + np.minimum(rep_wait, big - day), big)
-        when = np.minimum(exp_day, rep_day)
-        why = np.where(rep_day < exp_day, R_REPAIRED, R_EXPIRED).astype(np.int8)
-        for d in np.unique(when[when < big]):
-            sel = when == d
-            self.scheduled[int(d)].append((ids[sel], why[sel]))
+        waits = rng.geometric(p[has_p]) if has_p.any() else _NO_WAITS
+        big = np.iinfo(np.int32).max
+        when, why = _exits(lst, day, cs.duration, cs.perform_daily, waits, big)
+        order, starts = _groups(when, -big - 1, big)
+        for j in range(starts.shape[0] - 1):
+            sel = order[starts[j] : starts[j + 1]]
+            self.scheduled[int(when[sel[0]])].append((ids[sel], why[sel]))
         clean = cs.clean_days[lst]
-        for d in np.unique(clean[clean >= 0]):
-            sel = clean == d
-            self.clean_checks[day + int(d)].append(ids[sel])
+        order, starts = _groups(clean, 0, 2**62)
+        for j in range(starts.shape[0] - 1):
+            sel = order[starts[j] : starts[j + 1]]
+            self.clean_checks[day + int(clean[sel[0]])].append(ids[sel])
 
     def finish(self, ids: np.ndarray, day: int, reason: int | np.ndarray) -> np.ndarray:
         """End the still-open episodes among ``ids``; return those actually ended."""

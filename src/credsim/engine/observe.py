@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 import numpy as np
+from numba import njit
 
 from credsim.engine.records import (
     B_BEHAVIOUR,
@@ -47,6 +48,110 @@ QUEUED = {
 }
 """The columns of a queued record (the rest are set when it reaches the database)."""
 Batch = dict[str, np.ndarray]
+COLS = tuple(QUEUED)
+"""The order of the output columns of :func:`_fill` (as QUEUED)."""
+
+
+@njit(cache=True, nogil=True)
+def _detect(actor, excused, u, p, who, exc):  # noqa: ANN001, ANN202
+    """``who = actor[u < p]``, ``exc = excused[u < p]`` (False if ``excused`` is empty); the
+    number kept."""
+    m = 0
+    for i in range(actor.shape[0]):  # without branches: write always, advance when kept
+        who[m] = actor[i]
+        m += u[i] < p
+    if excused.shape[0] > 0:
+        j = 0
+        for i in range(actor.shape[0]):
+            exc[j] = excused[i]
+            j += u[i] < p
+    else:
+        exc[:m] = False
+    return m
+
+
+@njit(cache=True, nogil=True)
+def _fill(
+    detect,
+    entity,
+    actors,
+    error,
+    exc,
+    u,
+    p,
+    day,
+    item,
+    k,
+    chan,
+    agency,
+    points,
+    fraud,  # noqa: ANN001
+    o_bday,
+    o_entity,
+    o_actor,
+    o_item,
+    o_beh,
+    o_chan,
+    o_agency,
+    o_points,
+    o_truth,
+    o_basis,
+    o_error,
+    o_exc,
+    o_import,
+    o,
+):  # noqa: ANN202
+    """Write one channel's records at ``o`` of the output columns; return the new end.
+
+    ``detect``: the records are ``entity[u < p]`` (detection fused in; actors are the entities,
+    no error; ``exc`` as in :func:`_detect`). Else ``entity``, ``actors``, ``error`` and ``exc``
+    are the channel's final records (false reports have actor -1). One column at a time (simple
+    loops, vectorised), a compaction without branches."""
+    has_exc = exc.shape[0] > 0
+    n = entity.shape[0]
+    if detect:
+        end = o
+        for i in range(n):
+            o_entity[end] = entity[i]
+            end += u[i] < p
+        if has_exc:
+            j = o
+            for i in range(n):
+                o_exc[j] = exc[i]
+                j += u[i] < p
+        else:
+            o_exc[o:end] = False
+        o_actor[o:end] = o_entity[o:end]
+        o_bday[o:end] = day
+        o_truth[o:end] = not fraud
+        o_basis[o:end] = B_BEHAVIOUR
+        o_error[o:end] = E_PURCHASE if fraud else E_NONE
+    else:
+        end = o + n
+        o_entity[o:end] = entity
+        o_actor[o:end] = actors
+        if has_exc:
+            o_exc[o:end] = exc
+        else:
+            o_exc[o:end] = False
+        for i in range(n):
+            a = actors[i]
+            o_bday[o + i] = day if a >= 0 else -1
+            o_truth[o + i] = entity[i] == a and not fraud
+            o_basis[o + i] = B_BEHAVIOUR if a >= 0 else B_FALSE_REPORT
+            err = error[i]
+            o_error[o + i] = E_PURCHASE if fraud and err == E_NONE else err
+    o_item[o:end] = item
+    o_beh[o:end] = k
+    o_chan[o:end] = chan
+    o_agency[o:end] = agency
+    o_points[o:end] = points
+    o_import[o:end] = -1
+    return end
+
+
+class _Own(dict):  # type: ignore[type-arg]
+    """A queued batch whose arrays were made by :meth:`Observer.observe` (shared with none)."""
 
 
 class Observer:
@@ -62,6 +167,23 @@ class Observer:
         self.pending: dict[int, list[Batch]] = defaultdict(list)
         self.group = np.where(pop.kind == ORGANIZATION, len(cs.groups), pop.group).astype(np.int32)
         self.sex = np.clip(pop.sex, 0, 1).astype(np.int8)
+        C = cs.ch_behaviour.shape[0]
+        # per channel: the constant columns, and whether detection is its only draw
+        self._const = [
+            (
+                int(cs.behaviour_item[cs.ch_behaviour[c]]),
+                int(cs.ch_behaviour[c]),
+                int(cs.ch_kind[c]),
+                int(self.ch_agency_ix[c]),
+                float(cs.points[cs.behaviour_item[cs.ch_behaviour[c]]]),
+                bool(cs.fraudulent[cs.ch_behaviour[c]]),
+            )
+            for c in range(C)
+        ]
+        self._simple = [
+            cs.ch_kind[c] != CAMERA and cs.ch_false_reports[c] == 0 and cs.data_entry_error <= 0
+            for c in range(C)
+        ]
 
     def _same_group(self, who: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         g = self.group[who]
@@ -79,74 +201,98 @@ class Observer:
     def observe(
         self, day: int, actor: np.ndarray, kind: np.ndarray, rng: np.random.Generator
     ) -> None:
-        """Queue the records that the day's behaviours (and false reports) will produce."""
+        """Queue the records that the day's behaviours (and false reports) will produce.
+
+        The draws are those of one channel after another; each channel's records are then
+        written by one kernel into the columns of one batch per delay (channels of one delay
+        follow each other in that day's queue, so the batch is their concatenation)."""
         cs = self.cs
         # context: an occurrence with a legitimate excuse (drawn once per occurrence, so every
         # channel sees the same); a context-aware scheme does not record it at all
         excused = rng.random(actor.shape[0]) < cs.excusable[kind] if cs.excusable.any() else None
         if excused is not None and cs.context_aware:
             actor, kind, excused = actor[~excused], kind[~excused], None
+        no_exc = np.zeros(0, np.bool_)
         # behaviours come in behaviour order (Behaviour.day): a behaviour's events are a slice
         ordered = kind.shape[0] < 2 or bool((kind[1:] >= kind[:-1]).all())
         bounds = np.searchsorted(kind, np.arange(len(cs.behaviours) + 1)) if ordered else None
+        jobs: dict[int, list[tuple]] = {}  # delay -> (channel, size bound, arrays) in order
         for c in range(cs.ch_behaviour.shape[0]):
             k = int(cs.ch_behaviour[c])
             sel: slice | np.ndarray = (
                 slice(int(bounds[k]), int(bounds[k + 1])) if bounds is not None else kind == k
             )
             who = actor[sel]
-            seen = rng.random(who.shape[0]) < cs.ch_detect[c]
-            who = who[seen]
-            exc = excused[sel][seen] if excused is not None else np.zeros(who.shape[0], bool)
-            if who.shape[0] == 0 and cs.ch_false_reports[c] == 0:
+            u = rng.random(who.shape[0])
+            exc = excused[sel] if excused is not None else no_exc
+            if self._simple[c]:
+                if who.shape[0]:
+                    jobs.setdefault(int(cs.ch_delay[c]), []).append((c, who.shape[0], who, exc, u))
                 continue
-            entity = who.copy()
-            error = np.full(who.shape[0], E_NONE, np.int8)
-            if cs.ch_kind[c] == CAMERA:
-                fmr = np.minimum(
-                    cs.ch_fmr[c, self.group[who]] * cs.ch_fmr_sex[c, self.sex[who]], 1.0
-                )
-                mis = rng.random(who.shape[0]) < fmr
-                if mis.any():
-                    entity[mis] = self._same_group(who[mis], rng)
-                    error[mis] = E_MISID
-            actors = who
-            if cs.ch_false_reports[c] > 0:
-                nf = int(rng.poisson(self.pop.n_persons * cs.ch_false_reports[c] / 365.0))
-                if nf:
-                    targets = (rng.random(nf) * self.pop.n_persons).astype(np.int32)
-                    entity = np.concatenate([entity, targets])
-                    actors = np.concatenate([actors, np.full(nf, -1, np.int32)])
-                    error = np.concatenate([error, np.full(nf, E_FALSE_REPORT, np.int8)])
-                    exc = np.concatenate([exc, np.zeros(nf, bool)])
-            if cs.data_entry_error > 0 and entity.shape[0]:
-                typo = rng.random(entity.shape[0]) < cs.data_entry_error
-                if typo.any():
-                    entity[typo] = self._wrong_entity(entity[typo], rng)
-                    error[typo] = np.where(
-                        error[typo] == E_FALSE_REPORT, E_FALSE_REPORT, E_DATA_ENTRY
-                    )
-            m = entity.shape[0]
-            if m == 0:
-                continue
-            item = int(cs.behaviour_item[k])
-            batch: Batch = {
-                "behaviour_day": np.where(actors >= 0, day, -1).astype(np.int32),
-                "entity": entity.astype(np.int32),
-                "actor": actors.astype(np.int32),
-                "item": np.full(m, item, np.int32),
-                "behaviour": np.full(m, k, np.int32),
-                "channel": np.full(m, cs.ch_kind[c], np.int8),
-                "agency": np.full(m, self.ch_agency_ix[c], np.int32),
-                "points": np.full(m, cs.points[item]),
-                "truthful": (entity == actors) & ~cs.fraudulent[k],
-                "basis": np.where(actors >= 0, B_BEHAVIOUR, B_FALSE_REPORT).astype(np.int8),
-                "error": np.where(cs.fraudulent[k] & (error == E_NONE), E_PURCHASE, error).astype(
-                    np.int8
-                ),
-                "excused": exc,
-            }
-            self.queue(day + int(cs.ch_delay[c]), batch)
+            kept, exc_kept = np.empty(who.shape[0], np.int32), np.empty(who.shape[0], np.bool_)
+            m = _detect(who, exc, u, cs.ch_detect[c], kept, exc_kept)
+            out = self._channel(c, kept[:m], exc_kept[:m], rng)
+            if out is not None:
+                jobs.setdefault(int(cs.ch_delay[c]), []).append((c, out[0].shape[0], *out))
+        for delay, js in jobs.items():
+            self._write(day, delay, js)
+
+    def _channel(
+        self, c: int, who: np.ndarray, exc: np.ndarray, rng: np.random.Generator
+    ) -> tuple[np.ndarray, ...] | None:
+        """(entity, actor, error, excused) of a channel's detected records, after camera
+        mismatches, false reports and data entry errors (each with its draws); None if none."""
+        cs = self.cs
+        if who.shape[0] == 0 and cs.ch_false_reports[c] == 0:
+            return None
+        entity = who.copy()
+        error = np.full(who.shape[0], E_NONE, np.int8)
+        if cs.ch_kind[c] == CAMERA:
+            fmr = np.minimum(cs.ch_fmr[c, self.group[who]] * cs.ch_fmr_sex[c, self.sex[who]], 1.0)
+            mis = rng.random(who.shape[0]) < fmr
+            if mis.any():
+                entity[mis] = self._same_group(who[mis], rng)
+                error[mis] = E_MISID
+        actors = who
+        if cs.ch_false_reports[c] > 0:
+            nf = int(rng.poisson(self.pop.n_persons * cs.ch_false_reports[c] / 365.0))
+            if nf:
+                targets = (rng.random(nf) * self.pop.n_persons).astype(np.int32)
+                entity = np.concatenate([entity, targets])
+                actors = np.concatenate([actors, np.full(nf, -1, np.int32)])
+                error = np.concatenate([error, np.full(nf, E_FALSE_REPORT, np.int8)])
+                exc = np.concatenate([exc, np.zeros(nf, bool)])
+        if cs.data_entry_error > 0 and entity.shape[0]:
+            typo = rng.random((entity.shape[0],)) < cs.data_entry_error
+            if typo.any():
+                entity[typo] = self._wrong_entity(entity[typo], rng)
+                error[typo] = np.where(error[typo] == E_FALSE_REPORT, E_FALSE_REPORT, E_DATA_ENTRY)
+        if entity.shape[0] == 0:
+            return None
+        return entity, actors, error, exc
+
+    def _write(self, day: int, delay: int, jobs: list[tuple]) -> None:
+        """Write the records of one delay's channels (in channel order) into one batch."""
+        cs = self.cs
+        bound = sum(j[1] for j in jobs)
+        cols = [np.empty(bound, QUEUED[k][0]) for k in COLS]
+        o = 0
+        none_b, none_d = np.zeros(0, np.int8), np.zeros(0)
+        for c, _, a, b, *rest in jobs:
+            item, k, chan, agency, points, fraud = self._const[c]
+            if len(rest) == 1:  # simple: (who, excused, u)
+                ins = (True, a, a, none_b, b, rest[0], cs.ch_detect[c])
+            else:  # (entity, actor, error, excused)
+                ins = (False, a, b, rest[0], rest[1], none_d, 0.0)
+            o = _fill(*ins, day, item, k, chan, agency, points, fraud, *cols, o)  # type: ignore[call-arg]
+        if o == 0:
+            return
+        # a batch that waits keeps no unused tail
+        keep = o * 2 > bound or delay == 0
+        batch = _Own(
+            {k: col[:o] if keep else col[:o].copy() for k, col in zip(COLS, cols, strict=True)}
+        )
+        self.pending[day + delay].append(batch)
 
     def agency_index(self, name: str) -> int:
         """Index of an agency in the run's list, adding it if new (e.g. 'officials')."""
@@ -167,8 +313,12 @@ class Observer:
         self.pending[day].append(full)
 
     def arrivals(self, day: int) -> Batch | None:
-        """The records reaching the database today, or None."""
+        """The records reaching the database today, or None. A single batch built here is
+        handed over as it is (its arrays belong to nobody else); otherwise the columns are
+        concatenated (copies: callers may change them)."""
         batches = self.pending.pop(day, [])
         if not batches:
             return None
+        if len(batches) == 1 and isinstance(batches[0], _Own):
+            return dict(batches[0])
         return {k: np.concatenate([b[k] for b in batches]) for k in batches[0]}
