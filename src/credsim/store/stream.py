@@ -95,6 +95,8 @@ class RecordStream:
     # -- the run's side -------------------------------------------------------------------
     def after_day(self, day: int) -> None:
         """Hand over the records settled at the end of ``day`` once there are enough."""
+        if self.sim.records.n - self.done < self.flush_rows:
+            return  # (not enough records even if all were settled: skip the look)
         upto = self.sim.settled(day)
         if upto - self.done >= self.flush_rows:
             self._hand_over(upto)
