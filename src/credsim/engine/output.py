@@ -60,12 +60,10 @@ def population_table(sim: Simulation) -> pa.Table:
     )
 
 
-def records_table(sim: Simulation, start: int = 0, stop: int | None = None) -> pa.Table:
-    """The records ``start`` .. ``stop`` (default: all) as the run store's Arrow table."""
+def records_table(sim: Simulation) -> pa.Table:
+    """Every record of the run as the run store's Arrow table."""
     r = sim.records
-    stop = r.n if stop is None else stop
-    cols = {k: r.raw(k)[start:stop] for k in r.columns}
-    return records_arrow(cols, start, record_names(sim))
+    return records_arrow({k: r.col(k) for k in r.columns}, 0, record_names(sim))
 
 
 def record_names(sim: Simulation) -> dict[str, list[str]]:

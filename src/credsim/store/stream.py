@@ -18,8 +18,6 @@ are deleted. When the run is committed the segments go.
 
 from __future__ import annotations
 
-import hashlib
-import os
 import shutil
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -30,14 +28,14 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
-from credsim._fsio import fsync_dir, replace_atomically
+from credsim._fsio import fsync_dir, fsync_file, replace_atomically
 from credsim.engine.output import record_names, records_arrow
 from credsim.engine.records import COLUMNS
 from credsim.engine.simulation import Simulation
 from credsim.errors import CredsimError
 from credsim.store.ledger import DIGEST_FIELD, Sealer, digest_array
 from credsim.store.schema import conform
-from credsim.store.writer import ROW_GROUP_ROWS, Follower, parquet_options
+from credsim.store.writer import ROW_GROUP_ROWS, Follower, parquet_options, sha256_file
 
 PARTIAL = ".records.parquet.partial"
 SEGMENTS = ".segments"
@@ -52,8 +50,7 @@ class StreamedRecords:
     place of a records table."""
 
     def __init__(self, path: Path, rows: int, sha256: str, sealer: Sealer) -> None:
-        self.path, self.rows, self.sha256, self.sealer = path, rows, sha256, sealer
-        self.num_rows = rows
+        self.path, self.num_rows, self.sha256, self.sealer = path, rows, sha256, sealer
 
 
 class RecordStream:
@@ -125,7 +122,7 @@ class RecordStream:
             path = self.seg_dir / name
             snap = pa.table({"ents": ents, "score": score, "grade": grade})
             replace_atomically(path, lambda fh: _write_ipc(fh, snap))  # noqa: B023
-            self.snapshots.append({"name": name, "day": int(day), "sha256": _sha256(path)})
+            self.snapshots.append({"name": name, "day": int(day), "sha256": sha256_file(path)})
         return {"done": self.done, "segments": list(self.segments), "snapshots": self.snapshots}
 
     def saved_snapshots(
@@ -135,7 +132,7 @@ class RecordStream:
         out = []
         for s in saved.get("snapshots", []):
             path = self.seg_dir / s["name"]
-            if not path.is_file() or _sha256(path) != s["sha256"]:
+            if not path.is_file() or sha256_file(path) != s["sha256"]:
                 raise CredsimError(
                     f"{path}: this score snapshot saved before the checkpoint is missing or "
                     "changed; the run cannot be resumed (start it again)"
@@ -206,7 +203,7 @@ class RecordStream:
         first = 0
         for s in saved["segments"]:
             path = self.seg_dir / s["name"]
-            if int(s["first"]) != first or not path.is_file() or _sha256(path) != s["sha256"]:
+            if int(s["first"]) != first or not path.is_file() or sha256_file(path) != s["sha256"]:
                 raise CredsimError(
                     f"{path}: this segment of the records written before the checkpoint is "
                     "missing or changed; the run cannot be resumed (start it again)"
@@ -299,13 +296,9 @@ class RecordStream:
             return
         self._seg.close()
         path = self.seg_dir / self._seg_info["name"]
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_file(path)
         fsync_dir(self.seg_dir)
-        self.segments.append({**self._seg_info, "sha256": _sha256(path)})
+        self.segments.append({**self._seg_info, "sha256": sha256_file(path)})
         self._seg = self._seg_info = None
 
 
@@ -318,11 +311,3 @@ def discard(folder: Path) -> None:
 def _write_ipc(fh: Any, table: pa.Table) -> None:
     with ipc.new_file(fh, table.schema) as w:
         w.write_table(table)
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
