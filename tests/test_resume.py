@@ -14,11 +14,13 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from credsim import api
 from credsim.api import resume, run
 from credsim.cli import main as cli_main
 from credsim.engine import checkpoint
 from credsim.errors import CredsimError, RunStoreError
 from credsim.store import RunStore
+from credsim.store.runfolder import RunFolder
 
 TABLES = ("population", "records", "scores", "lists", "measures")
 
@@ -41,6 +43,33 @@ def test_checkpointing_does_not_change_the_run(tmp_path: Path) -> None:
     assert m["complete"] is True and m["checkpoint_every"] == 10
     assert not (res.path / "checkpoint.npz").exists()
     assert res.tables["records"].num_rows > 500
+
+
+def test_default_checkpoints_come_every_30_days_once_a_minute_has_passed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    saved: list[int] = []
+    real = RunFolder.checkpoint
+
+    def spy(self: RunFolder, save: object, day: int) -> None:
+        saved.append(day)
+        real(self, save, day)
+
+    monkeypatch.setattr(RunFolder, "checkpoint", spy)
+    quick = run("nanjing", 2000, 95, 3, tmp_path / "quick")  # takes far less than a minute
+    assert saved == []
+    m = RunStore(quick.path).manifest
+    # expected to take less than a minute: no checkpoint (and no segments) at all
+    assert (m["checkpoint_every"], m["checkpoint_seconds"]) == (0, api.CHECKPOINT_SECONDS)
+    monkeypatch.setattr(api, "CHECKPOINT_SECONDS", 0.0)  # as if every day took a minute
+    slow = run("nanjing", 2000, 95, 3, tmp_path / "slow")
+    assert saved == [30, 60, 90]
+    assert RunStore(slow.path).manifest["checkpoint_every"] == 30
+    explicit = run("nanjing", 2000, 95, 3, tmp_path / "explicit", checkpoint_every=40)
+    assert saved == [30, 60, 90, 40, 80]  # an explicit K is kept, whatever the run time
+    assert RunStore(explicit.path).manifest["checkpoint_seconds"] == 0
+    _same_tables(quick.path, slow.path)
+    _same_tables(quick.path, explicit.path)
 
 
 def _child(args: list[str]) -> subprocess.Popen:

@@ -265,6 +265,23 @@ def test_conform_errors() -> None:
     assert conform("scores", reordered).schema.equals(SCHEMAS["scores"])
 
 
+def test_conform_keeps_dictionary_labels_and_checks_the_values_used() -> None:
+    lists = tables()["lists"]
+    words = pa.array(["grey", "black", "red"])
+    kinds = pa.DictionaryArray.from_arrays(pa.array([1, 1, 2]), words)
+    kept = conform("lists", lists.set_column(2, "kind", kinds), dictionaries=True)
+    assert pa.types.is_dictionary(kept.schema.field("kind").type)  # not cast to strings
+    assert kept.column("kind").to_pylist() == ["black", "black", "red"]
+    assert kept.schema.field("kind").nullable == SCHEMAS["lists"].field("kind").nullable
+    assert conform("lists", lists.set_column(2, "kind", kinds)).equals(conform("lists", lists))
+    used = pa.DictionaryArray.from_arrays(pa.array([1, 0, 2]), words)
+    with pytest.raises(RunStoreError, match=r"unknown value\(s\) \['grey'\]"):
+        conform("lists", lists.set_column(2, "kind", used), dictionaries=True)
+    gaps = pa.DictionaryArray.from_arrays(pa.array([1, None, 2]), words)
+    with pytest.raises(RunStoreError, match="null value"):
+        conform("lists", lists.set_column(2, "kind", gaps), dictionaries=True)
+
+
 def test_missing_table_and_bad_runs(tmp_path: Path) -> None:
     t = tables()
     del t["records"]

@@ -23,6 +23,7 @@ from credsim.errors import CredsimError
 from credsim.store import write_run
 from credsim.store.reader import RunStore
 from credsim.store.runfolder import RunFolder
+from credsim.store.schema import SCHEMAS
 from credsim.store.stream import SEGMENTS
 from credsim.store.verify import verify
 
@@ -83,6 +84,13 @@ def test_streamed_run_equals_the_run_written_at_once(
     whole = _in_memory(tmp_path, "whole", scheme, **kw)
     _same(streamed.path, whole)  # type: ignore[arg-type]
     assert verify(streamed.path).ok  # type: ignore[arg-type]
+    # the labels went to Parquet as dictionaries, never as strings, yet read back as strings
+    path = streamed.path / "records.parquet"  # type: ignore[operator]
+    assert pq.read_schema(path).equals(SCHEMAS["records"], check_metadata=True)
+    assert pq.read_schema(whole / "records.parquet").equals(pq.read_schema(path))
+    meta = pq.ParquetFile(path).metadata
+    item = meta.schema.names.index("item")
+    assert "RLE_DICTIONARY" in meta.row_group(0).column(item).encodings
     rec = streamed.simulation.records  # type: ignore[union-attr]
     assert rec.base > 0  # records were released during the run
     assert streamed.tables["records"].num_rows == rec.n  # read back from the folder

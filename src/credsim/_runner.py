@@ -130,6 +130,9 @@ def prepare(req: Request, *, fresh: bool = True) -> Prepared:
         with_friends=req.cs.needs_friends,
     )
     sim = Simulation(req.cs, pop, req.seed, req.execution.block_size)
+    # room for the records expected (and a margin), so that they are not copied as they grow
+    expected = budget.records_per_person_year(req.cs) * pop.n * req.days / 365.0
+    sim.records.reserve(int(1.25 * expected) + 1024)
     sim.timings["population"] = time.perf_counter() - tp
     sim.behave.runner = make_runner(sim.behave, req.execution)
     imported = None

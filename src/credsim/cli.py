@@ -257,9 +257,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument(
         "--checkpoint-every",
         type=int,
-        default=30,
+        default=None,
         metavar="K",
-        help="save the engine state every K simulated days (default 30; 0: never)",
+        help="save the engine state every K simulated days (0: never; default: every 30 days "
+        "once a minute of run time has passed since the last checkpoint, none in a run "
+        "expected to take less than a minute)",
     )
     sp.add_argument(
         "--scenario",

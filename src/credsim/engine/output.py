@@ -75,9 +75,19 @@ def record_names(sim: Simulation) -> dict[str, list[str]]:
     }
 
 
-def records_arrow(cols: dict[str, np.ndarray], start: int, names: dict[str, list[str]]) -> pa.Table:
+def records_arrow(
+    cols: dict[str, np.ndarray],
+    start: int,
+    names: dict[str, list[str]],
+    *,
+    dictionary: bool = False,
+) -> pa.Table:
     """Records given as engine columns (:data:`~credsim.engine.records.COLUMNS`), the first
-    with id ``start``, as the run store's Arrow table."""
+    with id ``start``, as the run store's Arrow table.
+
+    ``dictionary``: the label columns (``item``, ``status``, ...) as dictionary arrays over
+    their names instead of strings: the same values, without building a string per row (for
+    writing: :func:`credsim.store.writer.label_writer`)."""
     c = cols.__getitem__
     labels = {  # string columns from codes: remembered with their codes for the ledger
         "item": (c("item"), names["item"]),
@@ -88,7 +98,11 @@ def records_arrow(cols: dict[str, np.ndarray], start: int, names: dict[str, list
         "basis": (c("basis"), BASIS),
         "error": (c("error"), ERRORS),
     }
-    s, kept = _label_columns(labels)
+    kept: dict[str, tuple[np.ndarray, list[str]]] = {}
+    if dictionary:
+        s = {k: _dictionary(codes, nm) for k, (codes, nm) in labels.items()}
+    else:
+        s, kept = _label_columns(labels)
     n = c("day").shape[0]
     table = pa.table(
         {
@@ -115,8 +129,18 @@ def records_arrow(cols: dict[str, np.ndarray], start: int, names: dict[str, list
             "excused": pa.array(c("excused")),
         }
     )
-    remember(table, kept)
+    if kept:
+        remember(table, kept)
     return table
+
+
+def _dictionary(codes: np.ndarray, names: list[str], null: int = -1) -> pa.Array:
+    """A dictionary array over ``names`` with indices ``codes``, null where ``code == null``
+    (codes outside ``names`` raise an error)."""
+    codes = np.asarray(codes)
+    is_null = codes == null
+    ix = pa.array(codes.astype(np.int32, copy=False), mask=is_null if is_null.any() else None)
+    return pa.DictionaryArray.from_arrays(ix, pa.array(names, pa.string()), safe=True)
 
 
 def _label_columns(

@@ -79,16 +79,22 @@ class Table:
             k: np.empty(self._cap, dt) for k, (dt, _) in columns.items()
         }
 
-    def _grow(self, need: int) -> None:
+    def _grow(self, need: int, factor: float = 1.6) -> None:
         if need <= self._cap:
             return
-        cap = max(need, int(self._cap * 1.6))
+        cap = max(need, int(self._cap * factor))
         for k, (dt, _) in self.columns.items():
             new: np.ndarray = np.empty(cap, dt)
             lo = 0 if k in self.kept else self.base  # released rows are never copied
             new[lo : self.n] = self._cols[k][lo : self.n]
             self._cols[k] = new
         self._cap = cap
+
+    def reserve(self, capacity: int) -> None:
+        """Make room for ``capacity`` rows at once, so that appends up to it never copy. The
+        room costs address space only: no page is written before a row is appended there."""
+        if capacity > self._cap:
+            self._grow(int(capacity), factor=1.0)
 
     def append(self, **cols: np.ndarray | int | float | bool) -> np.ndarray:
         """Append records given as equal-length arrays (scalars broadcast); return their ids."""

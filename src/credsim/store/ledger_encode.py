@@ -79,7 +79,14 @@ class RecordLayout:
 
     @classmethod
     def of_schema(cls, schema: pa.Schema) -> RecordLayout:
-        return cls([(f.name, str(f.type)) for f in schema if f.name != DIGEST_COLUMN])
+        """A dictionary-encoded column counts as its values' type (the same values)."""
+        return cls(
+            [
+                (f.name, str(f.type.value_type if pa.types.is_dictionary(f.type) else f.type))
+                for f in schema
+                if f.name != DIGEST_COLUMN
+            ]
+        )
 
     @classmethod
     def parse(cls, spec: list[str]) -> RecordLayout:

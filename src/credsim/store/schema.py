@@ -9,6 +9,9 @@ extra column, a lossy cast, a null where the contract forbids one, or an unknown
 
 from __future__ import annotations
 
+from typing import Any
+
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -188,13 +191,16 @@ ALLOWED: dict[tuple[str, str], frozenset[str]] = {
 """The closed vocabularies of categorical columns (nulls are checked separately)."""
 
 
-def conform(name: str, table: pa.Table) -> pa.Table:
+def conform(name: str, table: pa.Table, *, dictionaries: bool = False) -> pa.Table:
     """Return ``table`` with exactly the columns, order and types of the schema ``name``.
 
     Raises :class:`~credsim.errors.RunStoreError` naming the table and column when a column is
     missing or extra, cannot be cast without loss, holds nulls where none are allowed, or holds
     a category outside :data:`ALLOWED`. A records table may lack the ``digest`` column (the
     writer computes it); it is then conformed to :data:`RECORDS_CONTENT`.
+
+    ``dictionaries``: a dictionary-encoded column of the schema's value type stays encoded (the
+    same values; checked the same way), and so does its field in the returned table's schema.
     """
     if name not in SCHEMAS and name not in IMPORT_TABLES:
         raise RunStoreError(f"unknown table {name!r}; a run holds {', '.join(SCHEMAS)}")
@@ -221,9 +227,19 @@ def conform(name: str, table: pa.Table) -> pa.Table:
     if problems:
         raise RunStoreError(f"table {name!r}: {'; '.join(problems)} (expected: {schema.names})")
     columns = []
+    fields = []
     for field in schema:
         column = table.column(field.name)
-        if column.type != field.type:
+        encoded = (
+            dictionaries
+            and pa.types.is_dictionary(column.type)
+            and column.type.value_type == field.type
+        )
+        if encoded:
+            fields.append(pa.field(field.name, column.type, field.nullable, field.metadata))
+        else:
+            fields.append(field)
+        if column.type != field.type and not encoded:
             try:
                 column = pc.cast(column, field.type, safe=True)
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
@@ -238,7 +254,7 @@ def conform(name: str, table: pa.Table) -> pa.Table:
             )
         allowed = ALLOWED.get((name, field.name))
         if allowed is not None and len(column):
-            values = pc.unique(column.drop_null()).to_pylist()
+            values = _used_values(column) if encoded else pc.unique(column.drop_null()).to_pylist()
             unknown = sorted(v for v in values if v not in allowed)
             if unknown:
                 raise RunStoreError(
@@ -246,4 +262,15 @@ def conform(name: str, table: pa.Table) -> pa.Table:
                     f"allowed: {sorted(allowed)}"
                 )
         columns.append(column)
-    return pa.Table.from_arrays(columns, schema=schema)
+    return pa.Table.from_arrays(columns, schema=pa.schema(fields, metadata=schema.metadata))
+
+
+def _used_values(column: pa.ChunkedArray) -> list[Any]:
+    """The dictionary values a dictionary-encoded column uses (its null rows aside)."""
+    used: set[Any] = set()
+    for chunk in column.chunks:
+        ix = chunk.indices.drop_null().to_numpy(zero_copy_only=False)
+        if len(ix):
+            hit = np.nonzero(np.bincount(ix, minlength=len(chunk.dictionary)))[0]
+            used.update(chunk.dictionary.take(pa.array(hit)).to_pylist())
+    return sorted(used, key=str)

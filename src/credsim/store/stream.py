@@ -35,7 +35,7 @@ from credsim.engine.simulation import Simulation
 from credsim.errors import CredsimError
 from credsim.store.ledger import DIGEST_FIELD, Sealer, digest_array
 from credsim.store.schema import conform
-from credsim.store.writer import ROW_GROUP_ROWS, Follower, parquet_options, sha256_file
+from credsim.store.writer import ROW_GROUP_ROWS, Follower, label_writer, sha256_file
 
 PARTIAL = ".records.parquet.partial"
 SEGMENTS = ".segments"
@@ -245,8 +245,8 @@ class RecordStream:
         imp = cols["import_row"] >= 0
         if imp.any():
             self._imports.append((np.nonzero(imp)[0] + first, cols["import_row"][imp].copy()))
-        table = records_arrow(cols, first, self.names)
-        final = conform("records", table)  # the same values; the schema's nullability
+        table = records_arrow(cols, first, self.names, dictionary=True)
+        final = conform("records", table, dictionaries=True)  # same values; schema nullability
         groups = []
         at = 0
         for part, digests in self.sealer.records(table, ROW_GROUP_ROWS):
@@ -271,7 +271,7 @@ class RecordStream:
             self._segment_write(cols, first)
 
     def _open(self, schema: pa.Schema) -> None:
-        self._writer = pq.ParquetWriter(self.path, schema, **parquet_options(schema))
+        self._writer = label_writer(self.path, schema)
 
     def _segment_write(self, cols: dict[str, np.ndarray], first: int) -> None:
         batch = pa.record_batch({k: pa.array(v) for k, v in cols.items()})

@@ -9,6 +9,7 @@ overwritten.
 
 from __future__ import annotations
 
+import base64
 import ctypes
 import datetime as dt
 import functools
@@ -195,6 +196,35 @@ def parquet_options(schema: pa.Schema) -> dict[str, Any]:
         "use_dictionary": [c for c in names if c != DIGEST_COLUMN and c not in _DISTINCT],
         "write_statistics": [c for c in names if c != DIGEST_COLUMN],
     }
+
+
+def label_writer(path: Path, schema: pa.Schema) -> pq.ParquetWriter:
+    """A Parquet writer for tables whose label columns are dictionary arrays (as built by
+    ``records_arrow(..., dictionary=True)``), so that no string is built per row.
+
+    Parquet stores such a column as it stores strings: dictionary pages and indices. The Arrow
+    schema kept in the file (``ARROW:schema``, what Arrow readers restore) is the plain one, so
+    the file reads back exactly as if written from strings: the same types, values and schema.
+    """
+    plain = pa.schema(
+        [
+            pa.field(
+                f.name,
+                f.type.value_type if pa.types.is_dictionary(f.type) else f.type,
+                f.nullable,
+                f.metadata,
+            )
+            for f in schema
+        ],
+        metadata=schema.metadata,
+    )
+    arrow_schema = base64.b64encode(plain.serialize().to_pybytes())
+    return pq.ParquetWriter(
+        path,
+        schema.with_metadata({**(schema.metadata or {}), b"ARROW:schema": arrow_schema}),
+        store_schema=False,
+        **parquet_options(plain),
+    )
 
 
 def _write_records(
