@@ -131,8 +131,7 @@ def prepare(req: Request, *, fresh: bool = True) -> Prepared:
     )
     sim = Simulation(req.cs, pop, req.seed, req.execution.block_size)
     # room for the records expected (and a margin), so that they are not copied as they grow
-    expected = budget.records_per_person_year(req.cs) * pop.n * req.days / 365.0
-    sim.records.reserve(int(1.25 * expected) + 1024)
+    sim.records.reserve(int(1.25 * budget.expected_records(req.cs, pop.n, req.days)) + 1024)
     sim.timings["population"] = time.perf_counter() - tp
     sim.behave.runner = make_runner(sim.behave, req.execution)
     imported = None

@@ -120,8 +120,7 @@ def run(
     )
     req = check(loaded, population, days, seed, events, execution, streamed=True)
     if auto:
-        expected = budget.records_per_person_year(req.cs) * req.n * days / 365.0
-        long = expected * RECORD_SECONDS >= CHECKPOINT_SECONDS
+        long = budget.expected_records(req.cs, req.n, days) * RECORD_SECONDS >= CHECKPOINT_SECONDS
         checkpoint_every = CHECKPOINT_EVERY if long else 0
     params = {
         "scenarios": [dict(sc) for sc in loaded.scenarios if sc["id"] != "set"],
@@ -207,7 +206,7 @@ def _run_to_end(
     streamed: dict[str, Any] | None = None,
 ) -> RunResult:
     from credsim.store import write_run
-    from credsim.store.stream import RecordStream, discard
+    from credsim.store.stream import FLUSH_ROWS, RecordStream, discard
 
     every = int(folder.manifest["run"].get("checkpoint_every") or 0)
     seconds = float(folder.manifest["run"].get("checkpoint_seconds") or 0.0)
@@ -217,7 +216,11 @@ def _run_to_end(
     basis = {"scheme": {"sha256": p.req.loaded.sha256}, "seed": p.req.seed}  # ledger genesis
     if streamed is None:
         discard(folder.path)  # leftovers of a run resumed from its start
-    p.stream = RecordStream(p.sim, folder.path, basis, durable=every > 0)
+    # batches of about a sixteenth of the records expected, so that a small run's records are
+    # sealed and stored while it runs rather than after it (from 2^16 to 2^20 records)
+    batch = budget.expected_records(p.req.cs, p.req.n, days) / 16
+    flush = int(min(FLUSH_ROWS, max(FLUSH_ROWS >> 4, batch)))
+    p.stream = RecordStream(p.sim, folder.path, basis, durable=every > 0, flush_rows=flush)
     if streamed is not None:
         t = time.perf_counter()
         try:

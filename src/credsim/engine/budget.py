@@ -50,6 +50,12 @@ def records_per_person_year(cs: Compiled) -> float:
     return total * (1.0 + spill)
 
 
+def expected_records(cs: Compiled, persons: int, days: int) -> float:
+    """Records a run of ``persons`` over ``days`` is expected to make (see
+    :func:`records_per_person_year`)."""
+    return records_per_person_year(cs) * persons * days / 365.0
+
+
 STREAM_BATCHES = 3  # batches of settled records in flight while streaming (stream.FLUSH_ROWS)
 STREAM_BATCH_ROWS = 1 << 20
 
