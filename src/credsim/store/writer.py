@@ -378,17 +378,28 @@ def _write_others(
 
 
 def _write_parts(sealer: Sealer, name: str, parts: Any, path: Path) -> None:
-    """Conform, digest and write a table given as parts, one row group (or more) per part."""
+    """Conform, digest and write a table given as parts, one row group (or more) per part:
+    part k is written by a second thread while this one builds and digests part k + 1 (the
+    digest is serial; at most one part waits)."""
     writer: pq.ParquetWriter | None = None
-    try:
-        for part in parts:
-            table = _seal_table(sealer, name, conform(name, part))
-            if writer is None:
-                writer = pq.ParquetWriter(path, table.schema, **parquet_options(table.schema))
-            writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
-    finally:
-        if writer is not None:
-            writer.close()
+    pending: Future[None] | None = None
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="credsim-parts") as pool:
+        try:
+            for part in parts:
+                table = _seal_table(sealer, name, conform(name, part))
+                if writer is None:
+                    writer = pq.ParquetWriter(path, table.schema, **parquet_options(table.schema))
+                if pending is not None:
+                    pending.result()
+                pending = pool.submit(writer.write_table, table, row_group_size=ROW_GROUP_ROWS)
+                del table
+            if pending is not None:
+                pending.result()
+        finally:
+            if pending is not None:
+                wait([pending])
+            if writer is not None:
+                writer.close()
 
 
 def _done(value: str) -> Future[str]:
