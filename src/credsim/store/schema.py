@@ -273,4 +273,4 @@ def _used_values(column: pa.ChunkedArray) -> list[Any]:
         if len(ix):
             hit = np.nonzero(np.bincount(ix, minlength=len(chunk.dictionary)))[0]
             used.update(chunk.dictionary.take(pa.array(hit)).to_pylist())
-    return sorted(used, key=str)
+    return list(used)
