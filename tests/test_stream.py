@@ -69,6 +69,7 @@ def every_day(monkeypatch: pytest.MonkeyPatch) -> None:
         ("nanjing", ["appeal"], 0),  # escalation within 365 days, appeals, spill-over
         ("suzhou", ["appeal"], 40_000),  # review with a backlog, appeals, grades
         ("benchmarks/reference.yaml", [], 0),
+        ("suzhou", ["favouritism"], 0),  # an agency ("officials") first seen mid-run
     ],
 )
 def test_streamed_run_equals_the_run_written_at_once(

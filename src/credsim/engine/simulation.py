@@ -111,6 +111,8 @@ class Simulation:
         drawn = self.streams.get("officials").random(adults.shape[0]) < cs.fav_officials
         self.officials = adults[drawn] if cs.fav_rate > 0 else adults[:0]
         """Persons who hold an office (favouritism scenario)."""
+        if cs.fav_rate > 0:  # the records' agency names are fixed before the first record
+            self.observer.agency_index("officials")
 
     @contextmanager
     def timed(self, stage: str) -> Iterator[None]:
