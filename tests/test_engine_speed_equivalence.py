@@ -9,12 +9,15 @@ written as the code was before (numpy, one batch per channel, concatenated on ar
 
 from __future__ import annotations
 
+import zlib
 from collections import defaultdict
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from credsim.engine import kernels
 from credsim.engine.lists import R_EXPIRED, R_REPAIRED, ListBook
@@ -28,6 +31,7 @@ from credsim.engine.records import (
     E_NONE,
     E_PURCHASE,
 )
+from credsim.engine.rng import Streams, _Seeding
 from credsim.engine.simulation import Simulation
 from credsim.population import generate_population
 from credsim.schemes.compile import compile_scheme
@@ -264,3 +268,34 @@ def test_list_exits_are_scheduled_as_before(seed: int) -> None:
                 for gi, wi in zip(book.clean_checks[d], cparts, strict=True):
                     assert gi.dtype == wi.dtype
                     np.testing.assert_array_equal(gi, wi)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    seed=st.one_of(st.sampled_from([0, 1, 2**32 - 1, 2**32, 2**63 - 1]), st.integers(0, 2**63 - 1)),
+    stage=st.text(min_size=1, max_size=12),
+    day=st.integers(0, 100_000),
+    extra=st.lists(st.integers(0, 2**40), max_size=2),
+)
+def test_streams_are_numpys_seed_sequence_generators(
+    seed: int, stage: str, day: int, extra: list[int]
+) -> None:
+    """The fast stream construction (rng.py) gives NumPy's own generator, state for state."""
+    key = (zlib.crc32(stage.encode()), day, *extra)
+    want = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=key))
+    got = Streams(seed).get(stage, day, *extra)
+    assert got.bit_generator.state == want.bit_generator.state
+    assert np.array_equal(got.random(5), want.random(5))
+    words = np.random.SeedSequence(seed, spawn_key=key).generate_state(7)
+    assert np.array_equal(_Seeding(_entropy(seed, key)).generate_state(7), words)
+
+
+def _entropy(seed: int, key: tuple[int, ...]) -> np.ndarray:
+    """SeedSequence's assembled entropy, written from NumPy's definition: the seed's 32-bit
+    words padded with zeros to the pool size (4), then the spawn key's words."""
+
+    def words(x: int) -> list[int]:
+        return [(x >> (32 * i)) & 0xFFFFFFFF for i in range(max(1, (x.bit_length() + 31) // 32))]
+
+    run = words(seed)
+    return np.array(run + [0] * (4 - len(run)) + [w for k in key for w in words(k)], np.uint64)

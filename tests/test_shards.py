@@ -8,6 +8,7 @@ whole run are the same bytes for 1 worker, N workers, any shard count and the Ra
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ from hypothesis import strategies as st
 from credsim.api import run, simulate
 from credsim.engine.behave import Behaviour, draw_traits
 from credsim.engine.shards import Execution, LocalRunner, partition, segment_alias
+from credsim.engine.simulation import Simulation
 from credsim.errors import CredsimError
 from credsim.population import generate_population
 from credsim.schemes.compile import compile_scheme
@@ -177,6 +179,38 @@ def test_a_whole_run_is_the_same_for_any_workers_and_shards() -> None:
     # the block size is part of the random structure: another one draws differently
     third = simulate("suzhou", execution=Execution(workers=1, block_size=150), **common)
     assert not third.tables["records"].equals(ref.tables["records"])
+
+
+@pytest.mark.parametrize(
+    ("scheme", "ahead"),
+    [
+        ("nanjing", True),  # review, spill-over, escalation: nothing changes the rates
+        ("court-defaulters", False),  # a listing bans flights and trains: rates change
+    ],
+)
+def test_drawing_the_next_day_ahead_changes_nothing(
+    monkeypatch: pytest.MonkeyPatch, scheme: str, ahead: bool
+) -> None:
+    common = dict(population=3000, days=60, seed=5, scenarios=["appeal"])
+    threads: list[str] = []
+    observed = Simulation._observed
+
+    def spy(self: Simulation, day: int):  # noqa: ANN202
+        threads.append(threading.current_thread().name)
+        return observed(self, day)
+
+    monkeypatch.setattr(Simulation, "_observed", spy)
+    drawn_ahead = simulate(scheme, **common)  # type: ignore[arg-type]
+    assert len(threads) == 60
+    # every day but the first is drawn on the second thread, exactly when nothing the run
+    # changes feeds back into the rates
+    assert sum(t.startswith("credsim-ahead") for t in threads) == (59 if ahead else 0)
+    assert drawn_ahead.simulation.behave.independent is ahead  # type: ignore[union-attr]
+    monkeypatch.setattr(Simulation, "_ahead_of", lambda self, day: None)
+    in_turn = simulate(scheme, **common)  # type: ignore[arg-type]
+    _tables_equal(drawn_ahead.tables, in_turn.tables)
+    assert drawn_ahead.manifest["behaviour_events"] == in_turn.manifest["behaviour_events"]
+    assert not [t for t in threading.enumerate() if t.name.startswith("credsim-ahead")]
 
 
 def _same_content(a: Path | None, b: Path | None) -> None:

@@ -164,6 +164,7 @@ def advance(
             total=days,
             initial=first - 1,
         )
+    p.sim.horizon = days
     try:
         for day in days_iter:
             p.sim.step(day)
@@ -171,7 +172,7 @@ def advance(
             if after_day is not None:
                 after_day(day)
     except BaseException:
-        p.sim.behave.runner.close()  # no worker threads or Ray actors left behind
+        p.sim.close()  # no worker threads or Ray actors left behind
         if p.stream is not None:
             p.stream.close()
         raise
@@ -180,7 +181,7 @@ def advance(
 def finish(p: Prepared, extra: dict[str, Any] | None = None) -> RunResult:
     """Tables and manifest of a finished simulation."""
     sim, req = p.sim, p.req
-    sim.behave.runner.close()
+    sim.close()
     tt = time.perf_counter()
     if p.stream is not None:
         streamed = p.stream.finish()

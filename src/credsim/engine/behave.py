@@ -101,23 +101,48 @@ class Behaviour:
         Candidates are drawn from ``rng`` and thinned by measures with ``thin_rng``: keeping the
         two apart makes the candidates exactly those of a run with no measure in force, so
         happened + blocked is the counterfactual count (the chilling effect, exactly)."""
-        thin = rng if thin_rng is None else thin_rng
+        who, kind, blocked = self.draw(rng, thin_rng)
+        self.count(kind, blocked)
+        return who, kind
+
+    @property
+    def independent(self) -> bool:
+        """Whether a day's behaviours depend on nothing the run changes (no measure in the
+        scheme changes a behaviour's rate): then they may be drawn ahead of the day."""
+        return not self.multiplier
+
+    def draw(
+        self, rng: np.random.Generator, thin_rng: np.random.Generator | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """:meth:`day` without its bookkeeping: (actor, behaviour, attempts blocked per
+        behaviour or None); changes nothing (:meth:`count` records them)."""
         K = self.lam.shape[0]
         counts = rng.poisson(self.lam)
         key = np.uint64(rng.integers(0, 2**63))
-        thin_key = np.uint64(thin.integers(0, 2**63))
+        # the thinning key is drawn only when some measure thins (it is read only then)
+        thin_key = np.uint64(0)
+        if self.multiplier:
+            thin = rng if thin_rng is None else thin_rng
+            thin_key = np.uint64(thin.integers(0, 2**63))
         total = int(counts.sum())
         if total == 0:
-            return np.zeros(0, np.int32), np.zeros(0, np.int32)
+            return np.zeros(0, np.int32), np.zeros(0, np.int32), None
         flat = counts.reshape(-1)
         off = (np.cumsum(flat) - flat).reshape(counts.shape)
         who, keep = self.runner.draw(key, thin_key, counts, off, total)
         kind = np.repeat(np.arange(K, dtype=np.int32), counts.sum(axis=(1, 2)))
+        blocked = None
         if not keep.all():
-            self.blocked += np.bincount(kind[~keep], minlength=K)
+            blocked = np.bincount(kind[~keep], minlength=K)
             who, kind = who[keep], kind[keep]
-        self.events += np.bincount(kind, minlength=K)
-        return who, kind
+        return who, kind, blocked
+
+    def count(self, kind: np.ndarray, blocked: np.ndarray | None) -> None:
+        """Add a day's behaviours (as drawn by :meth:`draw`) to :attr:`events` and
+        :attr:`blocked`."""
+        if blocked is not None:
+            self.blocked += blocked
+        self.events += np.bincount(kind, minlength=self.lam.shape[0])
 
 
 def draw_traits(cs: Compiled, pop: Population, rng: np.random.Generator) -> np.ndarray:

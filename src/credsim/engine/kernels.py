@@ -12,7 +12,7 @@ import numpy as np
 from numba import njit
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def apply_points(
     ids,
     day,
@@ -62,7 +62,7 @@ def apply_points(
         score[e] = new
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def reverse_points(ids, entity, applied, score, scored, lo, hi):  # noqa: ANN001
     """Undo records overturned on appeal; ``applied`` becomes the net change left (often 0)."""
     for j in range(ids.shape[0]):
@@ -76,7 +76,7 @@ def reverse_points(ids, entity, applied, score, scored, lo, hi):  # noqa: ANN001
         score[e] = new
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def escalate(
     ids,
     day,
@@ -133,7 +133,7 @@ def escalate(
     return n_out
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def item_listings(
     ids,
     entity,
@@ -178,7 +178,7 @@ def item_listings(
     return n_out
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def count_sources(rows, targets, delta, counts):  # noqa: ANN001
     """Add ``delta`` (+1 or -1) to the number of sources keeping a measure on a target.
 

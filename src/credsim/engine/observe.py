@@ -206,6 +206,19 @@ class Observer:
         The draws are those of one channel after another; each channel's records are then
         written by one kernel into the columns of one batch per delay (channels of one delay
         follow each other in that day's queue, so the batch is their concatenation)."""
+        self.add(self.plan(day, actor, kind, rng))
+
+    def add(self, planned: list[tuple[int, Batch]]) -> None:
+        """Queue batches made by :meth:`plan`, in order."""
+        for due, batch in planned:
+            self.pending[due].append(batch)
+
+    def plan(
+        self, day: int, actor: np.ndarray, kind: np.ndarray, rng: np.random.Generator
+    ) -> list[tuple[int, Batch]]:
+        """:meth:`observe` without queueing: (arrival day, batch) of the day's records, in the
+        order they are to be queued. Reads only what no day changes, so it may run ahead of
+        the day, on another thread."""
         cs = self.cs
         # context: an occurrence with a legitimate excuse (drawn once per occurrence, so every
         # channel sees the same); a context-aware scheme does not record it at all
@@ -234,8 +247,12 @@ class Observer:
             out = self._channel(c, kept[:m], exc_kept[:m], rng)
             if out is not None:
                 jobs.setdefault(int(cs.ch_delay[c]), []).append((c, out[0].shape[0], *out))
+        planned = []
         for delay, js in jobs.items():
-            self._write(day, delay, js)
+            batch = self._write(day, delay, js)
+            if batch is not None:
+                planned.append((day + delay, batch))
+        return planned
 
     def _channel(
         self, c: int, who: np.ndarray, exc: np.ndarray, rng: np.random.Generator
@@ -271,7 +288,7 @@ class Observer:
             return None
         return entity, actors, error, exc
 
-    def _write(self, day: int, delay: int, jobs: list[tuple]) -> None:
+    def _write(self, day: int, delay: int, jobs: list[tuple]) -> Batch | None:
         """Write the records of one delay's channels (in channel order) into one batch."""
         cs = self.cs
         bound = sum(j[1] for j in jobs)
@@ -286,13 +303,12 @@ class Observer:
                 ins = (False, a, b, rest[0], rest[1], none_d, 0.0)
             o = _fill(*ins, day, item, k, chan, agency, points, fraud, *cols, o)  # type: ignore[call-arg]
         if o == 0:
-            return
+            return None
         # a batch that waits keeps no unused tail
         keep = o * 2 > bound or delay == 0
-        batch = _Own(
+        return _Own(
             {k: col[:o] if keep else col[:o].copy() for k, col in zip(COLS, cols, strict=True)}
         )
-        self.pending[day + delay].append(batch)
 
     def agency_index(self, name: str) -> int:
         """Index of an agency in the run's list, adding it if new (e.g. 'officials')."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 
 import numpy as np
@@ -97,6 +98,11 @@ class Simulation:
         self.lists = ListBook(cs, n)
         self.measures = MeasureBook(cs, pop)
         self.behave.multiplier = self.measures.multiplier
+        self.horizon: int | None = None
+        """The last day the run will step through; known, it lets the next day's behaviours
+        be drawn while a day is scored (:meth:`_ahead_of`)."""
+        self._ahead: tuple[int, Future[tuple]] | None = None
+        self._pool: ThreadPoolExecutor | None = None
         self.queue = np.zeros(0, np.int64)
         self._mark = np.zeros(n, np.bool_)  # scratch for kernels.unique_ids
         # review capacity is given at the jurisdiction's real size; a scaled run scales it
@@ -145,13 +151,55 @@ class Simulation:
         self.measures.update(0, started, ended, ents, old, self.grade[ents], enrolled)
         self._snapshot(0)
 
+    # -- drawing the next day ahead ---------------------------------------------------------
+    def _observed(self, day: int) -> tuple[np.ndarray, np.ndarray | None, list, float, float]:
+        """A day's behaviours and the records they will make (:meth:`Behaviour.draw`,
+        :meth:`Observer.plan`), changing nothing: (behaviour of each, blocked, planned
+        batches, seconds drawing, seconds observing)."""
+        st = self.streams
+        t0 = time.perf_counter()
+        thin = None if self.behave.independent else st.get("behave-thin", day)
+        actor, kind, blocked = self.behave.draw(st.get("behave", day), thin)
+        t1 = time.perf_counter()
+        planned = self.observer.plan(day, actor, kind, st.get("observe", day))
+        return kind, blocked, planned, t1 - t0, time.perf_counter() - t1
+
+    def _ahead_of(self, day: int) -> None:
+        """Draw and observe the day after ``day`` on a second thread while ``day`` goes on,
+        when its behaviours depend on nothing the run changes (:attr:`Behaviour.independent`;
+        every draw is keyed by its day, so the result is the same as drawn in turn)."""
+        if self.horizon is None or day >= self.horizon or not self.behave.independent:
+            return
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="credsim-ahead")
+        self._ahead = (day + 1, self._pool.submit(self._observed, day + 1))
+
+    def close(self) -> None:
+        """Stop drawing ahead and the behaviour runner's workers (threads or Ray actors)."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None:
+            ahead[1].cancel()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+        self.behave.runner.close()
+
     # -- one tick --------------------------------------------------------------------------
     def step(self, day: int) -> None:
         st = self.streams
-        with self.timed("behave"):
-            actor, kind = self.behave.day(st.get("behave", day), st.get("behave-thin", day))
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None and ahead[0] == day:
+            kind, blocked, planned, t_behave, t_observe = ahead[1].result()
+        else:
+            if ahead is not None:  # drawn for another day (the run went back): not used
+                ahead[1].cancel()
+            kind, blocked, planned, t_behave, t_observe = self._observed(day)
+        self.timings["behave"] += t_behave
+        self.timings["observe"] += t_observe
+        self.behave.count(kind, blocked)
+        self.observer.add(planned)
+        self._ahead_of(day)
         with self.timed("observe"):
-            self.observer.observe(day, actor, kind, st.get("observe", day))
             if self.cs.fav_rate > 0:
                 self._favours(day, st.get("favouritism", day))
             arr = self.observer.arrivals(day)
@@ -180,7 +228,7 @@ class Simulation:
             self._grade(ents)
             self.lists.due(day, self.last_neg)
             self.lists.by_condition(
-                ents, self.score, self.grade, self.scored, self.last_rec, day, st.get("lists", day)
+                ents, self.score, self.grade, self.scored, self.last_rec, day, st.lazy("lists", day)
             )
             started, ended = self.lists.take_changes()
         with self.timed("measures"):
@@ -301,7 +349,7 @@ class Simulation:
     def _accept(self, ids: np.ndarray, day: int, changed: list[np.ndarray]) -> None:
         """Score accepted records, list by item, escalate and spill over, until nothing new."""
         rec = self.records
-        rng = self.streams.get("lists", day, 1)
+        rng = self.streams.lazy("lists", day, 1)
         batch = ids
         while batch.shape[0]:
             self._apply(batch, day, True)
