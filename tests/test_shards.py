@@ -18,7 +18,13 @@ from hypothesis import strategies as st
 
 from credsim.api import run, simulate
 from credsim.engine.behave import Behaviour, draw_traits
-from credsim.engine.shards import Execution, LocalRunner, partition, segment_alias
+from credsim.engine.shards import (
+    Execution,
+    LocalRunner,
+    pack_alias,
+    partition,
+    segment_alias,
+)
 from credsim.engine.simulation import Simulation
 from credsim.errors import CredsimError
 from credsim.population import generate_population
@@ -100,6 +106,36 @@ def test_alias_tables_give_each_position_its_share(segments: list[list[float]]) 
         np.testing.assert_allclose(p / n, w[a:e] / total[s], atol=1e-9)
 
 
+@settings(max_examples=300, deadline=None)
+@given(
+    prob=st.lists(
+        st.one_of(
+            st.floats(0, 1, allow_nan=False),
+            st.integers(0, 2**32).map(lambda t: t / 2**32),  # thresholds exactly on a coin
+            st.sampled_from([0.0, 1.0, np.nextafter(1.0, 0.0), 2.0**-33, 1 - 2.0**-33]),
+        ),
+        min_size=1,
+        max_size=8,
+    ),
+    coins=st.lists(st.integers(0, 2**32 - 1), min_size=1, max_size=8),
+)
+def test_packed_alias_entries_decide_as_the_probabilities(
+    prob: list[float], coins: list[int]
+) -> None:
+    """For the coin's 32 bits m: m / 2**32 < p exactly when m < the packed threshold (the
+    float comparison the kernel made before); the entry names the entity and its alias's."""
+    m = len(prob)
+    p = np.array([prob])
+    alias = np.array([np.arange(m)[::-1]], np.int32)
+    order = (np.arange(m, dtype=np.int32) * 7 + 3)[::-1].copy()
+    table = pack_alias(p, alias, order)
+    for j in range(m):
+        thr, ids = int(table[0, j, 0]), int(table[0, j, 1])
+        assert ids & 0xFFFFFFFF == order[j] and ids >> 32 == order[alias[0, j]]
+        for c in [*coins, 0, 2**32 - 1, min(thr, 2**32 - 1), max(thr - 1, 0)]:
+            assert (c < thr) == (float(c) * (1.0 / 4294967296.0) < prob[j])
+
+
 def _behaviour(scheme: str, n: int, block_size: int) -> Behaviour:
     cs, pop = _population(scheme, n)
     traits = draw_traits(cs, pop, np.random.default_rng(1))
@@ -110,7 +146,7 @@ def test_a_day_is_the_same_for_any_shards_and_workers_with_measures_in_force() -
     b = _behaviour("court-defaulters", 4000, 150)
     assert b.blocks.n_blocks > 10
     k = int(np.argmax(b.lam.sum(axis=(1, 2))))
-    b.multiplier = {k: np.where(np.arange(b.prob.shape[1]) % 3 == 0, 0.0, 0.5)}
+    b.multiplier = {k: np.where(np.arange(b.table.shape[1]) % 3 == 0, 0.0, 0.5)}
     days = []
     for workers, shards in ((1, 1), (1, 4), (2, 2), (2, 9), (2, b.blocks.n_blocks)):
         b.runner = LocalRunner(b, workers, shards)
@@ -132,7 +168,7 @@ def test_actors_are_drawn_in_proportion_to_their_propensity() -> None:
     b = _behaviour("suzhou", 2000, 97)
     k = int(np.argmax(b.lam.sum(axis=(1, 2))))
     days = 400
-    counts = np.zeros(b.prob.shape[1])
+    counts = np.zeros(b.table.shape[1])
     rng = np.random.default_rng(5)
     for _ in range(days):
         who, kind = b.day(rng)
@@ -144,12 +180,18 @@ def test_actors_are_drawn_in_proportion_to_their_propensity() -> None:
         a, e = bl.seg[cell], bl.seg[cell + 1]
         if e == a:
             continue
-        prob, alias = b.prob[b.key_row[k], a:e], b.alias[b.key_row[k], a:e] - a
-        share = prob.copy()
-        np.add.at(share, alias, 1.0 - prob)
-        share /= e - a
+        # each position: its entity with the coin's odds, else its alias's entity
+        entry = b.table[b.key_row[k], a:e]
+        accept = entry[:, 0].astype(np.float64) / 2**32
+        hit = (entry[:, 1] & np.uint64(0xFFFFFFFF)).astype(np.int64)
+        miss = (entry[:, 1] >> np.uint64(32)).astype(np.int64)
+        assert set(hit.tolist()) == set(bl.order[a:e].tolist())  # the cell's entities
+        assert set(miss.tolist()) <= set(hit.tolist())
+        share = np.zeros(counts.shape[0])
+        np.add.at(share, hit, accept)
+        np.add.at(share, miss, 1.0 - accept)
         lam = b.lam[k].reshape(-1)[cell]
-        expected[bl.order[a:e]] = lam * days * share
+        expected += lam * days * share / (e - a)
     total = counts.sum()
     assert total == pytest.approx(expected.sum(), rel=4 / np.sqrt(expected.sum()))
     # by decile of expected count, the observed mean tracks the expectation
@@ -259,7 +301,7 @@ def test_ray_shards_draw_the_same_day_with_measures_in_force(ray_runtime) -> Non
 
     b = _behaviour("court-defaulters", 3000, 150)
     k = int(np.argmax(b.lam.sum(axis=(1, 2))))
-    b.multiplier = {k: np.where(np.arange(b.prob.shape[1]) % 3 == 0, 0.0, 0.5)}
+    b.multiplier = {k: np.where(np.arange(b.table.shape[1]) % 3 == 0, 0.0, 0.5)}
     local = [b.day(np.random.default_rng(d), np.random.default_rng(50 + d)) for d in range(3)]
     b.runner = RayRunner(b, 2, 4, None)
     try:

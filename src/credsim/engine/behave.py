@@ -21,6 +21,7 @@ from credsim.engine.shards import (
     LocalRunner,
     Runner,
     group_with_orgs,
+    pack_alias,
     partition,
     segment_alias,
 )
@@ -51,15 +52,20 @@ class Behaviour:
         self.key_row = np.array([keys.index(key) for key in key_of], np.int64)
         decile = pop.income_decile.astype(np.int64)
         R = max(len(keys), 1)
-        self.prob = np.ones((R, pop.n))
-        self.alias = np.zeros((R, pop.n), np.int32)
+        self.table = np.empty((R, pop.n, 2), np.uint64)
+        """Packed alias tables (:func:`~credsim.engine.shards.pack_alias`), one row per
+        weighting, over the entities in block order."""
         totals = np.zeros((R, bl.n_blocks, bl.n_groups))
         for r, (t, income) in enumerate(keys):
             w = np.ones(pop.n) if t < 0 else traits[t].copy()
             if any(x != 1.0 for x in income):
                 w *= np.asarray(income)[decile]
-            self.prob[r], self.alias[r], tot = segment_alias(w[bl.order], bl.seg)
+            prob, alias, tot = segment_alias(w[bl.order], bl.seg)
+            self.table[r] = pack_alias(prob[None], alias[None], bl.order)[0]
             totals[r] = tot.reshape(bl.n_blocks, bl.n_groups)
+            del prob, alias
+        if not keys:
+            self.table = np.zeros((1, pop.n, 2), np.uint64)
         # expected candidates per day of each (behaviour, block, group) cell
         self.lam = (
             np.stack([cs.rate[k][None, :] * totals[self.key_row[k]] / 365.0 for k in range(K)])

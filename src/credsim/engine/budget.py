@@ -19,7 +19,7 @@ from credsim.schemes.compile import Compiled
 
 BASE = 400 * 2**20  # interpreter, NumPy, Numba, Arrow, DuckDB
 PER_ENTITY = 260  # population columns, identity string, state, output row
-PER_TRAIT = 24  # trait value, alias probability and index (per weighting), block order
+PER_TRAIT = 28  # trait value, packed alias table entry (16 B, per weighting), block order
 PER_RECORD = 200  # buffer with growth slack, Arrow column copies, Parquet writer
 PER_SNAPSHOT_ROW = 36  # entity, day, score, grade, in memory and in Arrow
 SHARE_USABLE = 0.85

@@ -1,6 +1,6 @@
 """The Ray backend: each shard of blocks is drawn by a Ray actor, on this machine or a cluster.
 
-An actor receives, once, its shard's slice of the alias tables and entity order; each day it
+An actor receives, once, its shard's slice of the packed alias tables; each day it
 receives the day's keys, its blocks' candidate counts and the changes to the measures'
 multipliers since the day before (packed index/value arrays), and returns its actors and keep
 flags in (behaviour, block, group, draw) order. The driver places each shard's part of each
@@ -28,15 +28,12 @@ class ShardWorker:
         b0: int,
         b1: int,
         key_row: np.ndarray,
-        prob: np.ndarray,
-        alias: np.ndarray,
+        table: np.ndarray,
         seg: np.ndarray,
-        order: np.ndarray,
         n: int,
     ) -> None:
         self.b0, self.b1 = b0, b1
-        self.key_row, self.seg, self.order = key_row, seg, order
-        self.prob, self.alias = prob, alias
+        self.key_row, self.seg, self.table = key_row, seg, table
         self.n = n
         self.mult = np.ones((1, 1))
 
@@ -59,8 +56,8 @@ class ShardWorker:
         who = np.empty(total, np.int32)
         keep = np.empty(total, np.bool_)
         draw_cells(
-            key, thin_key, counts, off, self.b0, self.b1, self.b0, self.key_row, self.prob,
-            self.alias, self.seg, self.order, mult_row, self.mult, who, keep,
+            key, thin_key, counts, off, self.b0, self.b1, self.b0, self.key_row, self.table,
+            self.seg, mult_row, self.mult, who, keep,
         )  # fmt: skip
         return who, keep
 
@@ -101,11 +98,9 @@ class RayRunner:
                     b0,
                     b1,
                     behave.key_row,
-                    np.ascontiguousarray(behave.prob[:, lo:hi]),
-                    # alias entries are positions in the whole order; make them shard-local
-                    np.ascontiguousarray(behave.alias[:, lo:hi] - lo),
+                    # the shard's positions; their entries name entities (global ids)
+                    np.ascontiguousarray(behave.table[:, lo:hi]),
                     bl.seg[b0 * G1 : b1 * G1 + 1] - lo,
-                    bl.order[lo:hi],
                     int(bl.order.shape[0]),
                 )
             )

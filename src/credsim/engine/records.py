@@ -101,7 +101,8 @@ class Table:
         unknown = set(cols) - set(self.columns)
         if unknown:
             raise KeyError(f"unknown record columns: {sorted(unknown)}")
-        sizes = {np.size(v) for v in cols.values() if np.ndim(v) > 0}
+        sizes = {v.shape[0] for v in cols.values() if isinstance(v, np.ndarray) and v.ndim > 0}
+        sizes |= {np.size(v) for v in cols.values() if not isinstance(v, np.ndarray) and np.ndim(v)}
         if len(sizes) > 1:
             raise ValueError(f"record columns of different lengths: {sizes}")
         m = sizes.pop() if sizes else 0
