@@ -746,6 +746,7 @@ def test_docs_list_the_current_record_layout() -> None:
     for name, t, offset, width in layout.fields:
         assert f"| {offset} | {width} | `{name}` | {t} |" in v2, name
     assert f"**{layout.size} bytes**" in v2 and layout.size == 81
+    assert '`"<IqiiiiHHHHddH?HHqii?i?"`' in v2 and struct.calcsize("<IqiiiiHHHHddH?HHqii?i?") == 81
     for name, t, offset, width in ledger.RECORD_LAYOUT.fields:
         assert f"| {offset} | {width} | `{name}` | {t} |" in v1, name
     assert f"**{ledger.RECORD_LAYOUT.size} bytes**" in v1
