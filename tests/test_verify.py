@@ -393,6 +393,28 @@ def test_forged_vocabulary_with_recomputed_manifest_digests(run: Path) -> None:
     assert any(p.endswith("digest mismatch - content changed") for p in found)
 
 
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (lambda lg: lg.update(vocabularies="x"), "'ledger.vocabularies' altered (not a mapping"),
+        (lambda lg: lg["vocabularies"].pop("status"), "'ledger.vocabularies' altered (no vocab"),
+        (lambda lg: lg["vocabularies"]["error"].append(3), "'ledger.vocabularies' altered ('err"),
+        (
+            lambda lg: lg["vocabularies"]["basis"].append(lg["vocabularies"]["basis"][0]),
+            "'ledger.vocabularies' altered ('basis': a value listed twice",
+        ),
+        (lambda lg: lg.update(columns=5), "'ledger.genesis', 'ledger.columns' or"),
+        (lambda lg: lg["columns"].__setitem__(5, "item:string:u32"), "'ledger.genesis', 'ledger"),
+    ],
+)
+def test_malformed_ledger_is_reported(
+    run: Path, change: Callable[[dict[str, Any]], None], expected: str
+) -> None:
+    edit_manifest(run, lambda m: change(m["ledger"]))
+    found = problems(run)
+    assert found[0].startswith(f"manifest: field {expected}"), found
+
+
 def test_label_outside_the_vocabulary(run: Path) -> None:
     """A status no run can hold: the record is reported as changed, with or without the
     digest column (never a crash, never accepted)."""

@@ -321,15 +321,16 @@ class _Verifier:
                     f"manifest: field 'ledger.vocabularies' altered ({vocab}; the ledger's "
                     "genesis no longer derives from it; manifest digest mismatch)"
                 )
-            elif "ledger" in self.altered:
-                fields = (
-                    "'ledger.genesis', 'ledger.columns' or 'ledger.vocabularies'"
-                    if v2
-                    else "'ledger.genesis'"
-                )
+            elif "ledger" in self.altered and v2:
                 self.manifest_problems["ledger.genesis"] = (
-                    f"manifest: field {fields} altered (the genesis does not derive from "
-                    f"{bound}; manifest digest mismatch)"
+                    "manifest: field 'ledger.genesis', 'ledger.columns' or 'ledger.vocabularies' "
+                    "altered (the genesis does not derive from the columns, vocabularies, seed "
+                    "and scheme sha256; manifest digest mismatch)"
+                )
+            elif "ledger" in self.altered:
+                self.manifest_problems["ledger.genesis"] = (
+                    "manifest: field 'ledger.genesis' altered (it does not derive from the "
+                    "seed and scheme sha256; manifest digest mismatch)"
                 )
             else:
                 fields = "'seed', 'scheme.sha256'" + (
@@ -366,9 +367,19 @@ class _Verifier:
     def _vocabulary_problem(self) -> str | None:
         """How ``ledger.vocabularies`` departs from what sealing gives for the run's
         ``labels`` (each vocabulary: the labels, then the other values sorted), or None."""
-        vocabs = self._section("ledger").get("vocabularies")
+        lg = self._section("ledger")
+        vocabs = lg.get("vocabularies")
         if not isinstance(vocabs, dict):
             return "not a mapping of columns to their values"
+        columns = lg.get("columns")
+        if isinstance(columns, list):
+            strings = [str(c).split(":")[0] for c in columns if ":string" in str(c)]
+            missing = [c for c in strings if c not in vocabs]
+            extra = sorted(c for c in vocabs if c not in strings)
+            if missing:
+                return f"no vocabulary for {', '.join(repr(c) for c in missing)}"
+            if extra:
+                return f"a vocabulary for {', '.join(repr(c) for c in extra)}, no string column"
         labels = self.m.get("labels")
         trusted = "labels" not in self.altered  # else only the vocabularies' form is checked
         for name in sorted(vocabs):
