@@ -436,7 +436,8 @@ class PackedEncoder:
             dst[:] = idx  # the engine's codes over the vocabulary: they are the codes
             return
         index = self._index[name]
-        to_code = np.array([index.get(w, -1) if w is not None else -1 for w in words] + [0])
+        codes = [index.get(w, -1) if w is not None else -1 for w in words]
+        to_code = np.array([*codes, 0], np.int64)  # (the last: for null rows)
         np.take(to_code, idx, out=dst, mode="clip")  # idx <= k: in range
         if arr.null_count:
             nulls |= (idx == k).astype(np.uint64) * (np.uint64(1) << np.uint64(j))
@@ -445,5 +446,4 @@ class PackedEncoder:
             if bad.any():
                 dst[bad] = 0
                 self.unknown = bad if self.unknown is None else self.unknown | bad
-                outside = {words[i] for i in np.flatnonzero(to_code[:k] < 0)}
-                self._unknown_values[name] = {str(w) for w in outside}
+                self._unknown_values[name] = {str(words[i]) for i in np.unique(idx[bad])}
