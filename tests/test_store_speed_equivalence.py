@@ -1,11 +1,12 @@
 """The fast write path stores exactly what the simple one did.
 
-The record encoder reads Arrow buffers with Numba kernels, the writer chains the records in
+The record encoders read Arrow buffers with Numba kernels, the writer chains the records in
 groups and writes each row group while the next is chained, with per-column Parquet options,
 and the label columns are built with a ``take``. None of that may change a stored value or a
 digest: here every canonical row is compared with a slow reference encoder (struct and
-hashlib, after docs/integrity.md), the chain head of a fixed synthetic table with the head the
-code before these changes gave, and every table read back with the table given.
+hashlib, after docs/integrity.md; ``credsim-ledger-v2`` and ``-v1``), the v1 chain head of a
+fixed synthetic table with the head the code before these changes gave, and every table read
+back with the table given.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
@@ -31,10 +33,11 @@ from credsim.store.reader import RunStore
 from credsim.store.schema import RECORDS_CONTENT, SCHEMAS, conform
 from credsim.store.verify import verify
 
-# Head of the chain over synthetic_records(5000) sealed with MANIFEST, computed with the
+# Head of the v1 chain over synthetic_records(5000) sealed with MANIFEST, computed with the
 # encoder and writer as they were before the fast path (commit 582d537).
 MANIFEST: dict[str, Any] = {"seed": 1, "scheme": {"sha256": "ab" * 32}}
 HEAD_BEFORE = "145b2bb1e4dddbf81f4162eef1f1ffdacfabde4e48afe4920af53f57173b24e7"
+V1 = ledger.ENCODING_V1
 
 _WORD = {"bool": "q", "int8": "q", "int16": "q", "int32": "q", "int64": "q", "double": "d"}
 
@@ -101,6 +104,59 @@ def reference_rows(table: pa.Table) -> np.ndarray:
     return np.frombuffer(data, np.uint8).reshape(table.num_rows, layout.size)
 
 
+_NATURAL = {
+    "bool": "?",
+    "int8": "b",
+    "int16": "h",
+    "int32": "i",
+    "int64": "q",
+    "double": "d",
+    "date32[day]": "i",
+}
+
+
+def reference_row_v2(
+    rec: dict[str, Any], columns: list[str], vocabularies: dict[str, list[str]]
+) -> bytes:
+    """docs/integrity.md (credsim-ledger-v2) with struct only: ``columns`` as in the manifest's
+    ``ledger.columns``."""
+    nulls, fmt, values = 0, "", []
+    for j, spec in enumerate(columns):
+        name, t, *code = spec.split(":")
+        v = rec[name]
+        if v is None:
+            nulls |= 1 << j
+        if t == "string":
+            fmt += {"u16": "H", "u32": "I"}[code[0]]
+            values.append(0 if v is None else vocabularies[name].index(v))
+            continue
+        fmt += _NATURAL[t]
+        if v is None:
+            v = 0
+        elif isinstance(v, dt.date):
+            v = (v - dt.date(1970, 1, 1)).days
+        values.append(v)
+    return struct.pack("<" + ("I" if len(columns) <= 32 else "Q") + fmt, nulls, *values)
+
+
+def reference_rows_v2(table: pa.Table, ledger_section: dict[str, Any]) -> np.ndarray:
+    columns, vocab = ledger_section["columns"], ledger_section["vocabularies"]
+    data = [reference_row_v2(r, columns, vocab) for r in table.to_pylist()]
+    size = len(reference_row_v2(table.slice(0, 1).to_pylist()[0], columns, vocab))
+    return np.frombuffer(b"".join(data), np.uint8).reshape(table.num_rows, size)
+
+
+def v2_layout(table: pa.Table, labels: dict[str, list[str]] | None = None) -> Any:
+    """The v2 layout a sealer gives ``table`` (vocabularies: ``labels``, then what it holds)."""
+    strings = [f.name for f in table.schema if f.type == pa.string()]
+    vocab = ledger.vocabularies(labels or {}, table, strings)
+    return ledger.PackedLayout.of_schema(table.schema, vocab)
+
+
+def _section(layout: Any) -> dict[str, Any]:
+    return {"columns": layout.spec(), "vocabularies": layout.vocabularies}
+
+
 @pytest.mark.parametrize("start,length", [(0, 2000), (37, 1500), (1999, 1)])
 def test_encoder_rows_match_the_reference(start: int, length: int) -> None:
     table = synthetic_records(2000).slice(start, length)  # sliced: arrays with an offset
@@ -129,21 +185,77 @@ def test_encoder_all_null_and_empty_columns() -> None:
 
 def test_chain_head_is_unchanged_and_independent_of_groups() -> None:
     table = synthetic_records(5000)
-    sealed = ledger.Sealer(MANIFEST).add("records", table)
+    sealed = ledger.Sealer(MANIFEST, encoding=V1).add("records", table)
     assert sealed.schema == SCHEMAS["records"]
     assert sealed.column("digest")[-1].as_py().hex() == HEAD_BEFORE
-    prev = ledger.genesis(MANIFEST)
+    prev = ledger.genesis(MANIFEST, V1)
     digests = sealed.column("digest").to_pylist()
     for row, digest in zip(reference_rows(table), digests, strict=True):
         prev = hashlib.sha256(prev + row.tobytes()).digest()
         assert prev == digest
     for group in (1, 333, 4096, 10_000):
-        sealer = ledger.Sealer(MANIFEST)
+        sealer = ledger.Sealer(MANIFEST, encoding=V1)
         digests = np.concatenate([d for _, d in sealer.records(table, group)])
         assert digests[-1].tobytes().hex() == HEAD_BEFORE
         assert sealer.ledger()["head"] == HEAD_BEFORE
         assert sealer.ledger()["contiguous_ids"] is True
         assert sealer.ledger()["first_record_id"] == 10
+
+
+@pytest.mark.parametrize("start,length", [(0, 2000), (37, 1500), (1999, 1)])
+def test_v2_encoder_rows_match_the_reference(start: int, length: int) -> None:
+    whole = synthetic_records(2000)
+    layout = v2_layout(whole, {"channel": ALL_CHANNELS, "status": STATUS})
+    assert layout.vocabularies["status"] == STATUS and layout.size == 81
+    assert layout.vocabularies["item"] == sorted(["a", "bé", "", "行为", "x" * 40])
+    table = whole.slice(start, length)
+    expected = reference_rows_v2(table, _section(layout))
+    enc = ledger.PackedEncoder(layout)
+    assert np.array_equal(enc.encode(table), expected) and enc.unknown is None
+    batch = table.combine_chunks().to_batches()[0]
+    assert np.array_equal(enc.encode(batch), expected)
+    as_dict = table.combine_chunks()
+    for i, f in enumerate(as_dict.schema):
+        if f.type == pa.string():  # dictionaries as verify reads them (in another order)
+            values = as_dict.column(i).chunk(0)
+            order = pa.array(sorted(set(values.drop_null().to_pylist()))[::-1], pa.string())
+            ix = pc.index_in(values, value_set=order)
+            as_dict = as_dict.set_column(i, f.name, pa.DictionaryArray.from_arrays(ix, order))
+    assert np.array_equal(enc.encode(as_dict), expected)
+
+
+def test_v2_encoder_all_null_and_empty_columns() -> None:
+    table = synthetic_records(50)
+    for f in RECORDS_CONTENT:
+        if f.nullable:
+            i = table.schema.get_field_index(f.name)
+            table = table.set_column(i, f, pa.nulls(table.num_rows, f.type))
+    layout = v2_layout(table)
+    assert layout.vocabularies["error"] == [] and layout.vocabularies["status"] == sorted(STATUS)
+    enc = ledger.PackedEncoder(layout)
+    assert np.array_equal(enc.encode(table), reference_rows_v2(table, _section(layout)))
+    assert enc.encode(table.slice(0, 0)).shape == (0, 81)
+
+
+def test_v2_chain_matches_hashlib_and_is_independent_of_groups() -> None:
+    table = synthetic_records(5000)
+    sealer = ledger.Sealer(MANIFEST)
+    sealed = sealer.add("records", table)
+    lg = sealer.ledger()
+    assert lg["encoding"] == "credsim-ledger-v2"
+    basis = {"scheme_sha256": "ab" * 32, "seed": 1, **_section(v2_layout(table))}
+    text = json.dumps(basis, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    prev = hashlib.sha256(b"credsim-ledger-v2\0" + text.encode()).digest()
+    assert prev.hex() == lg["genesis"]
+    digests = sealed.column("digest").to_pylist()
+    for row, digest in zip(reference_rows_v2(table, lg), digests, strict=True):
+        prev = hashlib.sha256(prev + row.tobytes()).digest()
+        assert prev == digest
+    assert prev.hex() == lg["head"]
+    for group in (1, 333, 4096, 10_000):
+        again = ledger.Sealer(MANIFEST)
+        got = np.concatenate([d for _, d in again.records(table, group)])
+        assert got[-1].tobytes() == prev and again.ledger() == lg
 
 
 def test_labels_match_a_dictionary_cast() -> None:
@@ -193,7 +305,8 @@ def test_written_chain_matches_the_reference(small_run: tuple[Path, dict[str, pa
     m = json.loads((out / "manifest.json").read_text())
     records = pq.read_table(out / "records.parquet")
     prev = bytes.fromhex(m["ledger"]["genesis"])
-    rows = reference_rows(records.drop_columns(["digest"]))
+    assert m["ledger"]["vocabularies"] == m["labels"]
+    rows = reference_rows_v2(records.drop_columns(["digest"]), m["ledger"])
     for row, digest in zip(rows, records.column("digest").to_pylist(), strict=True):
         prev = hashlib.sha256(prev + row.tobytes()).digest()
         assert prev == digest
@@ -215,6 +328,12 @@ def test_remembered_label_codes_give_the_same_rows() -> None:
     rows = ledger.RecordEncoder().encode(part).copy()
     assert np.array_equal(rows, ledger.RecordEncoder().encode(copy))
     assert np.array_equal(rows, reference_rows(part))
+    # v2: the remembered codes are the vocabulary's (the labels), taken as they are
+    layout = v2_layout(part, result.manifest["labels"])
+    assert layout.vocabularies == result.manifest["labels"]
+    rows = ledger.PackedEncoder(layout).encode(part).copy()
+    assert np.array_equal(rows, ledger.PackedEncoder(layout).encode(copy))
+    assert np.array_equal(rows, reference_rows_v2(part, _section(layout)))
 
 
 def test_records_needing_casts_are_conformed_first(

@@ -3,7 +3,9 @@
 One small real run (Nanjing, 2,000 persons, 60 days) is made once; each test tampers with its
 own copy, as an outsider would: reading a Parquet file or the manifest, changing it, writing it
 back. The re-implementation tests at the end follow docs/integrity.md byte for byte, without
-using :mod:`credsim.store.ledger`, to keep the specification honest.
+using :mod:`credsim.store.ledger`, to keep the specification honest. The same run sealed as
+runs were before ``credsim-ledger-v2`` (``credsim-ledger-v1``) must still verify, and its
+tampering still be caught.
 """
 
 from __future__ import annotations
@@ -42,6 +44,21 @@ def sealed(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def run(sealed: Path, tmp_path: Path) -> Path:
     return Path(shutil.copytree(sealed, tmp_path / "run"))
+
+
+@pytest.fixture(scope="module")
+def sealed_v1(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same run sealed with credsim-ledger-v1, as runs were before v2."""
+    out = tmp_path_factory.mktemp("verify-v1") / "run"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(ledger, "ENCODING", ledger.ENCODING_V1)
+        credsim.run("nanjing", population=2000, days=60, seed=1, out=out)
+    return out
+
+
+@pytest.fixture
+def run_v1(sealed_v1: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(sealed_v1, tmp_path / "run-v1"))
 
 
 def rewrite(path: Path, change: Callable[[list[dict[str, Any]]], list[dict[str, Any]]]) -> None:
@@ -84,9 +101,15 @@ def test_intact_run_verifies(run: Path, capsys: pytest.CaptureFixture[str]) -> N
 def test_sealed_manifest_and_records(run: Path) -> None:
     m = json.loads((run / "manifest.json").read_text())
     lg = m["ledger"]
-    assert lg["encoding"] == "credsim-ledger-v1" and lg["first_record_id"] == 0
+    assert lg["encoding"] == "credsim-ledger-v2" and lg["first_record_id"] == 0
     assert lg["contiguous_ids"] is True
-    assert lg["columns"] == [f"{f.name}:{f.type}" for f in RECORDS_CONTENT]
+    assert lg["columns"] == [
+        f"{f.name}:string:u16" if f.type == pa.string() else f"{f.name}:{f.type}"
+        for f in RECORDS_CONTENT
+    ]
+    # the engine's names for each label column, in code order: nothing outside them was seen
+    assert lg["vocabularies"] == m["labels"]
+    assert set(m["labels"]) == {f.name for f in RECORDS_CONTENT if f.type == pa.string()}
     assert set(m["table_digests"]) == set(m["tables"])
     assert list(m)[-1] == "manifest_digest"
     records = pq.read_table(run / "records.parquet")
@@ -314,6 +337,115 @@ def test_forged_seed_with_recomputed_manifest_digests(run: Path) -> None:
     )
 
 
+def _statuses(run: Path) -> list[str]:
+    return pq.read_table(run / "records.parquet", columns=["status"]).column(0).to_pylist()
+
+
+def test_altered_vocabulary(run: Path) -> None:
+    """Two statuses swapped in the manifest's vocabulary: the genesis no longer derives from
+    it, and the records holding them no longer chain."""
+
+    def change(m: dict[str, Any]) -> None:
+        vocab = m["ledger"]["vocabularies"]["status"]
+        vocab[0], vocab[1] = vocab[1], vocab[0]
+
+    edit_manifest(run, change)
+    found = problems(run)
+    assert found[0].startswith("manifest: field 'ledger.vocabularies' altered ('status': "), found
+    statuses = _statuses(run)
+    m = json.loads((run / "manifest.json").read_text())
+    swapped = m["ledger"]["vocabularies"]["status"][:2]
+    first = next(i for i, v in enumerate(statuses) if v in swapped)
+    assert f"record {first} (record_id {first}): digest mismatch - content changed" in found
+
+
+def test_vocabulary_with_an_added_value(run: Path) -> None:
+    """A value added at the end still follows the vocabulary's rule: the genesis catches it."""
+    edit_manifest(run, lambda m: m["ledger"]["vocabularies"]["error"].append("zzz-forged"))
+    found = problems(run)
+    assert found[0].startswith(
+        "manifest: field 'ledger.genesis', 'ledger.columns' or 'ledger.vocabularies' altered"
+    ), found
+    assert not any(p.startswith("record ") for p in found)  # no code changed
+
+
+def test_forged_vocabulary_with_recomputed_manifest_digests(run: Path) -> None:
+    def change(m: dict[str, Any], genesis: bool) -> None:
+        vocab = m["ledger"]["vocabularies"]["status"]
+        vocab[0], vocab[1] = vocab[1], vocab[0]
+        if genesis:
+            m["ledger"]["genesis"] = ledger.genesis(
+                m, ledger.ENCODING_V2, m["ledger"]["columns"], m["ledger"]["vocabularies"]
+            ).hex()
+        m["field_digests"] = ledger.field_digests(m)
+        m["manifest_digest"] = ledger.manifest_digest(m)
+
+    original = (run / "manifest.json").read_text()
+    edit_manifest(run, lambda m: change(m, False))
+    assert problems(run)[0].startswith(
+        "manifest: the ledger genesis does not derive from the seed and scheme sha256 (with the "
+        "ledger's columns and vocabularies)"
+    )
+    (run / "manifest.json").write_text(original)
+    edit_manifest(run, lambda m: change(m, True))  # the genesis recomputed too
+    found = problems(run)
+    assert found[0].startswith("manifest: field 'ledger.vocabularies' or 'labels' altered")
+    assert any(p.endswith("digest mismatch - content changed") for p in found)
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (lambda lg: lg.update(vocabularies="x"), "'ledger.vocabularies' altered (not a mapping"),
+        (lambda lg: lg["vocabularies"].pop("status"), "'ledger.vocabularies' altered (no vocab"),
+        (lambda lg: lg["vocabularies"]["error"].append(3), "'ledger.vocabularies' altered ('err"),
+        (
+            lambda lg: lg["vocabularies"]["basis"].append(lg["vocabularies"]["basis"][0]),
+            "'ledger.vocabularies' altered ('basis': a value listed twice",
+        ),
+        (lambda lg: lg.update(columns=5), "'ledger.genesis', 'ledger.columns' or"),
+        (lambda lg: lg["columns"].__setitem__(5, "item:string:u32"), "'ledger.genesis', 'ledger"),
+    ],
+)
+def test_malformed_ledger_is_reported(
+    run: Path, change: Callable[[dict[str, Any]], None], expected: str
+) -> None:
+    edit_manifest(run, lambda m: change(m["ledger"]))
+    found = problems(run)
+    assert found[0].startswith(f"manifest: field {expected}"), found
+
+
+def test_label_outside_the_vocabulary(run: Path) -> None:
+    """A status no run can hold: the record is reported as changed, with or without the
+    digest column (never a crash, never accepted)."""
+
+    def change(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        rows[K]["status"] = "quietly-forgiven"
+        return rows
+
+    rewrite(run / "records.parquet", change)
+    found = problems(run)
+    assert f"record {K} (record_id {K}): digest mismatch - content changed" in found
+    assert not any(p.startswith(f"record {K + 1} ") for p in found)
+    table = pq.read_table(run / "records.parquet")
+    pq.write_table(table.drop_columns(["digest"]), run / "records.parquet")
+    found = problems(run)
+    assert f"record {K} (record_id {K}): digest mismatch - content changed" in found
+
+
+def test_label_swapped_for_another_vocabulary_value(run: Path) -> None:
+    vocab = json.loads((run / "manifest.json").read_text())["ledger"]["vocabularies"]["status"]
+
+    def change(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        rows[K]["status"] = next(v for v in vocab if v != rows[K]["status"])
+        return rows
+
+    rewrite(run / "records.parquet", change)
+    found = problems(run)
+    assert f"record {K} (record_id {K}): digest mismatch - content changed" in found
+    assert sum(p.startswith("record ") for p in found) == 1
+
+
 def test_full_forgery_needs_an_anchor(run: Path) -> None:
     """Someone who re-seals everything defeats a self-contained check; --expect catches it."""
     original = json.loads((run / "manifest.json").read_text())["manifest_digest"]
@@ -400,12 +532,66 @@ def test_unsealed_run(run: Path) -> None:
     assert problems(run)[0].startswith("manifest: no 'manifest_digest': the run was not sealed")
 
 
+# -- runs sealed with credsim-ledger-v1 --------------------------------------------------------
+
+
+def test_v1_run_still_verifies(run_v1: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    m = json.loads((run_v1 / "manifest.json").read_text())
+    lg = m["ledger"]
+    assert lg["encoding"] == "credsim-ledger-v1" and "vocabularies" not in lg
+    assert lg["columns"] == [f"{f.name}:{f.type}" for f in RECORDS_CONTENT]
+    report = verify(run_v1)
+    assert report.ok, report.problems
+    assert report.head == lg["head"] and report.records == lg["records"]
+    assert main(["verify", str(run_v1), "--expect", m["manifest_digest"]]) == 0
+    assert capsys.readouterr().out.startswith(f"intact: {run_v1}")
+
+
+def test_v1_and_v2_seal_the_same_records(run: Path, run_v1: Path) -> None:
+    for name in ("population", "scores", "lists", "measures"):
+        assert pq.read_table(run / f"{name}.parquet").equals(
+            pq.read_table(run_v1 / f"{name}.parquet")
+        )
+    a = pq.read_table(run / "records.parquet")
+    b = pq.read_table(run_v1 / "records.parquet")
+    assert a.drop_columns(["digest"]).equals(b.drop_columns(["digest"]))
+    assert a.column("digest") != b.column("digest")
+
+
+@pytest.mark.parametrize(
+    ("column", "value"), [("points", -123.0), ("source_agency", "someone-else"), ("day", 0)]
+)
+def test_v1_modified_record_is_caught(run_v1: Path, column: str, value: Any) -> None:
+    def change(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        assert rows[K][column] != value
+        rows[K][column] = value
+        return rows
+
+    rewrite(run_v1 / "records.parquet", change)
+    found = problems(run_v1)
+    assert f"record {K} (record_id {K}): digest mismatch - content changed" in found
+    assert not any(p.startswith(f"record {K + 1} ") for p in found)
+
+
+def test_v1_swapped_records_and_altered_seed_are_caught(run_v1: Path) -> None:
+    def change(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        rows[K], rows[K + 1] = rows[K + 1], rows[K]
+        return rows
+
+    rewrite(run_v1 / "records.parquet", change)
+    edit_manifest(run_v1, lambda m: m.update(seed=2))
+    found = problems(run_v1)
+    assert found[0].startswith("manifest: field 'seed' altered (the ledger's genesis")
+    assert any(p.startswith(f"record {K} (record_id {K + 1}): digest mismatch") for p in found)
+
+
 # -- the chain and the specification ------------------------------------------------------
 
 
-def test_fast_chain_matches_hashlib() -> None:
+@pytest.mark.parametrize("size", [ledger.RECORD_LAYOUT.size, 81, 1])
+def test_fast_chain_matches_hashlib(size: int) -> None:
     rng = np.random.default_rng(0)
-    rows = rng.integers(0, 256, (1000, ledger.RECORD_LAYOUT.size), dtype=np.uint8)
+    rows = rng.integers(0, 256, (1000, size), dtype=np.uint8)
     start = bytes(range(32))
     expected = ledger.chain_py(rows, start)
     assert np.array_equal(ledger.chain(rows, start), expected)
@@ -449,11 +635,51 @@ def _scalar(value: Any, t: str, fmt: dict[str, str] = _FMT) -> bytes:
 
 
 _WORD = {t: "d" if t == "double" else "q" for t in _FMT}  # every value one 64-bit word
+_CODE = {"u16": "H", "u32": "I"}
+
+
+def _canonical(value: Any) -> bytes:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def test_record_digests_follow_the_documented_encoding(run: Path) -> None:
-    """docs/integrity.md, re-implemented with struct and hashlib only."""
+    """docs/integrity.md (credsim-ledger-v2), re-implemented with struct and hashlib only."""
     m = json.loads((run / "manifest.json").read_text())
+    lg = m["ledger"]
+    vocabularies = lg["vocabularies"]
+    basis = {
+        "scheme_sha256": m["scheme"]["sha256"],
+        "seed": m["seed"],
+        "columns": lg["columns"],
+        "vocabularies": vocabularies,
+    }
+    genesis = hashlib.sha256(b"credsim-ledger-v2\0" + _canonical(basis)).digest()
+    assert genesis.hex() == lg["genesis"]
+    columns = [c.split(":") for c in lg["columns"]]
+    assert len(columns) <= 32  # a uint32 null mask
+    rows = pq.read_table(run / "records.parquet").to_pylist()
+    prev = genesis
+    for rec in rows:
+        nulls, parts = 0, []
+        for j, (name, t, *code) in enumerate(columns):
+            v = rec[name]
+            if v is None:
+                nulls |= 1 << j
+            if t == "string":
+                k = 0 if v is None else vocabularies[name].index(v)
+                parts.append(struct.pack("<" + _CODE[code[0]], k))
+            else:
+                parts.append(_scalar(v, t))  # natural width
+        row = struct.pack("<I", nulls) + b"".join(parts)
+        assert len(row) == 81
+        prev = hashlib.sha256(prev + row).digest()
+        assert prev == rec["digest"], rec["record_id"]
+    assert prev.hex() == lg["head"]
+
+
+def test_v1_record_digests_follow_the_documented_encoding(run_v1: Path) -> None:
+    """docs/integrity.md (credsim-ledger-v1), re-implemented with struct and hashlib only."""
+    m = json.loads((run_v1 / "manifest.json").read_text())
     basis = json.dumps(
         {"scheme_sha256": m["scheme"]["sha256"], "seed": m["seed"]},
         sort_keys=True,
@@ -463,7 +689,7 @@ def test_record_digests_follow_the_documented_encoding(run: Path) -> None:
     genesis = hashlib.sha256(b"credsim-ledger-v1\0" + basis.encode()).digest()
     assert genesis.hex() == m["ledger"]["genesis"]
     columns = [c.split(":", 1) for c in m["ledger"]["columns"]]
-    rows = pq.read_table(run / "records.parquet").to_pylist()
+    rows = pq.read_table(run_v1 / "records.parquet").to_pylist()
     prev = genesis
     for rec in rows:
         nulls, parts = 0, []
@@ -476,13 +702,17 @@ def test_record_digests_follow_the_documented_encoding(run: Path) -> None:
             else:
                 parts.append(_scalar(v, t, _WORD))
         row = struct.pack("<Q", nulls) + b"".join(parts)
-        assert len(row) == ledger.RECORD_LAYOUT.size
+        assert len(row) == ledger.RECORD_LAYOUT.size == 232
         prev = hashlib.sha256(prev + row).digest()
         assert prev == rec["digest"], rec["record_id"]
     assert prev.hex() == m["ledger"]["head"]
 
 
-def test_table_and_manifest_digests_follow_the_documented_encoding(run: Path) -> None:
+@pytest.mark.parametrize("which", ["v2", "v1"])
+def test_table_and_manifest_digests_follow_the_documented_encoding(
+    run: Path, run_v1: Path, which: str
+) -> None:
+    run = run if which == "v2" else run_v1
     m = json.loads((run / "manifest.json").read_text())
     sha = hashlib.sha256
     columns = json.dumps(m["ledger"]["columns"], separators=(",", ":"))
@@ -532,6 +762,13 @@ def test_table_and_manifest_digests_follow_the_documented_encoding(run: Path) ->
 
 def test_docs_list_the_current_record_layout() -> None:
     docs = (Path(__file__).resolve().parents[1] / "docs" / "integrity.md").read_text()
+    v2, v1 = docs.split("## Specification (credsim-ledger-v1)")
+    strings = {f.name: [] for f in RECORDS_CONTENT if f.type == pa.string()}
+    layout = ledger.PackedLayout.of_schema(RECORDS_CONTENT, strings)
+    for name, t, offset, width in layout.fields:
+        assert f"| {offset} | {width} | `{name}` | {t} |" in v2, name
+    assert f"**{layout.size} bytes**" in v2 and layout.size == 81
+    assert '`"<IqiiiiHHHHddH?HHqii?i?"`' in v2 and struct.calcsize("<IqiiiiHHHHddH?HHqii?i?") == 81
     for name, t, offset, width in ledger.RECORD_LAYOUT.fields:
-        assert f"| {offset} | {width} | `{name}` | {t} |" in docs, name
-    assert f"**{ledger.RECORD_LAYOUT.size} bytes**" in docs
+        assert f"| {offset} | {width} | `{name}` | {t} |" in v1, name
+    assert f"**{ledger.RECORD_LAYOUT.size} bytes**" in v1

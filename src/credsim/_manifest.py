@@ -5,7 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from credsim import __version__
+from credsim.engine.output import record_names
+from credsim.engine.records import BASIS, ERRORS, STATUS
 from credsim.engine.simulation import Simulation
+from credsim.schemes.compile import ALL_CHANNELS
 from credsim.schemes.loader import LoadedScheme, bibliography
 from credsim.schemes.model import Num, Scheme
 from credsim.schemes.semantic import iter_nums
@@ -92,6 +95,25 @@ def rules_of(sim: Simulation) -> dict[str, Any]:
     return {"items": items, "lists": lists, "measures": measures, "score": score}
 
 
+def record_labels(sim: Simulation) -> dict[str, list[str]]:
+    """The manifest's ``labels``: the names behind each label column of the records, in the
+    order of the engine's codes (:func:`credsim.engine.output.records_arrow` builds the columns
+    from them). The simulation fixes them before its first record, so a run streamed to its
+    folder (:class:`~credsim.store.stream.RecordStream`, whose ledger basis takes them from
+    here) and the same run written at once seal their records with the same vocabularies
+    (:mod:`credsim.store.ledger_packed`)."""
+    names = record_names(sim)
+    return {
+        "item": names["item"],
+        "behaviour": names["behaviour"],
+        "channel": list(ALL_CHANNELS),
+        "source_agency": names["agency"],
+        "status": list(STATUS),
+        "basis": list(BASIS),
+        "error": list(ERRORS),
+    }
+
+
 def build_manifest(
     loaded: LoadedScheme, sim: Simulation, n: int, days: int, seed: int, extra: dict[str, Any]
 ) -> dict[str, Any]:
@@ -119,4 +141,5 @@ def build_manifest(
         "assumptions": assumptions_of(s),
         "sources": {k: bib[k] for k in used if k in bib},
         "rules": rules_of(sim),
+        "labels": record_labels(sim),
     }

@@ -17,7 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from credsim._manifest import assumptions_of, provenance, rules_of
+from credsim._manifest import assumptions_of, provenance, record_labels, rules_of
 from credsim._runner import LazyTables, RunResult, advance, check, finish, prepare
 from credsim.engine import budget, checkpoint
 from credsim.engine.shards import BLOCK_SIZE, Execution
@@ -214,7 +214,11 @@ def _run_to_end(
     last = time.perf_counter()  # run time of the last checkpoint (or of the start)
     days = p.req.days
     meta = {"seed": p.req.seed, "scheme_sha256": p.req.loaded.sha256}
-    basis = {"scheme": {"sha256": p.req.loaded.sha256}, "seed": p.req.seed}  # ledger genesis
+    basis = {  # what the ledger's genesis derives from, as the final manifest will give it
+        "scheme": {"sha256": p.req.loaded.sha256},
+        "seed": p.req.seed,
+        "labels": record_labels(p.sim),
+    }
     if streamed is None:
         discard(folder.path)  # leftovers of a run resumed from its start
     # batches of about a sixteenth of the records expected, so that a small run's records are

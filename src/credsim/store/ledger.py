@@ -3,14 +3,18 @@
 A sealed run folder carries, besides the file SHA-256s the writer always recorded:
 
 * a ``digest`` column in ``records.parquet``: ``digest_i = sha256(digest_{i-1} || row_i)``, where
-  ``row_i`` is the record's canonical encoding (:class:`RecordLayout`: 64-bit words, 224 bytes
-  for today's records schema) and ``digest_{-1}`` is the *genesis*, derived from the scheme's
-  sha256 and the seed;
+  ``row_i`` is the record's canonical encoding and ``digest_{-1}`` is the *genesis*, derived
+  from the scheme's sha256 and the seed (and in v2 from the row layout and the vocabularies).
+  New runs are sealed with ``credsim-ledger-v2`` (:class:`PackedLayout`: values packed in their
+  natural widths, labels as codes in per-column vocabularies, 81 bytes for today's records
+  schema, 2 SHA-256 blocks per record); runs sealed with ``credsim-ledger-v1``
+  (:class:`RecordLayout`: 64-bit words, strings as 16 bytes of their sha256, 232 bytes, 5
+  blocks) are still verified;
 * in the manifest, ``ledger`` (encoding, genesis, head = the last digest, record count, first
-  record id, the chained columns), ``table_digests`` (a digest of the logical content of every
-  table, not of the file's bytes), ``field_digests`` (a short digest of each top-level manifest
-  field, to name an altered field) and ``manifest_digest`` (sha256 of the canonical JSON of all
-  the other fields).
+  record id, the chained columns and, in v2, the vocabularies), ``table_digests`` (a digest of
+  the logical content of every table, not of the file's bytes), ``field_digests`` (a short
+  digest of each top-level manifest field, to name an altered field) and ``manifest_digest``
+  (sha256 of the canonical JSON of all the other fields).
 
 ``docs/integrity.md`` specifies every byte so that the check can be re-implemented elsewhere;
 :func:`credsim.store.verify.verify` is this package's implementation of it.
@@ -22,10 +26,11 @@ streams records can chain them as they come.
 Cost. The chain is inherently sequential, and SHA-256 through :mod:`hashlib` costs 1.3-2 us per
 call in CPython (setting up the context dominates). So the chain runs in a Numba loop calling
 OpenSSL's one-context ``SHA256_Init/Update/Final`` (the library :mod:`hashlib` itself uses):
-about 0.25 us per record. Where that library cannot be found, the same digests are computed with
-:mod:`hashlib`, slower; :func:`fast_path` tells which is in use. Rows are built by Numba kernels
-reading the Arrow buffers (:mod:`credsim.store.ledger_encode`), strings through dictionary
-indices. The writer chains the records in groups (:meth:`Sealer.records`) and writes each group
+about 0.12 us per record for a v2 row (0.26 us for v1). Where that library cannot be found, the
+same digests are computed with :mod:`hashlib`, slower; :func:`fast_path` tells which is in use.
+Rows are built by Numba kernels reading the Arrow buffers (:mod:`credsim.store.ledger_packed`,
+:mod:`credsim.store.ledger_encode`), strings through dictionary indices, and hashed as they are
+built. The writer chains the records in groups (:meth:`Sealer.records`) and writes each group
 while the next is chained.
 """
 
@@ -42,6 +47,9 @@ import pyarrow.compute as pc
 from credsim.errors import RunStoreError
 from credsim.store.ledger_chain import (  # noqa: F401  (re-exported: the ledger's public API)
     ENCODING,
+    ENCODING_V1,
+    ENCODING_V2,
+    ENCODINGS,
     _as_type,
     _buf,
     canonical_json,
@@ -62,10 +70,18 @@ from credsim.store.ledger_encode import (  # noqa: F401  (re-exported: the ledge
     RecordLayout,
     string_hash,
 )
-from credsim.store.schema import DIGEST_COLUMN, IMPORT_TABLES, SCHEMAS
+from credsim.store.ledger_packed import (  # noqa: F401  (re-exported: the ledger's public API)
+    PackedEncoder,
+    PackedLayout,
+    check_vocabulary,
+    labels_of,
+    vocabularies,
+)
+from credsim.store.schema import DIGEST_COLUMN, IMPORT_TABLES, RECORDS_CONTENT, SCHEMAS
 
 BATCH_ROWS = 1 << 18
-"""Rows encoded and hashed at a time (bounds memory: 2**18 records are ~60 MB of row bytes)."""
+"""Rows encoded and hashed at a time (bounds memory: 2**18 records are ~60 MB of row bytes or
+column values)."""
 
 DIGEST_FIELD = pa.field(DIGEST_COLUMN, pa.binary(32), nullable=False)
 """The records' ``digest`` column, as the writer appends it."""
@@ -156,7 +172,7 @@ def table_digest(name: str, table: pa.Table, schema: pa.Schema | None = None) ->
     return hasher.hexdigest()
 
 
-def records_digest(n: int, head: bytes, layout: RecordLayout) -> str:
+def records_digest(n: int, head: bytes, layout: RecordLayout | PackedLayout) -> str:
     """Content digest of the records table: derived from the chain, which already covers every
     record's content, order and number (hashing the records a second time would double the
     cost). sha256("credsim-table-v1\\0records\\0" || canonical JSON of the chained columns ||
@@ -202,6 +218,15 @@ def manifest_digest(manifest: Mapping[str, Any]) -> str:
 # Sealing a run as it is written
 
 
+Layout = RecordLayout | PackedLayout
+Encoder = RecordEncoder | PackedEncoder
+
+
+def layout_genesis(manifest: Mapping[str, Any], layout: Layout) -> bytes:
+    """The genesis of a chain of rows in ``layout`` for a run with this scheme and seed."""
+    return genesis(manifest, layout.encoding, **layout.genesis_fields())
+
+
 class Sealer:
     """Seal a run while it is written: ``add`` every table (records in order, possibly in
     chunks), then ``finish`` the manifest.
@@ -211,17 +236,67 @@ class Sealer:
     :meth:`records` chains the records group by group instead (what the writer uses, to write
     each group while the next is chained). Tables other than the records may be added from
     another thread while the records are chained (each has its own hasher).
+
+    ``encoding``: :data:`ENCODING` (``credsim-ledger-v2``) unless told; ``credsim-ledger-v1``
+    seals as runs were sealed before it (to test that such runs stay verifiable). In v2 the
+    row layout, the label vocabularies and so the genesis are fixed by the first records
+    chained (or by :meth:`ledger` when there are none): each vocabulary is the manifest's
+    ``labels`` for the column, then the values those records hold that the labels lack,
+    sorted (:func:`~credsim.store.ledger_packed.vocabularies`). Records chained later may hold
+    no other value.
     """
 
-    def __init__(self, manifest: Mapping[str, Any]) -> None:
-        self.genesis = genesis(manifest)
-        self._head = self.genesis
+    def __init__(self, manifest: Mapping[str, Any], *, encoding: str | None = None) -> None:
+        self.encoding = encoding or ENCODING
+        if self.encoding not in ENCODINGS:
+            raise RunStoreError(f"unknown ledger encoding {self.encoding!r}")
+        scheme = manifest.get("scheme")
+        sha = scheme.get("sha256") if isinstance(scheme, Mapping) else None
+        self._basis = {"scheme": {"sha256": sha}, "seed": manifest.get("seed")}
+        self._labels = labels_of(manifest) if self.encoding == ENCODING_V2 else {}
+        self._encoder: Encoder | None = None
+        self._genesis = b""
+        self._head = b""
         self._records = 0
         self._first_id: int | None = None
         self._next_id: int | None = None
         self._contiguous = True
-        self._encoder: RecordEncoder | None = None
         self._hashers: dict[str, TableHasher | None] = {}  # None: records (digest from chain)
+
+    def _fix(self, table: pa.Table | None) -> Encoder:
+        """Fix the row layout (v2: and the vocabularies) from the first records, and so the
+        genesis. Without records: the records schema, the labels as vocabularies."""
+        schema = RECORDS_CONTENT if table is None else table.schema
+        if self.encoding == ENCODING_V1:
+            encoder: Encoder = RecordEncoder(RecordLayout.of_schema(schema))
+        else:
+            strings = [
+                f.name
+                for f in schema
+                if f.name != DIGEST_COLUMN
+                and pa.types.is_string(
+                    f.type.value_type if pa.types.is_dictionary(f.type) else f.type
+                )
+            ]
+            vocab = vocabularies(self._labels, table, strings)
+            encoder = PackedEncoder(PackedLayout.of_schema(schema, vocab))
+        self._encoder = encoder
+        self._genesis = self._head = layout_genesis(self._basis, encoder.layout)
+        return encoder
+
+    @property
+    def encoder(self) -> Encoder:
+        return self._encoder if self._encoder is not None else self._fix(None)
+
+    @property
+    def layout(self) -> Layout:
+        return self.encoder.layout
+
+    @property
+    def genesis(self) -> bytes:
+        """digest_{-1} (see :func:`~credsim.store.ledger_chain.genesis`)."""
+        self.encoder  # noqa: B018  (fixes the layout, and so the genesis, if not yet)
+        return self._genesis
 
     def reserve(self, names: Iterable[str]) -> None:
         """Fix the order of ``table_digests`` (the tables' order), whatever order the tables
@@ -248,8 +323,7 @@ class Sealer:
         self._hashers["records"] = None
         if DIGEST_COLUMN in table.column_names:
             table = table.drop_columns([DIGEST_COLUMN])
-        if self._encoder is None:
-            self._encoder = RecordEncoder(RecordLayout.of_schema(table.schema))
+        encoder = self._encoder if self._encoder is not None else self._fix(table)
         if table.num_rows == 0:
             yield table, np.zeros((0, 32), np.uint8)
             return
@@ -259,7 +333,7 @@ class Sealer:
             at = 0
             for batch in _batches(part):
                 m = batch.num_rows
-                self._encoder.chain(batch, self._head, digests[at : at + m])
+                encoder.chain(batch, self._head, digests[at : at + m])
                 self._head = digests[at + m - 1].tobytes()
                 self._ids(batch.column("record_id"))
                 at += m
@@ -268,11 +342,25 @@ class Sealer:
 
     def take_records(self, other: Sealer) -> None:
         """Adopt the records ``other`` chained (streamed while the run went on); its genesis
-        must be this run's."""
-        if other.genesis != self.genesis:
+        must be this run's, and (v2) its vocabularies must start with this run's labels."""
+        if other.encoding != self.encoding:
+            raise RunStoreError(
+                f"the streamed records were chained as {other.encoding}, not {self.encoding}"
+            )
+        layout = other.layout
+        if isinstance(layout, PackedLayout):
+            for name, vocab in layout.vocabularies.items():
+                given = list(dict.fromkeys(self._labels.get(name, ())))
+                if vocab[: len(given)] != given:
+                    raise RunStoreError(
+                        f"the streamed records were chained with other labels for {name!r} "
+                        "than the run's manifest gives"
+                    )
+        if layout_genesis(self._basis, layout) != other.genesis:
             raise RunStoreError("the streamed records were chained for another run (genesis)")
         self._hashers["records"] = None
-        self._head, self._records, self._encoder = other._head, other._records, other._encoder
+        self._encoder, self._genesis = other.encoder, other.genesis
+        self._head, self._records = other._head, other._records
         self._first_id, self._next_id = other._first_id, other._next_id
         self._contiguous = other._contiguous
 
@@ -290,19 +378,19 @@ class Sealer:
 
     def ledger(self) -> dict[str, Any]:
         """The manifest's ``ledger`` section."""
-        return {
-            "encoding": ENCODING,
+        layout = self.layout
+        out = {
+            "encoding": self.encoding,
             "genesis": self.genesis.hex(),
             "head": self._head.hex(),
             "records": self._records,
             "first_record_id": self._first_id,
             "contiguous_ids": self._contiguous,
-            "columns": self.layout.spec(),
+            "columns": layout.spec(),
         }
-
-    @property
-    def layout(self) -> RecordLayout:
-        return self._encoder.layout if self._encoder is not None else RECORD_LAYOUT
+        if isinstance(layout, PackedLayout):
+            out["vocabularies"] = layout.vocabularies
+        return out
 
     def table_digests(self) -> dict[str, str]:
         return {

@@ -3,9 +3,11 @@
 The chain is inherently sequential, and SHA-256 through :mod:`hashlib` costs 1.3-2 us per call
 in CPython (setting up the context dominates). So the chain runs in a Numba loop calling
 OpenSSL's one-context ``SHA256_Init/Update/Final`` (the library :mod:`hashlib` itself uses):
-about 0.25 us per record. Where that library cannot be found, the same digests are computed with
-:mod:`hashlib`, slower; :func:`fast_path` tells which is in use. See :mod:`credsim.store.ledger`
-for the whole scheme and ``docs/integrity.md`` for every byte.
+about 0.12 us per record for an 81-byte ``credsim-ledger-v2`` row (with the previous digest, 2
+compression blocks), 0.26 us for a 232-byte v1 row (5 blocks). Where that library cannot be
+found, the same digests are computed with :mod:`hashlib`, slower; :func:`fast_path` tells which
+is in use. See :mod:`credsim.store.ledger` for the whole scheme and ``docs/integrity.md`` for
+every byte.
 """
 
 from __future__ import annotations
@@ -21,8 +23,17 @@ import numba
 import numpy as np
 import pyarrow as pa
 
-ENCODING = "credsim-ledger-v1"
-"""Name and version of the whole scheme: record layout, chain, table and manifest digests."""
+ENCODING_V1 = "credsim-ledger-v1"
+"""The first scheme: 64-bit words per value, a string as 16 bytes of its sha256 (232-byte rows,
+5 SHA-256 blocks per record). Still verified; no longer written."""
+ENCODING_V2 = "credsim-ledger-v2"
+"""Packed rows: values in their natural widths, labels as codes in vocabularies bound by the
+genesis (81-byte rows, 2 SHA-256 blocks per record)."""
+ENCODINGS = (ENCODING_V1, ENCODING_V2)
+"""The encodings ``credsim verify`` checks."""
+ENCODING = ENCODING_V2
+"""Name and version of the whole scheme new runs are sealed with: record layout, chain, table
+and manifest digests."""
 
 
 def _buf(a: np.ndarray) -> memoryview:
@@ -43,16 +54,26 @@ def canonical_json(value: Any) -> bytes:
     ).encode("utf-8")
 
 
-def genesis(manifest: Mapping[str, Any]) -> bytes:
-    """digest_{-1}: sha256(b"credsim-ledger-v1\\0" + canonical JSON of the scheme sha256 and seed).
+def genesis(
+    manifest: Mapping[str, Any], encoding: str, columns: Any = None, vocabularies: Any = None
+) -> bytes:
+    """digest_{-1}: sha256(encoding || \\0 || canonical JSON of the basis).
 
-    Binding the chain to the scheme and seed means an edited ``seed`` (or scheme hash) in the
-    manifest no longer reproduces the chain's start.
+    The basis is the manifest's scheme sha256 and seed (``credsim-ledger-v1``), and for
+    ``credsim-ledger-v2`` also the chained ``columns`` (``ledger.columns``) and the label
+    ``vocabularies`` (``ledger.vocabularies``), as they stand in the manifest (any JSON value:
+    a malformed one gives another genesis, never an error). Binding the chain to them means an
+    edited ``seed``, scheme hash or vocabulary in the manifest no longer reproduces the chain's
+    start.
     """
     scheme = manifest.get("scheme")
     scheme_sha = scheme.get("sha256") if isinstance(scheme, Mapping) else None
     basis = {"scheme_sha256": scheme_sha, "seed": manifest.get("seed")}
-    return hashlib.sha256(ENCODING.encode() + b"\0" + canonical_json(basis)).digest()
+    if encoding == ENCODING_V2:
+        basis |= {"columns": columns, "vocabularies": vocabularies}
+    elif encoding != ENCODING_V1:
+        raise ValueError(f"unknown ledger encoding {encoding!r}")
+    return hashlib.sha256(encoding.encode() + b"\0" + canonical_json(basis)).digest()
 
 
 def chain_py(rows: np.ndarray, prev: bytes) -> np.ndarray:

@@ -1,4 +1,7 @@
-"""The canonical record row of the ledger (:class:`RecordLayout`) and its encoder.
+"""The ``credsim-ledger-v1`` canonical record row (:class:`RecordLayout`) and its encoder.
+
+New runs are sealed with ``credsim-ledger-v2`` (:mod:`credsim.store.ledger_packed`); this
+encoding stays to verify the runs sealed before it, and for the kernels both share.
 
 :class:`RecordEncoder` turns batches of records into canonical rows (docs/integrity.md): each
 fixed-width column is read straight from its Arrow buffers (values and validity bitmap) by a
@@ -13,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 import numba
 import numpy as np
@@ -21,7 +25,7 @@ import pyarrow.compute as pc
 
 from credsim.errors import RunStoreError
 from credsim.store.labels import codes_of
-from credsim.store.ledger_chain import _as_type, _fast, _fill_chain_kernel, chain
+from credsim.store.ledger_chain import ENCODING_V1, _as_type, _fast, _fill_chain_kernel, chain
 from credsim.store.schema import DIGEST_COLUMN, RECORDS_CONTENT
 
 STRING_HASH_BYTES = 16
@@ -51,7 +55,7 @@ _ARROW_TYPES: dict[str, pa.DataType] = {
 
 
 class RecordLayout:
-    """The canonical row of a record: 64-bit little-endian words, no padding or gaps.
+    """The v1 canonical row of a record: 64-bit little-endian words, no padding or gaps.
 
     Word 0 is the null mask (bit j set when chained column j is null); then each chained
     column in order: one word for an integer, date, double or bool (sign-extended integer,
@@ -60,8 +64,11 @@ class RecordLayout:
 
     The chained columns are named in the manifest (``ledger.columns``, ``"name:type"``), so a
     run stays verifiable when the records schema later gains a column. ``fields`` lists
-    (name, arrow type, byte offset, width); ``size`` is the row's length in bytes.
+    (name, arrow type, byte offset, width); ``size`` is the row's length in bytes (232 for
+    today's records schema).
     """
+
+    encoding = ENCODING_V1
 
     def __init__(self, columns: list[tuple[str, str]]) -> None:
         if len(columns) > 64:
@@ -96,9 +103,13 @@ class RecordLayout:
     def spec(self) -> list[str]:
         return [f"{name}:{t}" for name, t in self.columns]
 
+    def genesis_fields(self) -> dict[str, Any]:
+        """What the genesis binds besides the scheme sha256 and seed: nothing in v1."""
+        return {}
+
 
 RECORD_LAYOUT = RecordLayout.of_schema(RECORDS_CONTENT)
-"""The canonical row for the current records schema; see docs/integrity.md."""
+"""The v1 canonical row for the current records schema; see docs/integrity.md."""
 
 
 def string_hash(value: str) -> bytes:
@@ -211,6 +222,7 @@ class RecordEncoder:
         self._cache: dict[str, bytes] = {}
         self._buf = np.empty((0, self.layout.size // 8), np.uint64)
         self._fixed = np.empty((0, 0), np.uint64)
+        self.unknown: np.ndarray | None = None  # (v1 hashes any string: never an unknown one)
 
     def encode(self, batch: pa.Table | pa.RecordBatch) -> np.ndarray:
         """(n, layout.size) uint8 canonical rows; valid until the next call.

@@ -56,7 +56,9 @@ class StreamedRecords:
 class RecordStream:
     """Stream the settled records of ``sim`` into ``folder`` (see the module docstring).
 
-    ``basis``: the manifest fields the ledger's genesis is derived from (scheme sha256, seed).
+    ``basis``: the manifest fields the ledger's genesis is derived from (scheme sha256, seed,
+    and the label columns' vocabularies from ``labels``: :func:`credsim._manifest.record_labels`,
+    the names the records' dictionaries are built over, so their indices are the codes).
     ``durable``: keep segments for resuming (a run that checkpoints)."""
 
     def __init__(

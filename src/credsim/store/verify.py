@@ -289,19 +289,26 @@ class _Verifier:
     def check_ledger_header(self) -> None:
         """The ledger's encoding and genesis; fixes the chain's starting point."""
         lg = self._section("ledger")
-        self.genesis = ledger.genesis(self.m)
+        self.encoding = lg.get("encoding")
+        v2 = self.encoding == ledger.ENCODING_V2
+        self.genesis = self._derived_genesis()
         if "manifest_digest" not in self.m and not lg:
             return
         if not lg:
             self.manifest_problems.setdefault("ledger", "manifest: no 'ledger' section")
             return
-        if lg.get("encoding") != ledger.ENCODING:
+        if self.encoding not in ledger.ENCODINGS:
             self.manifest_problems["ledger.encoding"] = (
-                f"manifest: ledger encoding {lg.get('encoding')!r} is not {ledger.ENCODING!r}"
+                f"manifest: ledger encoding {self.encoding!r} is not one of "
+                f"{', '.join(repr(e) for e in ledger.ENCODINGS)}"
             )
         claimed = lg.get("genesis")
+        bound = "the seed and scheme sha256" + (
+            " (with the ledger's columns and vocabularies)" if v2 else ""
+        )
         if claimed != self.genesis.hex():
             culprits = [k for k in ("seed", "scheme") if k in self.altered]
+            vocab = self._vocabulary_problem() if v2 and "ledger" in self.altered else None
             if culprits:
                 for k in culprits:
                     path = "scheme.sha256" if k == "scheme" else k
@@ -309,23 +316,79 @@ class _Verifier:
                         f"manifest: field '{path}' altered (the ledger's genesis no longer "
                         "derives from it; manifest digest mismatch)"
                     )
+            elif vocab is not None:
+                self.manifest_problems["ledger.vocabularies"] = (
+                    f"manifest: field 'ledger.vocabularies' altered ({vocab}; the ledger's "
+                    "genesis no longer derives from it; manifest digest mismatch)"
+                )
+            elif "ledger" in self.altered and v2:
+                self.manifest_problems["ledger.genesis"] = (
+                    "manifest: field 'ledger.genesis', 'ledger.columns' or 'ledger.vocabularies' "
+                    "altered (the genesis does not derive from the columns, vocabularies, seed "
+                    "and scheme sha256; manifest digest mismatch)"
+                )
             elif "ledger" in self.altered:
                 self.manifest_problems["ledger.genesis"] = (
                     "manifest: field 'ledger.genesis' altered (it does not derive from the "
                     "seed and scheme sha256; manifest digest mismatch)"
                 )
             else:
+                fields = "'seed', 'scheme.sha256'" + (
+                    ", 'ledger.columns', 'ledger.vocabularies'" if v2 else ""
+                )
                 self.manifest_problems["ledger.genesis"] = (
-                    "manifest: the ledger genesis does not derive from the seed and scheme "
-                    "sha256: field 'seed', 'scheme.sha256' or 'ledger.genesis' altered (and "
-                    "the manifest's digests recomputed to match)"
+                    f"manifest: the ledger genesis does not derive from {bound}: field "
+                    f"{fields} or 'ledger.genesis' altered (and the manifest's digests "
+                    "recomputed to match)"
                 )
             try:  # check the chain from the recorded start, so records are judged on their own
                 self.genesis = bytes.fromhex(str(claimed))
                 if len(self.genesis) != 32:
                     raise ValueError
             except ValueError:
-                self.genesis = ledger.genesis(self.m)
+                self.genesis = self._derived_genesis()
+        elif v2 and not self.altered:
+            vocab = self._vocabulary_problem()
+            if vocab is not None:
+                self.manifest_problems["ledger.vocabularies"] = (
+                    f"manifest: field 'ledger.vocabularies' or 'labels' altered ({vocab}; and "
+                    "the manifest's digests recomputed to match)"
+                )
+
+    def _derived_genesis(self) -> bytes:
+        """The genesis the manifest's fields give (v1 when the ledger names no encoding)."""
+        lg = self._section("ledger")
+        if lg.get("encoding") == ledger.ENCODING_V2:
+            return ledger.genesis(
+                self.m, ledger.ENCODING_V2, lg.get("columns"), lg.get("vocabularies")
+            )
+        return ledger.genesis(self.m, ledger.ENCODING_V1)
+
+    def _vocabulary_problem(self) -> str | None:
+        """How ``ledger.vocabularies`` departs from what sealing gives for the run's
+        ``labels`` (each vocabulary: the labels, then the other values sorted), or None."""
+        lg = self._section("ledger")
+        vocabs = lg.get("vocabularies")
+        if not isinstance(vocabs, dict):
+            return "not a mapping of columns to their values"
+        columns = lg.get("columns")
+        if isinstance(columns, list):
+            strings = [str(c).split(":")[0] for c in columns if ":string" in str(c)]
+            missing = [c for c in strings if c not in vocabs]
+            extra = sorted(c for c in vocabs if c not in strings)
+            if missing:
+                return f"no vocabulary for {', '.join(repr(c) for c in missing)}"
+            if extra:
+                return f"a vocabulary for {', '.join(repr(c) for c in extra)}, no string column"
+        labels = self.m.get("labels")
+        trusted = "labels" not in self.altered  # else only the vocabularies' form is checked
+        for name in sorted(vocabs):
+            given = labels.get(name) if isinstance(labels, dict) else None
+            given = given if isinstance(given, list) else None
+            why = ledger.check_vocabulary(vocabs[name], given, order=trusted)
+            if why is not None:
+                return f"{name!r}: {why}"
+        return None
 
 
 class _Chain:
@@ -336,8 +399,10 @@ class _Chain:
         lg = v._section("ledger")
         self.lg = lg
         columns = lg.get("columns")
-        self.layout = ledger.RECORD_LAYOUT
-        if isinstance(columns, list):
+        self.layout: ledger.Layout = ledger.RECORD_LAYOUT
+        if lg.get("encoding") == ledger.ENCODING_V2:
+            self.layout = ledger.PackedLayout.parse(columns, lg.get("vocabularies"))
+        elif isinstance(columns, list):
             self.layout = ledger.RecordLayout.parse(columns)
         absent = [c for c, _ in self.layout.columns if c not in schema.names]
         if absent:
@@ -364,7 +429,12 @@ class _Chain:
         self.check_ids = bool(lg.get("contiguous_ids")) and isinstance(first, int)
         self.first_id: int = first if isinstance(first, int) else 0
         self.id_break_reported = False
-        self.encoder = ledger.RecordEncoder(self.layout)
+        self.encoder: ledger.Encoder = (
+            ledger.PackedEncoder(self.layout)
+            if isinstance(self.layout, ledger.PackedLayout)
+            else ledger.RecordEncoder(self.layout)
+        )
+        self.unknown: set[int] = set()  # rows of the batch holding a label outside the vocabulary
         self.has_digest = DIGEST_COLUMN in schema.names
 
     def update(self, batch: pa.RecordBatch) -> None:
@@ -372,6 +442,8 @@ class _Chain:
         if n == 0:
             return
         rows = self.encoder.encode(batch)
+        unknown = self.encoder.unknown  # (v2) a label its vocabulary lacks: content changed
+        self.unknown = set() if unknown is None else {int(k) for k in np.flatnonzero(unknown)}
         ids = np.asarray(batch.column("record_id").to_numpy(zero_copy_only=False))
         if self.check_ids and not self.id_break_reported:
             expect = np.arange(self.first_id + self.pos, self.first_id + self.pos + n)
@@ -387,6 +459,13 @@ class _Chain:
         if not self.has_digest:
             digests = ledger.chain(rows, self.computed_prev)
             self.computed_prev = digests[-1].tobytes()
+            for k in sorted(self.unknown):
+                self.bad += 1
+                if self.bad <= MAX_RECORD_PROBLEMS:
+                    self.v.table_problems.append(
+                        f"record {self.pos + k} (record_id {int(ids[k])}): digest mismatch - "
+                        "content changed"
+                    )
             self.pos += n
             return
         stored = ledger.stored_digests(batch.column(DIGEST_COLUMN))
@@ -394,6 +473,9 @@ class _Chain:
         prevs[0] = np.frombuffer(self.prev, np.uint8)
         prevs[1:] = stored[:-1]
         computed = ledger.links(rows, prevs)
+        if self.unknown:  # such a row is not the record's: its link must fail
+            wrong = np.array(sorted(self.unknown))
+            computed[wrong] = ~stored[wrong]
         bad = {int(k) for k in np.flatnonzero(np.any(computed != stored, axis=1))}
         follows_altered_digest = set()
         for k in sorted(bad):
@@ -421,7 +503,9 @@ class _Chain:
         """Why link ``k`` fails: its content, its stored digest, or its place in the chain."""
         if self.check_ids and ids[k] != self.first_id + self.pos + k:
             return "chain broken: records deleted, inserted or moved at this point"
-        if k + 1 < len(rows) and (k + 1) in bad:
+        if k in self.unknown:  # a label its vocabulary lacks
+            return "content changed"
+        if k + 1 < len(rows) and (k + 1) in bad and (k + 1) not in self.unknown:
             relinked = hashlib.sha256(computed[k].tobytes() + rows[k + 1].tobytes()).digest()
             if relinked == stored[k + 1].tobytes():
                 return "its stored digest was altered (its content is intact)"

@@ -1,0 +1,449 @@
+"""The packed canonical record row of ``credsim-ledger-v2`` (:class:`PackedLayout`), its label
+vocabularies and its encoder.
+
+A v2 row is little-endian bytes without padding: a null mask (uint32 for up to 32 chained
+columns, uint64 for up to 64), then every chained column in its natural width (bool and int8 1
+byte, int16 2, int32 and date32 4, int64 and double 8) and every string as its code in the
+column's *vocabulary* (uint16, or uint32 for a vocabulary of more than 65,535 values). For
+today's records schema that is 81 bytes: with the previous digest, 2 SHA-256 compression blocks
+per record instead of the 5 of a v1 row. The vocabularies are listed in the manifest
+(``ledger.vocabularies``) and bound by the genesis; the code width of each string column is part
+of its entry in ``ledger.columns`` (``"item:string:u16"``). docs/integrity.md specifies every
+byte.
+
+A vocabulary is the run's labels for that column (the manifest's ``labels``: the engine's names,
+fixed before the first record, the same whether the records are streamed or written at once),
+then any value the records hold that the labels lack, sorted (ascending UTF-8 bytes): see
+:func:`vocabularies`. Records built from the engine's codes over those names
+(:mod:`credsim.store.labels`, dictionary arrays) take their codes as they are; other string
+columns are mapped through the vocabulary, a few distinct values at a time.
+
+:class:`PackedEncoder` writes the rows with Numba kernels: each column becomes one int64 per row
+(values straight from the Arrow buffers, as for v1; codes for strings), and each row is
+assembled, by shifts into 64-bit words, in a scratch buffer hashed at once
+(:func:`_pack_chain_kernel`).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numba
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from credsim.errors import RunStoreError
+from credsim.store.labels import codes_of
+from credsim.store.ledger_chain import ENCODING_V2, _as_type, _fast, chain
+from credsim.store.ledger_encode import _ARROW_TYPES, _column, _put_fixed
+from credsim.store.schema import DIGEST_COLUMN
+
+WIDTHS: dict[str, int] = {
+    # arrow type string -> bytes in a v2 row
+    "bool": 1,
+    "int8": 1,
+    "int16": 2,
+    "int32": 4,
+    "int64": 8,
+    "double": 8,
+    "date32[day]": 4,
+}
+
+CODE_WIDTHS: dict[str, int] = {"u16": 2, "u32": 4}
+"""A string column's code type in a v2 row (named in ``ledger.columns``) and its width."""
+
+U16_VALUES = 65_535
+"""Vocabularies of up to this many values take uint16 codes; larger ones uint32."""
+
+MAX_VALUES = {"u16": U16_VALUES, "u32": 2**32 - 1}
+
+
+def code_type(size: int) -> str:
+    """The code type of a vocabulary of ``size`` values."""
+    if size > MAX_VALUES["u32"]:
+        raise RunStoreError(f"ledger: a vocabulary of {size:,} values is too large to encode")
+    return "u16" if size <= U16_VALUES else "u32"
+
+
+# --------------------------------------------------------------------------------------------
+# Vocabularies
+
+
+def labels_of(manifest: Mapping[str, Any]) -> dict[str, list[str]]:
+    """The manifest's ``labels`` (string column: its names in code order), or {} when it has
+    none. Refuses anything but a mapping of column names to lists of strings."""
+    given = manifest.get("labels")
+    if given is None:
+        return {}
+    if not isinstance(given, Mapping) or not all(
+        isinstance(v, list | tuple) and all(isinstance(w, str) for w in v) for v in given.values()
+    ):
+        raise RunStoreError(
+            "manifest 'labels' must map each label column to a list of its names (strings)"
+        )
+    return {str(k): list(v) for k, v in given.items()}
+
+
+def _distinct(names: Iterable[str]) -> list[str]:
+    """``names`` without repeats, each where it first occurs."""
+    return list(dict.fromkeys(names))
+
+
+def _values_outside(column: pa.ChunkedArray | pa.Array, known: set[str]) -> set[str]:
+    """The values of a string column (nulls aside) that are not in ``known``. Cheap for label
+    columns built from codes or as dictionaries over known names: their rows are not looked
+    at unless their names hold an unknown value."""
+    chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
+    out: set[str] = set()
+    for arr in chunks:
+        if len(arr) == arr.null_count:
+            continue
+        remembered = codes_of(arr)
+        if remembered is not None:
+            codes, names = remembered
+            if not set(names) <= known:
+                used = np.bincount(codes, minlength=len(names) + 1)[: len(names)]
+                out.update(names[i] for i in np.flatnonzero(used) if names[i] not in known)
+            continue
+        if pa.types.is_dictionary(arr.type):
+            words = _as_type(arr.dictionary, pa.string()).to_pylist()
+            if set(words) <= known:
+                continue
+            ix = arr.indices.drop_null().to_numpy(zero_copy_only=False)
+            used = np.bincount(ix, minlength=len(words)) if len(ix) else np.zeros(0, np.int64)
+            out.update(words[i] for i in np.flatnonzero(used) if words[i] not in known)
+            continue
+        uniq = pc.unique(_as_type(arr, pa.string()).drop_null()).to_pylist()
+        out.update(w for w in uniq if w not in known)
+    return out
+
+
+def vocabularies(
+    labels: Mapping[str, Sequence[str]], table: pa.Table | None, columns: Sequence[str]
+) -> dict[str, list[str]]:
+    """The vocabulary of each string column in ``columns``: its ``labels`` (repeats dropped),
+    then the values ``table`` holds that they lack, in ascending order of their UTF-8 bytes
+    (Python's order of ``str``, code point by code point: the same)."""
+    out = {}
+    for name in columns:
+        given = _distinct(labels.get(name, ()))
+        unseen: set[str] = set()
+        if table is not None and name in table.column_names:
+            unseen = _values_outside(table.column(name), set(given))
+        out[name] = given + sorted(unseen)
+    return out
+
+
+def check_vocabulary(
+    vocabulary: Any, labels: Sequence[str] | None, *, order: bool = True
+) -> str | None:
+    """Why ``vocabulary`` cannot be one :func:`vocabularies` gives for these ``labels`` (None
+    when it can): what ``verify`` uses to name an altered ``ledger.vocabularies``. Without
+    ``order`` (the labels are not known) only that it lists distinct strings."""
+    if not isinstance(vocabulary, list) or not all(isinstance(w, str) for w in vocabulary):
+        return "not a list of strings"
+    if len(set(vocabulary)) != len(vocabulary):
+        return "a value listed twice"
+    if not order:
+        return None
+    given = _distinct(labels or ())
+    if vocabulary[: len(given)] != given:
+        return "does not start with the run's labels"
+    rest = vocabulary[len(given) :]
+    if rest != sorted(rest):
+        return "values beyond the labels out of order"
+    return None
+
+
+# --------------------------------------------------------------------------------------------
+# The layout
+
+
+class PackedLayout:
+    """The ``credsim-ledger-v2`` row of a record: packed little-endian bytes, no padding.
+
+    The null mask (bit j set when chained column j is null; uint32 for up to 32 chained
+    columns, uint64 for up to 64), then each chained column in order in its natural width
+    (:data:`WIDTHS`; a double's IEEE-754 bits as stored, a bool 0/1, a date32 its days since
+    1970-01-01) or, for a string, its code in the column's vocabulary (uint16 or uint32, see
+    :data:`CODE_WIDTHS`). A null is all zero bytes and its mask bit.
+
+    ``columns`` lists (name, arrow type) like :class:`~credsim.store.ledger_encode.RecordLayout`;
+    ``codes`` the code type of each string column; ``vocabularies`` its values in code order;
+    ``fields`` (name, type, byte offset, width) from the mask on; ``size`` the row's bytes.
+    """
+
+    encoding = ENCODING_V2
+
+    def __init__(
+        self,
+        columns: list[tuple[str, str]],
+        codes: Mapping[str, str],
+        vocabularies: Mapping[str, list[str]],
+    ) -> None:
+        if len(columns) > 64:
+            raise RunStoreError("the ledger's null mask covers at most 64 record columns")
+        strings = [name for name, t in columns if t == "string"]
+        if sorted(vocabularies) != sorted(strings):
+            raise RunStoreError(
+                "ledger: the vocabularies must list exactly the string columns "
+                f"({', '.join(strings) or 'none'}), not {', '.join(sorted(vocabularies)) or 'none'}"
+            )
+        self.columns = columns
+        self.codes = {name: codes[name] for name in strings}
+        self.vocabularies = {name: list(vocabularies[name]) for name in strings}
+        mask = 4 if len(columns) <= 32 else 8
+        self.fields: list[tuple[str, str, int, int]] = [
+            ("nulls", "uint32" if mask == 4 else "uint64", 0, mask)
+        ]
+        offset = mask
+        for name, t in columns:
+            if t == "string":
+                code = self.codes[name]
+                vocab = self.vocabularies[name]
+                if not all(isinstance(w, str) for w in vocab) or len(set(vocab)) != len(vocab):
+                    raise RunStoreError(
+                        f"ledger: the vocabulary of {name!r} must list distinct strings"
+                    )
+                if len(vocab) > MAX_VALUES[code]:
+                    raise RunStoreError(
+                        f"ledger: the vocabulary of {name!r} has {len(vocab):,} values, more "
+                        f"than its {code} codes hold"
+                    )
+                width = CODE_WIDTHS[code]
+            elif t in WIDTHS:
+                width = WIDTHS[t]
+            else:
+                raise RunStoreError(f"ledger: column {name!r} has a type ({t}) it cannot encode")
+            self.fields.append((name, t, offset, width))
+            offset += width
+        self.size = offset
+
+    @classmethod
+    def of_schema(cls, schema: pa.Schema, vocabularies: Mapping[str, list[str]]) -> PackedLayout:
+        """The layout of a records schema (a dictionary column counts as its values' type)
+        with these vocabularies (one for each string column); code types from their sizes."""
+        columns = [
+            (f.name, str(f.type.value_type if pa.types.is_dictionary(f.type) else f.type))
+            for f in schema
+            if f.name != DIGEST_COLUMN
+        ]
+        codes = {name: code_type(len(vocabularies[name])) for name, t in columns if t == "string"}
+        return cls(columns, codes, vocabularies)
+
+    @classmethod
+    def parse(cls, spec: Any, vocabularies: Any) -> PackedLayout:
+        """From the manifest's ``ledger.columns`` (``["record_id:int64", ..., "item:string:u16",
+        ...]``) and ``ledger.vocabularies``; refuses (RunStoreError) what is malformed."""
+        if not isinstance(spec, list) or not all(isinstance(c, str) for c in spec):
+            raise RunStoreError("ledger: 'columns' is not a list of column specs")
+        if not isinstance(vocabularies, dict) or not all(
+            isinstance(v, list) for v in vocabularies.values()
+        ):
+            raise RunStoreError("ledger: 'vocabularies' is not a mapping of columns to lists")
+        columns: list[tuple[str, str]] = []
+        codes: dict[str, str] = {}
+        for c in spec:
+            parts = c.split(":")
+            if len(parts) == 3 and parts[1] == "string" and parts[2] in CODE_WIDTHS:
+                codes[parts[0]] = parts[2]
+            elif len(parts) != 2 or parts[1] == "string":
+                raise RunStoreError(f"ledger: column spec {c!r} is malformed")
+            columns.append((parts[0], parts[1]))
+        return cls(columns, codes, vocabularies)
+
+    def spec(self) -> list[str]:
+        """``ledger.columns``: ``"name:type"``, or ``"name:string:u16"`` (``u32``) for a
+        string column, in order."""
+        return [
+            f"{name}:string:{self.codes[name]}" if t == "string" else f"{name}:{t}"
+            for name, t in self.columns
+        ]
+
+    def genesis_fields(self) -> dict[str, Any]:
+        """What the v2 genesis binds besides the scheme sha256 and seed."""
+        return {"columns": self.spec(), "vocabularies": self.vocabularies}
+
+
+# --------------------------------------------------------------------------------------------
+# Kernels
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _put_row(words, vals, i, at, shift, mask, spill):  # type: ignore[no-untyped-def]
+    """Row ``i`` as 64-bit words (little-endian: the row's bytes in memory order): column
+    ``c``'s value, its width's low bytes (``mask``), goes to bit ``shift[c]`` of word
+    ``at[c]`` and, when it straddles two words (``spill[c]``), the rest to the next one."""
+    for w in range(words.shape[0]):
+        words[w] = 0
+    for c in range(vals.shape[0]):
+        v = vals[c, i] & mask[c]
+        k = at[c]
+        words[k] |= v << shift[c]
+        if spill[c]:
+            words[k + 1] |= v >> (np.uint64(64) - shift[c])
+
+
+@numba.njit(cache=True, nogil=True)
+def _pack_kernel(vals, at, shift, mask, spill, rows):  # type: ignore[no-untyped-def]
+    """The rows as words into ``rows`` ((n, words) uint64)."""
+    for i in range(rows.shape[0]):
+        _put_row(rows[i], vals, i, at, shift, mask, spill)
+
+
+@numba.njit(cache=True, nogil=True)
+def _pack_chain_kernel(  # type: ignore[no-untyped-def]
+    vals, at, shift, mask, spill, size, prev, out, init, update, final
+):
+    """Each row assembled in a scratch buffer (it never leaves the cache) and hashed at once:
+    out[i] = SHA256(out[i-1] || row_i), out[-1] = prev. Little-endian machines only."""
+    n = out.shape[0]
+    words = np.zeros((size + 7) // 8, np.uint64)
+    r = words.ctypes.data
+    ctx = np.empty(256, np.uint8)  # SHA256_CTX is 112 bytes
+    c = ctx.ctypes.data
+    p = prev.ctypes.data
+    for i in range(n):
+        _put_row(words, vals, i, at, shift, mask, spill)
+        init(c)
+        update(c, p, 32)
+        update(c, r, size)
+        final(out[i].ctypes.data, c)
+        p = out[i].ctypes.data
+
+
+# --------------------------------------------------------------------------------------------
+# The encoder
+
+
+class PackedEncoder:
+    """Encodes batches of records into v2 rows (:class:`PackedLayout`).
+
+    :meth:`encode` gives the rows (and, in :attr:`unknown`, the rows holding a string outside
+    its vocabulary: their rows are not the records', which a verifier must report);
+    :meth:`chain` chains them and refuses such rows.
+    """
+
+    def __init__(self, layout: PackedLayout) -> None:
+        self.layout = layout
+        self._index = {
+            name: {w: i for i, w in enumerate(vocab)} for name, vocab in layout.vocabularies.items()
+        }
+        offs = np.array([off for _, _, off, _ in layout.fields], np.int64)
+        widths = np.array([w for _, _, _, w in layout.fields], np.int64)
+        self._words = (layout.size + 7) // 8
+        self._place = (  # where each value goes in the row's 64-bit words (see _put_row)
+            (offs // 8).astype(np.intp),
+            ((offs % 8) * 8).astype(np.uint64),
+            np.array([(1 << (8 * int(w))) - 1 for w in widths], np.uint64),
+            (offs % 8) + widths > 8,
+        )
+        self._vals = np.empty((len(layout.fields), 0), np.int64)
+        self._rows = np.empty((0, self._words), np.uint64)
+        self.unknown: np.ndarray | None = None
+        """After :meth:`values`: True for the rows holding a string outside its vocabulary
+        (None when there is none)."""
+        self._unknown_values: dict[str, set[str]] = {}
+
+    def encode(self, batch: pa.Table | pa.RecordBatch) -> np.ndarray:
+        """(n, layout.size) uint8 rows; valid until the next call. See :attr:`unknown`."""
+        n = batch.num_rows
+        if self._rows.shape[0] < n:
+            self._rows = np.empty((n, self._words), np.uint64)
+        rows = self._rows[:n]
+        if n:
+            _pack_kernel(self.values(batch).view(np.uint64), *self._place, rows)
+        else:
+            self.unknown = None
+        if sys.byteorder != "little":  # pragma: no cover - the words hold the bytes in order
+            rows = rows.byteswap()
+        return rows.view(np.uint8)[:, : self.layout.size]
+
+    def chain(self, batch: pa.Table | pa.RecordBatch, prev: bytes, out: np.ndarray) -> None:
+        """The chain over the batch's rows into ``out`` ((n, 32) uint8), each row hashed as
+        soon as it is assembled. Refuses a string outside its vocabulary."""
+        fast = _fast()
+        if fast is None or sys.byteorder != "little" or batch.num_rows == 0:
+            rows = self.encode(batch)
+            self._refuse_unknown()
+            chain(rows, prev, out=out)
+            return
+        vals = self.values(batch).view(np.uint64)
+        self._refuse_unknown()
+        prev_arr = np.frombuffer(prev, np.uint8).copy()
+        _pack_chain_kernel(vals, *self._place, self.layout.size, prev_arr, out, *fast)
+
+    def _refuse_unknown(self) -> None:
+        if self.unknown is None:
+            return
+        what = "; ".join(
+            f"{name}: {', '.join(repr(w) for w in sorted(ws)[:5])}"
+            for name, ws in sorted(self._unknown_values.items())
+        )
+        raise RunStoreError(
+            f"records hold label(s) outside the ledger's vocabularies, fixed by the first "
+            f"records sealed ({what}): give every label in the manifest's 'labels'"
+        )
+
+    def values(self, batch: pa.Table | pa.RecordBatch) -> np.ndarray:
+        """(columns + 1, n) int64: the null mask, then each column's value (its code for a
+        string), zero when null; sets :attr:`unknown`."""
+        n = batch.num_rows
+        k = len(self.layout.fields)
+        if self._vals.shape[1] < n:
+            self._vals = np.empty((k, n), np.int64)
+        vals = self._vals[:, :n]
+        nulls = vals[0].view(np.uint64)
+        nulls[:] = 0
+        self.unknown = None
+        self._unknown_values = {}
+        for j, (name, t, _, _) in enumerate(self.layout.fields[1:]):
+            arr = _column(batch, name)
+            if t == "string":
+                self._codes(name, arr, vals[j + 1], nulls, j)
+            else:
+                arr = _as_type(arr, _ARROW_TYPES[t])
+                _put_fixed(vals[j + 1], arr, t, nulls, j)
+        return vals
+
+    def _codes(self, name: str, arr: pa.Array, dst: np.ndarray, nulls: np.ndarray, j: int) -> None:
+        """Column ``name``'s codes into ``dst`` (0 for a null, with bit ``j`` of ``nulls``)."""
+        n = len(arr)
+        if arr.null_count == n:
+            dst[:] = 0
+            if n:
+                nulls |= np.uint64(1) << np.uint64(j)
+            return
+        known = codes_of(arr)  # built from codes (credsim.store.labels)
+        if known is not None:
+            idx, words = known  # null where idx == len(words)
+        else:
+            if pa.types.is_dictionary(arr.type):
+                dictionary, indices = arr.dictionary, arr.indices
+            else:
+                enc = pc.dictionary_encode(_as_type(arr, pa.string()))
+                dictionary, indices = enc.dictionary, enc.indices
+            words = _as_type(dictionary, pa.string()).to_pylist()
+            if indices.null_count:
+                indices = pc.fill_null(indices, len(words))
+            idx = np.asarray(indices.to_numpy(zero_copy_only=False))
+        vocab = self.layout.vocabularies[name]
+        k = len(words)
+        if arr.null_count == 0 and words == vocab[:k]:
+            dst[:] = idx  # the engine's codes over the vocabulary: they are the codes
+            return
+        index = self._index[name]
+        codes = [index.get(w, -1) if w is not None else -1 for w in words]
+        to_code = np.array([*codes, 0], np.int64)  # (the last: for null rows)
+        np.take(to_code, idx, out=dst, mode="clip")  # idx <= k: in range
+        if arr.null_count:
+            nulls |= (idx == k).astype(np.uint64) * (np.uint64(1) << np.uint64(j))
+        if to_code.min() < 0:
+            bad = dst < 0
+            if bad.any():
+                dst[bad] = 0
+                self.unknown = bad if self.unknown is None else self.unknown | bad
+                self._unknown_values[name] = {str(words[i]) for i in np.unique(idx[bad])}

@@ -1,0 +1,250 @@
+"""credsim-ledger-v2: packed record rows, label vocabularies, the genesis that binds them.
+
+Expectations come from docs/integrity.md by hand (struct, hashlib, json), never from the encoder.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import struct
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+import credsim
+from credsim._manifest import record_labels
+from credsim.errors import RunStoreError
+from credsim.store import labels, ledger, write_run
+from credsim.store.schema import RECORDS_CONTENT, conform
+from credsim.store.verify import verify
+
+STRINGS = [f.name for f in RECORDS_CONTENT if f.type == pa.string()]
+
+
+def _json(value: object) -> bytes:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def tiny() -> pa.Table:
+    """Three rows, one column of each kind a v2 row holds."""
+    return pa.table(
+        {
+            "id": pa.array([7, -1, 2**40], pa.int64()),
+            "flag": pa.array([True, None, False]),
+            "small": pa.array([-3, 127, None], pa.int8()),
+            "mid": pa.array([-300, None, 2], pa.int16()),
+            "day": pa.array([dt.date(1969, 12, 31), dt.date(2024, 2, 29), None], pa.date32()),
+            "x": pa.array([-0.0, None, 1.5]),
+            "name": pa.array(["bé", None, "a"]),
+            "tag": pa.array(["q", "q", "p"]).dictionary_encode(),
+        }
+    )
+
+
+def test_a_tiny_table_packs_as_specified() -> None:
+    vocab = {"name": ["z", "a", "bé"], "tag": ["p", "q"]}
+    layout = ledger.PackedLayout.of_schema(tiny().schema, vocab)
+    assert layout.spec() == [
+        "id:int64",
+        "flag:bool",
+        "small:int8",
+        "mid:int16",
+        "day:date32[day]",
+        "x:double",
+        "name:string:u16",
+        "tag:string:u16",
+    ]
+    fmt = "<I q ? b h i d H H"  # mask, then each column in its width, no padding
+    assert layout.size == struct.calcsize(fmt) == 4 + 8 + 1 + 1 + 2 + 4 + 8 + 2 + 2
+    # nulls: bit j for column j (id is 0): row 1 flag (1), mid (3), x (5), name (6); row 2
+    # small (2), day (4)
+    expected = [
+        struct.pack(fmt, 0, 7, True, -3, -300, -1, -0.0, 2, 1),
+        struct.pack(fmt, 0b1101010, -1, False, 127, 0, 19782, 0.0, 0, 1),
+        struct.pack(fmt, 0b10100, 2**40, False, 0, 2, 0, 1.5, 1, 0),
+    ]
+    rows = ledger.PackedEncoder(layout).encode(tiny())
+    assert [r.tobytes() for r in rows] == expected
+    assert expected[0][20:28] == b"\0" * 7 + b"\x80"  # -0.0: the sign bit is kept
+    assert dt.date(2024, 2, 29) - dt.date(1970, 1, 1) == dt.timedelta(days=19782)
+
+
+def test_mask_and_code_widths() -> None:
+    many = [f"v{i}" for i in range(70_000)]
+    t = pa.table({"a": pa.array(["v69999", "v1"]), "b": pa.array([1, 2], pa.int32())})
+    layout = ledger.PackedLayout.of_schema(t.schema, {"a": many})
+    assert layout.spec() == ["a:string:u32", "b:int32"] and layout.size == 4 + 4 + 4
+    rows = ledger.PackedEncoder(layout).encode(t)
+    assert rows[0].tobytes() == struct.pack("<IIi", 0, 69_999, 1)
+    assert ledger.PackedLayout.of_schema(t.schema, {"a": many[:65_535]}).spec()[0].endswith("u16")
+    assert ledger.PackedLayout.of_schema(t.schema, {"a": many[:65_536]}).spec()[0].endswith("u32")
+    wide = pa.table({f"c{i}": pa.array([i], pa.int8()) for i in range(33)})
+    layout = ledger.PackedLayout.of_schema(wide.schema, {})
+    assert layout.fields[0] == ("nulls", "uint64", 0, 8) and layout.size == 8 + 33
+    assert ledger.PackedEncoder(layout).encode(wide)[0].tobytes() == struct.pack(
+        "<Q" + "b" * 33, 0, *range(33)
+    )
+    with pytest.raises(RunStoreError, match="at most 64"):
+        ledger.PackedLayout.of_schema(pa.table({f"c{i}": [1] for i in range(65)}).schema, {})
+
+
+def test_spec_round_trip_and_malformed_specs() -> None:
+    spec = ["id:int64", "name:string:u16", "when:date32[day]"]
+    vocab = {"name": ["x", "y"]}
+    layout = ledger.PackedLayout.parse(spec, vocab)
+    assert layout.spec() == spec and layout.size == 4 + 8 + 2 + 4
+    for bad_spec, bad_vocab in [
+        (["name:string"], vocab),  # a v1 spec: no code width
+        (["name:string:u8"], vocab),
+        (["id:int64:u16"], {}),
+        (["id:decimal"], {}),
+        ("id:int64", {}),
+        (spec, {"name": ["x", "x"]}),  # a value twice
+        (spec, {}),  # no vocabulary for name
+        (spec, {**vocab, "id": []}),  # a vocabulary for a column that is no string
+        (spec, ["x"]),
+        (["name:string:u16"], {"name": [f"{i}" for i in range(65_536)]}),  # too many for u16
+    ]:
+        with pytest.raises(RunStoreError):
+            ledger.PackedLayout.parse(bad_spec, bad_vocab)
+
+
+def test_vocabularies_take_the_labels_then_the_unseen_values_sorted() -> None:
+    values = ["b", None, "a", "é", "B", "z", "b"]
+    given = {"s": ["z", "a", "z", "unused"]}  # a repeat is dropped; unused labels stay
+    expected = ["z", "a", "unused", "B", "b", "é"]  # then by UTF-8 bytes: B < b < é
+    plain = pa.table({"s": pa.array(values)})
+    assert ledger.vocabularies(given, plain, ["s"]) == {"s": expected}
+    as_dict = pa.table({"s": pa.array(values).dictionary_encode()})
+    assert ledger.vocabularies(given, as_dict, ["s"]) == {"s": expected}
+    chunked = pa.table({"s": pa.chunked_array([values[:3], values[3:]])})
+    assert ledger.vocabularies(given, chunked, ["s"]) == {"s": expected}
+    assert ledger.vocabularies({}, plain, ["s"]) == {"s": ["B", "a", "b", "z", "é"]}
+    assert ledger.vocabularies(given, None, ["s", "t"]) == {"s": ["z", "a", "unused"], "t": []}
+    # a dictionary whose unused entries lie outside the labels adds nothing for them
+    ix = pa.array([0, 0], pa.int32())
+    unused = pa.table({"s": pa.DictionaryArray.from_arrays(ix, pa.array(["a", "never"]))})
+    assert ledger.vocabularies(given, unused, ["s"]) == {"s": ["z", "a", "unused"]}
+
+
+def test_remembered_codes_outside_the_labels_extend_the_vocabulary() -> None:
+    names = ["x", "y", "w"]
+    codes = labels.compact_codes(np.array([2, -1, 0]), names, -1)
+    t = pa.table({"s": pa.array(["w", None, "x"])})
+    labels.remember(t, {"s": (codes, names)})
+    assert labels.codes_of(t.column("s").chunk(0)) is not None
+    assert ledger.vocabularies({"s": ["y", "x"]}, t, ["s"]) == {"s": ["y", "x", "w"]}
+    layout = ledger.PackedLayout.of_schema(t.schema, {"s": ["y", "x", "w"]})
+    rows = ledger.PackedEncoder(layout).encode(t)
+    assert [r.tobytes() for r in rows] == [
+        struct.pack("<IH", 0, 2),
+        struct.pack("<IH", 1, 0),
+        struct.pack("<IH", 0, 1),
+    ]
+
+
+def test_sealer_vocabularies_genesis_and_chain_by_hand() -> None:
+    from test_store import manifest, tables
+
+    records = conform("records", tables()["records"])
+    m = {**manifest(), "labels": {"status": ["pending", "accepted"], "item": ["speeding"]}}
+    sealer = ledger.Sealer(m)
+    sealed = sealer.add("records", records)
+    lg = sealer.ledger()
+    vocab = lg["vocabularies"]
+    assert set(vocab) == set(STRINGS)
+    assert vocab["status"] == ["pending", "accepted", "overturned_on_appeal", "rejected_in_review"]
+    assert vocab["item"] == ["speeding", "court-default", "noise", "unpaid-fine", "volunteering"]
+    assert vocab["error"] == ["data_entry", "false_report", "misidentification"]
+    basis = {
+        "scheme_sha256": "ab" * 32,
+        "seed": 42,
+        "columns": lg["columns"],
+        "vocabularies": vocab,
+    }
+    genesis = hashlib.sha256(b"credsim-ledger-v2\0" + _json(basis)).digest()
+    assert lg["genesis"] == genesis.hex()
+    first = records.slice(0, 1).to_pylist()[0]  # record 1: speeding, accepted, no error, ...
+    row = struct.pack(
+        "<I q i i i i H H H H d d H ? H H q i i ? i ?",
+        (1 << 14) | (1 << 15) | (1 << 16) | (1 << 17) | (1 << 19) | (1 << 20),
+        1,
+        5,
+        5,
+        0,
+        0,
+        vocab["item"].index("speeding"),
+        vocab["behaviour"].index("speeding"),
+        vocab["channel"].index("camera"),
+        vocab["source_agency"].index("traffic-police"),
+        -5.0,
+        -5.0,
+        vocab["status"].index("accepted"),
+        True,
+        vocab["basis"].index("behaviour"),
+        0,
+        0,
+        0,
+        0,
+        False,
+        0,
+        False,
+    )
+    assert first["error"] is None and len(row) == 81
+    assert sealed.column("digest")[0].as_py() == hashlib.sha256(genesis + row).digest()
+
+
+def test_sealer_refuses_a_label_first_seen_after_the_vocabularies_were_fixed() -> None:
+    from test_store import tables
+
+    records = conform("records", tables()["records"])
+    sealer = ledger.Sealer({"seed": 1})
+    list(sealer.records(records.slice(0, 4), 10))
+    later = records.slice(4, 2)  # record 6: item "volunteering", not seen in the first four
+    with pytest.raises(RunStoreError, match="outside the ledger's vocabularies.*volunteering"):
+        list(sealer.records(later, 10))
+
+
+def test_sealer_refuses_malformed_labels() -> None:
+    with pytest.raises(RunStoreError, match="'labels'"):
+        ledger.Sealer({"labels": {"item": "speeding"}})
+    with pytest.raises(RunStoreError, match="'labels'"):
+        ledger.Sealer({"labels": ["item"]})
+    ledger.Sealer({"labels": ["item"]}, encoding=ledger.ENCODING_V1)  # v1 does not use them
+
+
+def test_empty_records_seal_the_labels() -> None:
+    sealer = ledger.Sealer({"seed": 3, "labels": {"status": ["pending"]}})
+    sealer.add("records", RECORDS_CONTENT.empty_table())
+    lg = sealer.ledger()
+    assert lg["records"] == 0 and lg["head"] == lg["genesis"]
+    assert lg["vocabularies"] == {name: ["pending"] if name == "status" else [] for name in STRINGS}
+
+
+def test_record_labels_name_every_value_the_records_hold() -> None:
+    res = credsim.simulate("suzhou", population=1500, days=60, seed=5, scenarios=["favouritism"])
+    sim = res.simulation
+    assert sim is not None
+    got = record_labels(sim)
+    assert list(got) == STRINGS and got == res.manifest["labels"]
+    records = res.tables["records"]
+    for name in STRINGS:
+        held = set(records.column(name).drop_null().to_pylist())
+        assert held <= set(got[name]), name
+    assert "officials" in got["source_agency"]
+
+
+def test_a_hand_built_run_without_labels_verifies(tmp_path: Path) -> None:
+    from test_store import manifest, tables
+
+    out = write_run(tmp_path / "r", tables(), manifest())
+    assert verify(out).ok
+    m = json.loads((out / "manifest.json").read_text())
+    assert "labels" not in m
+    vocab = m["ledger"]["vocabularies"]
+    assert vocab["channel"] == ["agency", "app", "association", "camera", "informant"]
+    assert all(v == sorted(v) for v in vocab.values())
