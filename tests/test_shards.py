@@ -34,6 +34,13 @@ from credsim.schemes.loader import load_scheme
 MAX_HOUSEHOLD = 8
 
 
+@pytest.fixture(autouse=True)
+def threads_even_for_small_days(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Small days are drawn in one thread (SERIAL_BELOW); here shards always go to threads,
+    so that the parallel path is the one compared."""
+    monkeypatch.setattr("credsim.engine.shards.SERIAL_BELOW", 0)
+
+
 def _population(scheme: str, n: int, seed: int = 3):  # noqa: ANN202
     loaded = load_scheme(scheme)
     cs = compile_scheme(loaded.scheme)
