@@ -32,6 +32,7 @@ from credsim.store import labels, ledger, write_run
 from credsim.store.reader import RunStore
 from credsim.store.schema import RECORDS_CONTENT, SCHEMAS, conform
 from credsim.store.verify import verify
+from tiny import STRUCT_FORMAT
 
 # Head of the v1 chain over synthetic_records(5000) sealed with MANIFEST, computed with the
 # encoder and writer as they were before the fast path (commit 582d537).
@@ -104,15 +105,7 @@ def reference_rows(table: pa.Table) -> np.ndarray:
     return np.frombuffer(data, np.uint8).reshape(table.num_rows, layout.size)
 
 
-_NATURAL = {
-    "bool": "?",
-    "int8": "b",
-    "int16": "h",
-    "int32": "i",
-    "int64": "q",
-    "double": "d",
-    "date32[day]": "i",
-}
+_NATURAL = STRUCT_FORMAT
 
 
 def reference_row_v2(
@@ -173,12 +166,17 @@ def test_encoder_rows_match_the_reference(start: int, length: int) -> None:
     assert np.array_equal(enc.encode(as_dict), expected)
 
 
-def test_encoder_all_null_and_empty_columns() -> None:
-    table = synthetic_records(50)
+def _nullable_all_null(table: pa.Table) -> pa.Table:
+    """``table`` with every nullable records column entirely null."""
     for f in RECORDS_CONTENT:
         if f.nullable:
             i = table.schema.get_field_index(f.name)
             table = table.set_column(i, f, pa.nulls(table.num_rows, f.type))
+    return table
+
+
+def test_encoder_all_null_and_empty_columns() -> None:
+    table = _nullable_all_null(synthetic_records(50))
     assert np.array_equal(ledger.RecordEncoder().encode(table), reference_rows(table))
     assert ledger.RecordEncoder().encode(table.slice(0, 0)).shape == (0, ledger.RECORD_LAYOUT.size)
 
@@ -225,11 +223,7 @@ def test_v2_encoder_rows_match_the_reference(start: int, length: int) -> None:
 
 
 def test_v2_encoder_all_null_and_empty_columns() -> None:
-    table = synthetic_records(50)
-    for f in RECORDS_CONTENT:
-        if f.nullable:
-            i = table.schema.get_field_index(f.name)
-            table = table.set_column(i, f, pa.nulls(table.num_rows, f.type))
+    table = _nullable_all_null(synthetic_records(50))
     layout = v2_layout(table)
     assert layout.vocabularies["error"] == [] and layout.vocabularies["status"] == sorted(STATUS)
     enc = ledger.PackedEncoder(layout)

@@ -30,6 +30,7 @@ from credsim.errors import RunStoreError
 from credsim.store import ledger, ledger_chain, write_run
 from credsim.store.schema import RECORDS_CONTENT, SCHEMAS, conform
 from credsim.store.verify import verify
+from tiny import STRUCT_FORMAT
 
 K = 57  # the record tampered with
 
@@ -615,15 +616,7 @@ def test_batches_do_not_change_digests(run: Path, monkeypatch: pytest.MonkeyPatc
     assert verify(run).ok
 
 
-_FMT = {
-    "bool": "B",
-    "int8": "b",
-    "int16": "h",
-    "int32": "i",
-    "int64": "q",
-    "double": "d",
-    "date32[day]": "i",
-}
+_FMT = STRUCT_FORMAT
 
 
 def _scalar(value: Any, t: str, fmt: dict[str, str] = _FMT) -> bytes:

@@ -152,3 +152,16 @@ class TinyRun:
     def household_of(self, e: int) -> list[int]:
         h = self.pop.household[e]
         return list(range(int(self.pop.hh_start[h]), int(self.pop.hh_start[h + 1])))
+
+
+STRUCT_FORMAT = {
+    "bool": "B",
+    "int8": "b",
+    "int16": "h",
+    "int32": "i",
+    "int64": "q",
+    "double": "d",
+    "date32[day]": "i",
+}
+"""The :mod:`struct` format of each fixed-width Arrow type in its natural width (little-endian
+with "<"), for writing the ledger's canonical rows by hand in tests."""

@@ -28,6 +28,21 @@ _MIX_L, _MIX_R = np.uint64(0xCA01F9DD), np.uint64(0x4973F715)
 _SHIFT = np.uint64(16)
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _hashmix(value: np.uint64, h: np.uint64) -> tuple[np.uint64, np.uint64]:  # pragma: no cover
+    """NumPy's ``hashmix``: (the mixed value, the next hash constant)."""
+    value ^= h
+    h = (h * _MULT_A) & _M32
+    value = (value * h) & _M32
+    return value ^ (value >> _SHIFT), h
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _mix(x: np.uint64, y: np.uint64) -> np.uint64:  # pragma: no cover - numba
+    r = (_MIX_L * x - _MIX_R * y) & _M32
+    return r ^ (r >> _SHIFT)
+
+
 @njit(cache=True, nogil=True)
 def _seed_words(entropy: np.ndarray, n: int) -> np.ndarray:  # pragma: no cover - numba
     """``SeedSequence(...).generate_state(n, uint32)`` for the assembled ``entropy`` words
@@ -35,28 +50,16 @@ def _seed_words(entropy: np.ndarray, n: int) -> np.ndarray:  # pragma: no cover 
     h = _INIT_A
     pool = np.zeros(4, np.uint64)
     for i in range(4):  # hash the entropy into the pool
-        v = entropy[i] if i < entropy.shape[0] else np.uint64(0)
-        v ^= h
-        h = (h * _MULT_A) & _M32
-        v = (v * h) & _M32
-        pool[i] = v ^ (v >> _SHIFT)
+        pool[i], h = _hashmix(entropy[i] if i < entropy.shape[0] else np.uint64(0), h)
     for s in range(4):  # mix every pool word into every other
         for d in range(4):
             if s != d:
-                v = pool[s] ^ h
-                h = (h * _MULT_A) & _M32
-                v = (v * h) & _M32
-                v ^= v >> _SHIFT
-                r = (_MIX_L * pool[d] - _MIX_R * v) & _M32
-                pool[d] = r ^ (r >> _SHIFT)
+                v, h = _hashmix(pool[s], h)
+                pool[d] = _mix(pool[d], v)
     for s in range(4, entropy.shape[0]):  # and the entropy beyond the pool
         for d in range(4):
-            v = entropy[s] ^ h
-            h = (h * _MULT_A) & _M32
-            v = (v * h) & _M32
-            v ^= v >> _SHIFT
-            r = (_MIX_L * pool[d] - _MIX_R * v) & _M32
-            pool[d] = r ^ (r >> _SHIFT)
+            v, h = _hashmix(entropy[s], h)
+            pool[d] = _mix(pool[d], v)
     out = np.empty(n, np.uint32)
     h = _INIT_B
     for i in range(n):
