@@ -241,6 +241,7 @@ def test_drawing_the_next_day_ahead_changes_nothing(
     monkeypatch: pytest.MonkeyPatch, scheme: str, ahead: bool
 ) -> None:
     common = dict(population=3000, days=60, seed=5, scenarios=["appeal"])
+    common["execution"] = Execution(workers=2)  # one worker: one core, nothing drawn ahead
     threads: list[str] = []
     observed = Simulation._observed
 
@@ -255,6 +256,10 @@ def test_drawing_the_next_day_ahead_changes_nothing(
     # changes feeds back into the rates
     assert sum(t.startswith("credsim-ahead") for t in threads) == (59 if ahead else 0)
     assert drawn_ahead.simulation.behave.independent is ahead  # type: ignore[union-attr]
+    threads.clear()
+    one_core = simulate(scheme, **{**common, "execution": Execution(workers=1)})  # type: ignore[arg-type]
+    assert len(threads) == 60 and not [t for t in threads if t.startswith("credsim-ahead")]
+    _tables_equal(drawn_ahead.tables, one_core.tables)
     monkeypatch.setattr(Simulation, "_ahead_of", lambda self, day: None)
     in_turn = simulate(scheme, **common)  # type: ignore[arg-type]
     _tables_equal(drawn_ahead.tables, in_turn.tables)

@@ -20,7 +20,7 @@ import math
 import os
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from credsim._fsio import replace_atomically
+from credsim.engine.shards import Execution
 from credsim.errors import CredsimError, RunExistsError
 
 T95 = {
@@ -66,6 +67,7 @@ class Task:
     days: int
     scenarios: tuple[str, ...]
     out: str
+    workers: int | None = None  # cores for this run; None: all (runs one at a time)
 
     @property
     def cell(self) -> str:
@@ -100,6 +102,7 @@ def _run_one(task: Task) -> list[dict[str, Any]]:
         scenarios=task.scenarios,
         overrides=dict(task.settings),
         checkpoint_every=0,
+        execution=Execution(workers=task.workers),
     )
     assert res.path is not None
     flat = audit(res.path)["flat"]
@@ -157,6 +160,8 @@ def sweep(
         for s in range(seeds)
     ]
     n_workers = max(1, min(workers or os.cpu_count() or 1, len(tasks)))
+    if n_workers > 1:  # the processes share the cores: each run keeps to one
+        tasks = [replace(t, workers=1) for t in tasks]
     rows: list[dict[str, Any]] = []
     bar: Any = None
     if progress:

@@ -167,8 +167,11 @@ class Simulation:
     def _ahead_of(self, day: int) -> None:
         """Draw and observe the day after ``day`` on a second thread while ``day`` goes on,
         when its behaviours depend on nothing the run changes (:attr:`Behaviour.independent`;
-        every draw is keyed by its day, so the result is the same as drawn in turn)."""
+        every draw is keyed by its day, so the result is the same as drawn in turn) and the
+        run may use more than one core."""
         if self.horizon is None or day >= self.horizon or not self.behave.independent:
+            return
+        if self.behave.runner.workers < 2:  # the run keeps to one core (--workers 1)
             return
         if self._pool is None:
             self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="credsim-ahead")
