@@ -202,7 +202,7 @@ def _entities(ent: pa.Array, pop: Population, reasons: list[list[str]]) -> np.nd
         rows = np.nonzero(code)[0]
         codes = pc.utf8_upper(pc.filter(ent, pa.array(code)))
         uniq = pc.unique(codes)
-        pop_codes = pa.array(np.asarray(pop.codes, dtype=object), pa.string())
+        pop_codes = pop.code_array()
         found = _np(pc.index_in(uniq, value_set=pop_codes).fill_null(-1)).astype(np.int64)
         ulist = uniq.to_pylist()
         problem = [

@@ -44,9 +44,7 @@ def population_table(sim: Simulation) -> pa.Table:
         {
             "entity_id": pa.array(np.arange(pop.n, dtype=np.int32)),
             "kind": _labels(pop.kind.astype(np.int32), ["person", "organization"]),
-            "code": pa.array(
-                pop.codes.tolist() if pop.codes.dtype == object else pop.codes, pa.string()
-            ),
+            "code": pop.code_array(),  # over the population's bytes, no str objects
             "district": _labels(pop.district.astype(np.int32), pop.district_ids),
             "group": _labels(np.where(org, -1, pop.group).astype(np.int32), pop.group_ids),
             "sex": _labels(np.where(org, -1, pop.sex).astype(np.int32), ["female", "male"]),

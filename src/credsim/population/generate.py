@@ -268,14 +268,15 @@ def generate_population(
     area_index, code_table = identifiers.birthplace_candidates(
         rng_id, district_codes, [g.area_codes for g in groups], p_district_, p_group
     )
-    codes = np.empty(n + n_orgs, dtype=object)
-    _, moved = identifiers.ric_codes(
-        area_index, code_table, p_birth, p_sex, p_age, win_start, win_len, out=codes[:n]
+    code_bytes = np.empty((n + n_orgs, 18), dtype=np.uint8)  # ASCII, written in place
+    _, moved = identifiers.ric_code_bytes(
+        area_index, code_table, p_birth, p_sex, p_age, win_start, win_len, out=code_bytes[:n]
     )
     if moved is not p_birth:
         p_birth[:] = moved
     del area_index, moved
-    identifiers.uscc_codes(np.array(district_codes)[org_district], rng_id, out=codes[n:])
+    identifiers.uscc_code_bytes(np.array(district_codes)[org_district], rng_id, out=code_bytes[n:])
+    code_bytes.flags.writeable = False  # Arrow columns are built over this memory
 
     friends_indptr = friends = None
     if with_friends:
@@ -296,7 +297,7 @@ def generate_population(
         household=household,
         hh_start=hh_start,
         employer=employer,
-        codes=codes,
+        code_bytes=code_bytes,
         district_ids=district_ids,
         group_ids=group_ids,
         friends_indptr=friends_indptr,

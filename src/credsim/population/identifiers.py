@@ -10,9 +10,11 @@ USCC check character.
 python-stdnum (``stdnum.cn.ric`` and ``stdnum.cn.uscc``) is the authority for the RIC and USCC
 check characters: they are computed here in vectorised form (RIC: from per-part digit tables in
 Numba; USCC: numpy), and tests hold both equal to stdnum's ``calc_check_digit`` on samples. The
-GB 11714 organisation-code check, which stdnum lacks, is written here too. The strings are made
-from ASCII rows written into a small buffer, one chunk at a time, decoded as one text and split,
-so that no Python step runs per entity.
+GB 11714 organisation-code check, which stdnum lacks, is written here too. The codes are ASCII
+rows written into a small buffer, one chunk at a time, and either copied into an ``(n, 18)``
+uint8 array (``ric_code_bytes``, ``uscc_code_bytes``: what the population keeps) or decoded as
+one text and split into str objects (``ric_codes``, ``uscc_codes``), so that no Python step runs
+per entity.
 """
 
 from __future__ import annotations
@@ -119,11 +121,9 @@ def _uscc_check_bytes(pre: np.ndarray) -> np.ndarray:
     return np.frombuffer(ORG_BODY_ALPHABET.encode(), np.uint8)[check]
 
 
-def uscc_codes(
-    district_codes: np.ndarray, rng: np.random.Generator, out: np.ndarray | None = None
-) -> np.ndarray:
-    """USCCs (object array of str, ``out`` if given) for organisations registered in the given
-    6-digit codes."""
+def _uscc_rows(district_codes: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """USCC rows (``(n, 19)`` ASCII, each ending in a newline) for organisations registered in
+    the given 6-digit codes."""
     n = district_codes.shape[0]
     rows = np.empty((n, 19), dtype=np.uint8)
     rows[:, :2] = np.frombuffer(b"91", dtype=np.uint8)
@@ -133,11 +133,33 @@ def uscc_codes(
     rows[:, 16] = _org_check_bytes(body)
     rows[:, 17] = _uscc_check_bytes(rows[:, :17])
     rows[:, 18] = ord("\n")
+    return rows
+
+
+def uscc_codes(
+    district_codes: np.ndarray, rng: np.random.Generator, out: np.ndarray | None = None
+) -> np.ndarray:
+    """USCCs (object array of str, ``out`` if given) for organisations registered in the given
+    6-digit codes."""
+    rows = _uscc_rows(district_codes, rng)
 
     def fill(s: int, e: int, buf: np.ndarray) -> None:
         buf[: e - s] = rows[s:e]
 
-    return _strings(n, 19, fill, out)
+    return _strings(rows.shape[0], 19, fill, out)
+
+
+def uscc_code_bytes(
+    district_codes: np.ndarray, rng: np.random.Generator, out: np.ndarray | None = None
+) -> np.ndarray:
+    """:func:`uscc_codes` (the same codes for the same ``rng`` state) as an ``(n, 18)`` uint8
+    array of ASCII characters (``out`` if given), without making str objects."""
+    rows = _uscc_rows(district_codes, rng)
+
+    def fill(s: int, e: int, buf: np.ndarray) -> None:
+        buf[: e - s] = rows[s:e]
+
+    return _code_bytes(rows.shape[0], 19, fill, out)
 
 
 # --------------------------------------------------------------------------------------------
@@ -300,7 +322,38 @@ def ric_codes(
     out: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Unique RICs for persons; returns ``(codes, birth_date)`` (``codes`` is ``out`` if given,
-    an object array of ``n`` to fill).
+    an object array of ``n`` to fill). See :func:`_ric_plan`."""
+    fill, birth = _ric_plan(area_index, area_table, birth_date, sex, age, window_start, window_len)
+    return _strings(area_index.shape[0], 19, fill, out), birth
+
+
+def ric_code_bytes(
+    area_index: np.ndarray,
+    area_table: np.ndarray,
+    birth_date: np.ndarray,
+    sex: np.ndarray,
+    age: np.ndarray,
+    window_start: np.ndarray,
+    window_len: np.ndarray,
+    out: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`ric_codes` (the same codes and birth dates) with the codes as an ``(n, 18)``
+    uint8 array of ASCII characters (``out`` if given), without making str objects."""
+    fill, birth = _ric_plan(area_index, area_table, birth_date, sex, age, window_start, window_len)
+    return _code_bytes(area_index.shape[0], 19, fill, out), birth
+
+
+def _ric_plan(
+    area_index: np.ndarray,
+    area_table: np.ndarray,
+    birth_date: np.ndarray,
+    sex: np.ndarray,
+    age: np.ndarray,
+    window_start: np.ndarray,
+    window_len: np.ndarray,
+) -> tuple[Callable[[int, int, np.ndarray], None], np.ndarray]:
+    """The persons' RICs as ``(fill, birth_date)``: ``fill(s, e, buf)`` writes the rows
+    ``s:e`` (for :func:`_strings` or :func:`_code_bytes`).
 
     Each person's preferred birthplace is ``area_table[area_index]``; it falls back to the
     prefecture or province code where stdnum's database says it did not exist in the birth year
@@ -348,8 +401,11 @@ def ric_codes(
     # Area, date, sequence (last digit odd for men, even for women) and the check character.
     tables = _ric_tables(resolved, ymd_t, np.arange(2 * SEQ_PER_SEX))
     per = (area_index, birth, sex8, rank, d0, yoff, n_years)
-    codes = _strings(n, 19, lambda s, e, buf: _ric_rows_of(*per, *tables, s, e, buf), out)
-    return codes, birth
+
+    def fill(s: int, e: int, buf: np.ndarray) -> None:
+        _ric_rows_of(*per, *tables, s, e, buf)
+
+    return fill, birth
 
 
 _RIC_WEIGHTS = np.array([pow(2, 17 - i, 11) for i in range(17)], np.int64)
@@ -375,6 +431,47 @@ def _strings(
         fill(s, e, buf)
         out[s:e] = str(flat[: (e - s) * width - 1].data, "ascii").split("\n")
     return out
+
+
+def _code_bytes(
+    n: int,
+    width: int,
+    fill: Callable[[int, int, np.ndarray], None],
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """``(n, width - 1)`` uint8 array (``out`` if given) of the rows ``fill`` writes as for
+    :func:`_strings`, newlines dropped. Raises if a row is not exactly ``width - 1`` ASCII
+    characters from ``0`` to ``Z`` (digits, capitals and the few signs between them), so that
+    every code is fixed-width ASCII as the Arrow column built over the bytes assumes."""
+    if out is None:
+        out = np.empty((n, width - 1), dtype=np.uint8)
+    if out.shape != (n, width - 1) or out.dtype != np.uint8:
+        raise ValueError(f"out must be a uint8 array of shape {(n, width - 1)}")
+    buf = np.empty((min(n, _STRING_CHUNK), width), dtype=np.uint8)
+    for s in range(0, n, _STRING_CHUNK):
+        e = min(s + _STRING_CHUNK, n)
+        fill(s, e, buf)
+        rows = buf[: e - s]
+        if e > s and (
+            rows[:, :-1].min() < ord("0")
+            or rows[:, :-1].max() > ord("Z")
+            or (rows[:, -1] != ord("\n")).any()
+        ):
+            raise AssertionError(f"identity codes {s}:{e} are not {width - 1} characters '0'-'Z'")
+        out[s:e] = rows[:, :-1]
+    return out
+
+
+def code_strings(code_bytes: np.ndarray) -> np.ndarray:
+    """Object array of str from an ``(n, w)`` uint8 array of ASCII codes (as :func:`_strings`
+    makes them, so the same str objects as :func:`ric_codes` and :func:`uscc_codes`)."""
+    n, w = code_bytes.shape
+
+    def fill(s: int, e: int, buf: np.ndarray) -> None:
+        buf[: e - s, :w] = code_bytes[s:e]
+        buf[: e - s, w] = ord("\n")
+
+    return _strings(n, w + 1, fill)
 
 
 def _ric_tables(
