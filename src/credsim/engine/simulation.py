@@ -10,12 +10,12 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 
 import numpy as np
 
-from credsim.engine import kernels
+from credsim.engine import insiders, kernels
+from credsim.engine.ahead import Ahead
 from credsim.engine.behave import Behaviour, draw_traits, group_with_orgs
 from credsim.engine.lists import ListBook
 from credsim.engine.measures import MeasureBook
@@ -26,11 +26,8 @@ from credsim.engine.records import (
     B_BEHAVIOUR,
     B_ESCALATION,
     B_FALSE_REPORT,
-    B_FAVOUR,
     B_IMPORT,
     B_REPAIR,
-    E_FAVOUR,
-    E_TAMPER,
     OVERTURNED,
     PENDING,
     REJECTED,
@@ -45,7 +42,6 @@ SNAPSHOT_EVERY = 30
 CH_ESCALATION = ALL_CHANNELS.index("escalation")
 CH_ASSOCIATION = ALL_CHANNELS.index("association")
 CH_REPAIR = ALL_CHANNELS.index("repair")
-CH_AGENCY = ALL_CHANNELS.index("agency")
 NEVER = -(10**6)
 
 
@@ -101,8 +97,7 @@ class Simulation:
         self.horizon: int | None = None
         """The last day the run will step through; known, it lets the next day's behaviours
         be drawn while a day is scored (:meth:`_ahead_of`)."""
-        self._ahead: tuple[int, Future[tuple]] | None = None
-        self._pool: ThreadPoolExecutor | None = None
+        self._ahead: Ahead[tuple] = Ahead(self._observed)
         self.queue = np.zeros(0, np.int64)
         self._mark = np.zeros(n, np.bool_)  # scratch for kernels.unique_ids
         # review capacity is given at the jurisdiction's real size; a scaled run scales it
@@ -173,30 +168,18 @@ class Simulation:
             return
         if self.behave.runner.workers < 2:  # the run keeps to one core (--workers 1)
             return
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="credsim-ahead")
-        self._ahead = (day + 1, self._pool.submit(self._observed, day + 1))
+        self._ahead.start(day + 1)
 
     def close(self) -> None:
         """Stop drawing ahead and the behaviour runner's workers (threads or Ray actors)."""
-        ahead, self._ahead = self._ahead, None
-        if ahead is not None:
-            ahead[1].cancel()
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None
+        self._ahead.close()
         self.behave.runner.close()
 
     # -- one tick --------------------------------------------------------------------------
     def step(self, day: int) -> None:
         st = self.streams
-        ahead, self._ahead = self._ahead, None
-        if ahead is not None and ahead[0] == day:
-            kind, blocked, planned, t_behave, t_observe = ahead[1].result()
-        else:
-            if ahead is not None:  # drawn for another day (the run went back): not used
-                ahead[1].cancel()
-            kind, blocked, planned, t_behave, t_observe = self._observed(day)
+        got = self._ahead.take(day)
+        kind, blocked, planned, t_behave, t_observe = got or self._observed(day)
         self.timings["behave"] += t_behave
         self.timings["observe"] += t_observe
         self.behave.count(kind, blocked)
@@ -204,12 +187,12 @@ class Simulation:
         self._ahead_of(day)
         with self.timed("observe"):
             if self.cs.fav_rate > 0:
-                self._favours(day, st.get("favouritism", day))
+                insiders.favours(self, day, st.get("favouritism", day))
             arr = self.observer.arrivals(day)
             new = np.zeros(0, np.int64)
             if arr is not None:
                 if self.cs.intrusion_share > 0:
-                    self._intrude(arr, st.get("intrusion", day))
+                    insiders.intrude(self, arr, st.get("intrusion", day))
                 status = PENDING if self.cs.review else ACCEPTED
                 new = self.records.append(day=day, status=status, **arr)
         with self.timed("review"):
@@ -236,44 +219,6 @@ class Simulation:
             started, ended = self.lists.take_changes()
         with self.timed("measures"):
             self.measures.update(day, started, ended, ents, old, self.grade[ents], None)
-
-    def _intrude(self, arr: dict[str, np.ndarray], rng: np.random.Generator) -> None:
-        """An attacker re-targets a share of today's arriving records onto random persons,
-        through the system's own write path; ground truth marks them as tampered."""
-        hit = np.flatnonzero(
-            rng.random(arr["entity"].shape[0]) < np.float64(self.cs.intrusion_share)
-        )
-        if hit.shape[0] == 0:
-            return
-        victims = (rng.random(hit.shape[0]) * self.pop.n_persons).astype(np.int32)
-        arr["entity"][hit] = victims
-        arr["truthful"][hit] = arr["actor"][hit] == victims
-        arr["error"][hit] = E_TAMPER
-
-    def _favours(self, day: int, rng: np.random.Generator) -> None:
-        """Officials raise their own or a relative's score with records nobody earned."""
-        cs, pop = self.cs, self.pop
-        nf = int(rng.poisson(self.officials.shape[0] * cs.fav_rate / 365.0))
-        if nf == 0 or self.officials.shape[0] == 0:
-            return
-        who = self.officials[(rng.random(nf) * self.officials.shape[0]).astype(np.int64)]
-        hh = pop.household[who]
-        lo, hi = pop.hh_start[hh], pop.hh_start[hh + 1]
-        target = (lo + (rng.random(nf) * (hi - lo)).astype(np.int64)).astype(np.int32)
-        self.observer.queue(
-            day,
-            {
-                "entity": target,
-                "actor": who,
-                "item": np.full(nf, self.item_favour, np.int32),
-                "channel": np.full(nf, CH_AGENCY, np.int8),
-                "agency": np.full(nf, self.observer.agency_index("officials"), np.int32),
-                "points": np.full(nf, cs.fav_points),
-                "truthful": np.zeros(nf, bool),
-                "basis": np.full(nf, B_FAVOUR, np.int8),
-                "error": np.full(nf, E_FAVOUR, np.int8),
-            },
-        )
 
     def snapshot_if_due(self, day: int, last_day: int) -> None:
         if day % SNAPSHOT_EVERY == 0 or day == last_day:
