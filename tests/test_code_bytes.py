@@ -17,7 +17,7 @@ from stdnum.cn import ric, uscc
 
 from credsim.api import simulate
 from credsim.engine.output import population_table
-from credsim.population import Population, generate_population
+from credsim.population import Population, codetext, generate_population
 from credsim.population import identifiers as ids
 from credsim.population.types import codes_arrow
 from credsim.schemes.loader import load_scheme
@@ -115,9 +115,9 @@ def test_code_strings_round_trip() -> None:
     nums = np.random.default_rng(3).integers(10**16, 10**17, 150_000) * 10
     strs = ids._ric_strings(nums)  # noqa: SLF001
     rows = np.frombuffer("".join(strs.tolist()).encode(), np.uint8).reshape(-1, 18)
-    back = ids.code_strings(rows)
+    back = codetext.code_strings(rows)
     assert back.dtype == object and back.tolist() == strs.tolist()
-    assert ids.code_strings(np.zeros((0, 18), np.uint8)).shape == (0,)
+    assert codetext.code_strings(np.zeros((0, 18), np.uint8)).shape == (0,)
 
 
 @pytest.mark.parametrize(
@@ -134,7 +134,7 @@ def test_rows_that_are_not_18_characters_are_refused(bad: bytes) -> None:
         buf[: e - s] = np.frombuffer(text, np.uint8).reshape(-1, 19)
 
     with pytest.raises(AssertionError, match="18 characters"):
-        ids._code_bytes(4, 19, fill)  # noqa: SLF001
+        codetext._code_bytes(4, 19, fill)  # noqa: SLF001
 
 
 @pytest.mark.parametrize("persons", [1, 3000])

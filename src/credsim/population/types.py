@@ -19,7 +19,7 @@ from functools import cached_property
 import numpy as np
 import pyarrow as pa
 
-from credsim.population.identifiers import code_strings
+from credsim.population.codetext import code_strings
 
 PERSON = 0
 ORGANIZATION = 1

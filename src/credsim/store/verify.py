@@ -14,23 +14,19 @@ run of it verifies as intact - the tampering is part of what was simulated and r
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from credsim.errors import RunStoreError
 from credsim.store import ledger
-from credsim.store.schema import DIGEST_COLUMN, IMPORT_TABLES, REQUIRED_TABLES, SCHEMAS
+from credsim.store.schema import IMPORT_TABLES, REQUIRED_TABLES, SCHEMAS
+from credsim.store.verify_chain import RecordChain, _short
 from credsim.store.writer import MANIFEST, sha256_file
-
-MAX_RECORD_PROBLEMS = 10
-"""Failing records named one by one; beyond this only their number is given."""
 
 
 @dataclass
@@ -111,10 +107,6 @@ def _schema_notes(name: str, schema: pa.Schema) -> list[str]:
         if f.name in schema.names and schema.field(f.name).type != f.type:
             notes.append(f"column '{f.name}' stored as {schema.field(f.name).type}, not {f.type}")
     return notes
-
-
-def _short(hexdigest: str | None) -> str:
-    return f"{hexdigest[:16]}..." if hexdigest else "nothing"
 
 
 class _Verifier:
@@ -216,7 +208,7 @@ class _Verifier:
         try:
             schema = pq.read_schema(path)
             if name == "records":
-                chain = _Chain(self, schema)
+                chain = RecordChain(self, schema)
                 pf = pq.ParquetFile(path, read_dictionary=chain.strings_in(schema))
                 hasher = None
             else:
@@ -389,175 +381,3 @@ class _Verifier:
             if why is not None:
                 return f"{name!r}: {why}"
         return None
-
-
-class _Chain:
-    """Streaming check of the records chain: every link, the id sequence and the head."""
-
-    def __init__(self, v: _Verifier, schema: pa.Schema) -> None:
-        self.v = v
-        lg = v._section("ledger")
-        self.lg = lg
-        columns = lg.get("columns")
-        self.layout: ledger.Layout = ledger.RECORD_LAYOUT
-        if lg.get("encoding") == ledger.ENCODING_V2:
-            self.layout = ledger.PackedLayout.parse(columns, lg.get("vocabularies"))
-        elif isinstance(columns, list):
-            self.layout = ledger.RecordLayout.parse(columns)
-        absent = [c for c, _ in self.layout.columns if c not in schema.names]
-        if absent:
-            raise RunStoreError(
-                f"the ledger's column(s) {', '.join(absent)} are missing (removed): the chain "
-                "cannot be checked"
-            )
-        self.notes = []  # how the stored columns differ from the ledger's
-        chained = {c: t for c, t in self.layout.columns}
-        extra = [c for c in schema.names if c not in chained and c != DIGEST_COLUMN]
-        if extra:
-            self.notes.append(f"unexpected column(s) {', '.join(extra)}")
-        for c, t in self.layout.columns:
-            stored = schema.field(c).type
-            if pa.types.is_dictionary(stored):
-                stored = stored.value_type
-            if str(stored) != t:
-                self.notes.append(f"column '{c}' stored as {stored}, not {t}")
-        self.prev = v.genesis  # stored digest of the previous record (genesis before the first)
-        self.computed_prev = v.genesis  # recomputed chain, used when there is no digest column
-        self.pos = 0
-        self.bad = 0
-        first = lg.get("first_record_id")
-        self.check_ids = bool(lg.get("contiguous_ids")) and isinstance(first, int)
-        self.first_id: int = first if isinstance(first, int) else 0
-        self.id_break_reported = False
-        self.encoder: ledger.Encoder = (
-            ledger.PackedEncoder(self.layout)
-            if isinstance(self.layout, ledger.PackedLayout)
-            else ledger.RecordEncoder(self.layout)
-        )
-        self.unknown: set[int] = set()  # rows of the batch holding a label outside the vocabulary
-        self.has_digest = DIGEST_COLUMN in schema.names
-
-    def update(self, batch: pa.RecordBatch) -> None:
-        n = batch.num_rows
-        if n == 0:
-            return
-        rows = self.encoder.encode(batch)
-        unknown = self.encoder.unknown  # (v2) a label its vocabulary lacks: content changed
-        self.unknown = set() if unknown is None else {int(k) for k in np.flatnonzero(unknown)}
-        ids = np.asarray(batch.column("record_id").to_numpy(zero_copy_only=False))
-        if self.check_ids and not self.id_break_reported:
-            expect = np.arange(self.first_id + self.pos, self.first_id + self.pos + n)
-            wrong = np.flatnonzero(ids != expect)
-            if wrong.size:
-                k = int(wrong[0])
-                self.v.table_problems.append(
-                    f"records: record_id sequence broken at position {self.pos + k} "
-                    f"(expected {int(expect[k])}, found {int(ids[k])}): "
-                    "records deleted, inserted or reordered"
-                )
-                self.id_break_reported = True
-        if not self.has_digest:
-            digests = ledger.chain(rows, self.computed_prev)
-            self.computed_prev = digests[-1].tobytes()
-            for k in sorted(self.unknown):
-                self.bad += 1
-                if self.bad <= MAX_RECORD_PROBLEMS:
-                    self.v.table_problems.append(
-                        f"record {self.pos + k} (record_id {int(ids[k])}): digest mismatch - "
-                        "content changed"
-                    )
-            self.pos += n
-            return
-        stored = ledger.stored_digests(batch.column(DIGEST_COLUMN))
-        prevs = np.empty_like(stored)
-        prevs[0] = np.frombuffer(self.prev, np.uint8)
-        prevs[1:] = stored[:-1]
-        computed = ledger.links(rows, prevs)
-        if self.unknown:  # such a row is not the record's: its link must fail
-            wrong = np.array(sorted(self.unknown))
-            computed[wrong] = ~stored[wrong]
-        bad = {int(k) for k in np.flatnonzero(np.any(computed != stored, axis=1))}
-        follows_altered_digest = set()
-        for k in sorted(bad):
-            self.bad += 1
-            if k in follows_altered_digest or self.bad > MAX_RECORD_PROBLEMS:
-                continue
-            why = self._why(k, rows, stored, computed, ids, bad)
-            if why.startswith("its stored digest"):
-                follows_altered_digest.add(k + 1)
-            self.v.table_problems.append(
-                f"record {self.pos + k} (record_id {int(ids[k])}): digest mismatch - {why}"
-            )
-        self.prev = stored[-1].tobytes()
-        self.pos += n
-
-    def _why(
-        self,
-        k: int,
-        rows: np.ndarray,
-        stored: np.ndarray,
-        computed: np.ndarray,
-        ids: np.ndarray,
-        bad: set[int],
-    ) -> str:
-        """Why link ``k`` fails: its content, its stored digest, or its place in the chain."""
-        if self.check_ids and ids[k] != self.first_id + self.pos + k:
-            return "chain broken: records deleted, inserted or moved at this point"
-        if k in self.unknown:  # a label its vocabulary lacks
-            return "content changed"
-        if k + 1 < len(rows) and (k + 1) in bad and (k + 1) not in self.unknown:
-            relinked = hashlib.sha256(computed[k].tobytes() + rows[k + 1].tobytes()).digest()
-            if relinked == stored[k + 1].tobytes():
-                return "its stored digest was altered (its content is intact)"
-        if not self.check_ids:
-            return "content changed, or the record before it was deleted, inserted or moved"
-        before = np.flatnonzero(ids == ids[k] - 1)
-        for j in before[before != k - 1]:
-            if hashlib.sha256(stored[j].tobytes() + rows[k].tobytes()).digest() == bytes(stored[k]):
-                return "content intact, but the record before it was moved away"
-        return "content changed"
-
-    def strings_in(self, schema: pa.Schema) -> list[str]:
-        """String columns to read as Parquet stores them, dictionary-encoded (faster)."""
-        return [c for c, t in self.layout.columns if t == "string" and c in schema.names]
-
-    def content_digest(self) -> str | None:
-        """The records' content digest, or None when a link fails (the content changed)."""
-        if self.bad or self.notes:
-            return None
-        head = self.prev if self.has_digest else self.computed_prev
-        return ledger.records_digest(self.pos, head, self.layout)
-
-    def finish(self) -> list[str]:
-        """Report the chain's end; returns notes on the columns (for a content mismatch)."""
-        v, lg = self.v, self.lg
-        n = self.pos
-        if not self.has_digest:
-            self.notes.append("missing column(s) digest")
-        if self.bad > MAX_RECORD_PROBLEMS:
-            v.table_problems.append(
-                f"records: {self.bad:,} records fail their digest check in all "
-                f"(the first {MAX_RECORD_PROBLEMS} are named above)"
-            )
-        head = (self.prev if self.has_digest else self.computed_prev).hex()
-        if not self.bad:
-            v.report.head = head
-        v.report.records = n
-        if not lg:
-            return self.notes
-        if lg.get("records") != n:
-            v.blame(
-                "ledger.records",
-                f"says {lg.get('records')}; records.parquet holds {n}",
-                f"records: records.parquet holds {n} records, the ledger says {lg.get('records')}",
-            )
-        if head != lg.get("head") and not self.bad:
-            where = "the chain ends" if self.has_digest else "the recomputed chain ends"
-            v.blame(
-                "ledger.head",
-                f"{where} in {_short(head)}",
-                f"records: {where} in {_short(head)}, not in the ledger head "
-                f"{_short(str(lg.get('head')))}: records altered, or removed from or added "
-                "at the end",
-            )
-        return self.notes
