@@ -72,3 +72,14 @@ def code_strings(code_bytes: np.ndarray) -> np.ndarray:
         buf[: e - s, w] = ord("\n")
 
     return _strings(n, w + 1, fill)
+
+
+def _digits(values: np.ndarray, width: int, alphabet: bytes) -> np.ndarray:
+    """Write non-negative integers as ``width`` characters in base ``len(alphabet)``."""
+    lut = np.frombuffer(alphabet, dtype=np.uint8)
+    out = np.empty((values.shape[0], width), dtype=np.uint8)
+    v = values.astype(np.int64, copy=True)
+    for i in range(width - 1, -1, -1):
+        v, r = np.divmod(v, len(alphabet))
+        out[:, i] = lut[r]
+    return out
