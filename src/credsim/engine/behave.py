@@ -52,7 +52,7 @@ class Behaviour:
         self.key_row = np.array([keys.index(key) for key in key_of], np.int64)
         decile = pop.income_decile.astype(np.int64)
         R = max(len(keys), 1)
-        self.table = np.empty((R, pop.n, 2), np.uint64)
+        self.table = (np.empty if keys else np.zeros)((R, pop.n, 2), np.uint64)
         """Packed alias tables (:func:`~credsim.engine.shards.pack_alias`), one row per
         weighting, over the entities in block order."""
         totals = np.zeros((R, bl.n_blocks, bl.n_groups))
@@ -64,8 +64,6 @@ class Behaviour:
             self.table[r] = pack_alias(prob[None], alias[None], bl.order)[0]
             totals[r] = tot.reshape(bl.n_blocks, bl.n_groups)
             del prob, alias
-        if not keys:
-            self.table = np.zeros((1, pop.n, 2), np.uint64)
         # expected candidates per day of each (behaviour, block, group) cell
         self.lam = (
             np.stack([cs.rate[k][None, :] * totals[self.key_row[k]] / 365.0 for k in range(K)])
