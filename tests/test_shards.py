@@ -8,6 +8,7 @@ whole run are the same bytes for 1 worker, N workers, any shard count and the Ra
 from __future__ import annotations
 
 import json
+import os
 import threading
 from pathlib import Path
 
@@ -17,6 +18,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from credsim.api import run, simulate
+from credsim.engine import ahead as ahead_module
+from credsim.engine import simulation as simulation_module
+from credsim.engine.ahead import Ahead, AheadProcess
 from credsim.engine.behave import Behaviour, draw_traits
 from credsim.engine.shards import (
     Execution,
@@ -230,32 +234,43 @@ def test_a_whole_run_is_the_same_for_any_workers_and_shards() -> None:
     assert not third.tables["records"].equals(ref.tables["records"])
 
 
+@pytest.mark.parametrize("where", ["process", "thread"])
 @pytest.mark.parametrize(
     ("scheme", "ahead"),
     [
-        ("nanjing", True),  # review, spill-over, escalation: nothing changes the rates
+        ("nanjing", True),  # review, delays, spill-over, escalation: the rates never change
         ("court-defaulters", False),  # a listing bans flights and trains: rates change
     ],
 )
-def test_drawing_the_next_day_ahead_changes_nothing(
-    monkeypatch: pytest.MonkeyPatch, scheme: str, ahead: bool
+def test_drawing_days_ahead_changes_nothing(
+    monkeypatch: pytest.MonkeyPatch, scheme: str, ahead: bool, where: str
 ) -> None:
     common = dict(population=3000, days=60, seed=5, scenarios=["appeal"])
     common["execution"] = Execution(workers=2)  # one worker: one core, nothing drawn ahead
+    if where == "thread":  # where a process cannot be forked
+        monkeypatch.setattr(simulation_module, "can_fork", lambda: False)
     threads: list[str] = []
     observed = Simulation._observed
 
     def spy(self: Simulation, day: int):  # noqa: ANN202
-        threads.append(threading.current_thread().name)
+        threads.append(threading.current_thread().name)  # in this process only
         return observed(self, day)
 
     monkeypatch.setattr(Simulation, "_observed", spy)
     drawn_ahead = simulate(scheme, **common)  # type: ignore[arg-type]
-    assert len(threads) == 60
-    # every day but the first is drawn on the second thread, exactly when nothing the run
-    # changes feeds back into the rates
-    assert sum(t.startswith("credsim-ahead") for t in threads) == (59 if ahead else 0)
-    assert drawn_ahead.simulation.behave.independent is ahead  # type: ignore[union-attr]
+    sim = drawn_ahead.simulation
+    assert sim.behave.independent is ahead  # type: ignore[union-attr]
+    # every day but the first is drawn ahead, exactly when nothing the run changes feeds back
+    # into the rates; in a process, this process draws the first day only
+    drawer = sim._ahead  # type: ignore[union-attr]
+    if not ahead:
+        assert drawer is None and len(threads) == 60
+    elif where == "process":
+        assert isinstance(drawer, AheadProcess) and drawer.delivered == 59
+        assert threads == ["MainThread"] and not drawer.alive  # the child has been reaped
+    else:
+        assert isinstance(drawer, Ahead) and len(threads) == 60
+        assert sum(t.startswith("credsim-ahead") for t in threads) == 59
     threads.clear()
     one_core = simulate(scheme, **{**common, "execution": Execution(workers=1)})  # type: ignore[arg-type]
     assert len(threads) == 60 and not [t for t in threads if t.startswith("credsim-ahead")]
@@ -265,6 +280,39 @@ def test_drawing_the_next_day_ahead_changes_nothing(
     _tables_equal(drawn_ahead.tables, in_turn.tables)
     assert drawn_ahead.manifest["behaviour_events"] == in_turn.manifest["behaviour_events"]
     assert not [t for t in threading.enumerate() if t.name.startswith("credsim-ahead")]
+
+
+def test_days_too_large_for_their_slot_come_through_the_pipe(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A day drawn ahead whose arrays exceed its shared slot is sent whole instead: the same
+    run."""
+    common = dict(population=3000, days=30, seed=2, execution=Execution(workers=2))
+    whole = simulate("nanjing", **common)  # type: ignore[arg-type]
+    monkeypatch.setattr(ahead_module, "MIN_SLOT", 4096)
+    monkeypatch.setattr(simulation_module, "AHEAD_BYTES", 0)  # slots of 4 KiB: days overflow
+    piped = simulate("nanjing", **common)  # type: ignore[arg-type]
+    assert piped.simulation._ahead.delivered == 29  # type: ignore[union-attr]
+    _tables_equal(whole.tables, piped.tables)
+
+
+def test_an_error_drawing_ahead_is_raised_with_its_traceback(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    parent = os.getpid()
+    observed = Simulation._observed
+
+    def failing(self: Simulation, day: int):  # noqa: ANN202
+        if os.getpid() != parent and day == 5:
+            raise ValueError("no behaviours today")
+        return observed(self, day)
+
+    monkeypatch.setattr(Simulation, "_observed", failing)
+    with pytest.raises(RuntimeError, match="day 5") as err:
+        simulate("suzhou", population=2000, days=20, seed=1, execution=Execution(workers=2))
+    assert "ValueError: no behaviours today" in str(err.value)  # the child's traceback
+    with pytest.raises(ChildProcessError):  # no child is left behind, not even a zombie
+        os.waitpid(-1, os.WNOHANG)
 
 
 def _same_content(a: Path | None, b: Path | None) -> None:

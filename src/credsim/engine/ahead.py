@@ -1,53 +1,258 @@
 """A day computed ahead on a second thread (see ``Simulation._ahead_of``).
 
-:class:`Ahead` holds at most one day's computation in flight. The day loop asks it for a day:
-the result if that day was computed ahead, else None (and the loop computes it in turn). Every
-draw of a day is keyed by the day (:mod:`credsim.engine.rng`), so a day computed ahead is the
-same as one computed in turn, as long as it reads nothing the days before it change.
+:class:`Ahead` holds the computations of the next few days, queued in day order. The day loop
+asks it for a day: the result if that day was computed ahead, else None (and the loop computes it
+in turn). Every draw of a day is keyed by the day (:mod:`credsim.engine.rng`), so a day computed
+ahead is the same as one computed in turn, as long as it reads nothing the days before it
+change.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import mmap
+import multiprocessing
+import os
+import pickle
+import signal
+import sys
+import time
+import traceback
+import warnings
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from multiprocessing.connection import Connection
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
 
+MIN_SLOT = 1 << 20
+"""Bytes of shared memory a day drawn ahead in a process has at least (:class:`AheadProcess`)."""
+
 
 class Ahead(Generic[T]):
-    """``compute(day)`` for one day at a time, on a thread of its own."""
+    """``compute(day)`` for the next few days, in order, on a thread of its own."""
+
+    borrowed = False
+    """Whether a result's arrays are lent only until the day after next is asked for."""
 
     def __init__(self, compute: Callable[[int], T]) -> None:
         self.compute = compute
         self._pool: ThreadPoolExecutor | None = None
-        self._day: int | None = None
-        self._future: Future[T] | None = None
+        self._queued: dict[int, Future[T]] = {}  # day -> its computation, in day order
 
-    def start(self, day: int) -> None:
-        """Compute ``day`` now, on the second thread (replacing anything not taken)."""
-        self._drop()
+    def start(self, first: int, last: int | None = None) -> None:
+        """Compute the days ``first`` .. ``last`` (default: ``first``) on the second thread,
+        those not already queued; what is queued for other days is dropped."""
+        last = first if last is None else last
+        if self._queued and next(iter(self._queued)) != first:
+            self._drop()
         if self._pool is None:
             self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="credsim-ahead")
-        self._day, self._future = day, self._pool.submit(self.compute, day)
+        for day in range(first, last + 1):
+            if day not in self._queued:
+                self._queued[day] = self._pool.submit(self.compute, day)
 
     def take(self, day: int) -> T | None:
         """The result for ``day`` if it was computed ahead (waiting for it), else None; what
-        was computed for another day is dropped."""
-        if self._future is None or self._day != day:
+        was queued for other days is dropped."""
+        future = self._queued.pop(day, None)
+        if future is None:
             self._drop()
             return None
-        future, self._future, self._day = self._future, None, None
         return future.result()
 
     def close(self) -> None:
-        """Drop what is in flight and stop the thread."""
+        """Drop what is queued and stop the thread."""
         self._drop()
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
 
     def _drop(self) -> None:
-        if self._future is not None:
-            self._future.cancel()
-        self._future = self._day = None
+        for future in self._queued.values():
+            future.cancel()
+        self._queued.clear()
+
+
+class AheadProcess(Generic[T]):
+    """``compute(day)`` for the next few days, in order, in a child process forked from this
+    one (Linux): it shares every array the computation reads, copy-on-write, and runs without
+    contending for this interpreter's lock, which a second thread does for every step in
+    Python. A result's arrays come back through shared memory, one slot per day in flight
+    (``slot_bytes`` each), with no copy on this side: they stay valid until the day after
+    next is asked for, so a caller that keeps them longer copies them (:attr:`borrowed`). A
+    result larger than its slot comes through the pipe instead (a copy).
+
+    ``after_fork`` runs first in the child (to drop thread pools it inherits without their
+    threads). The child ignores Ctrl-C (this process stops it), dies with this process, and
+    its errors are raised here with its traceback."""
+
+    borrowed = True
+
+    def __init__(
+        self,
+        compute: Callable[[int], T],
+        slot_bytes: int,
+        depth: int,
+        after_fork: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.compute = compute
+        self.after_fork = after_fork
+        self.depth = max(1, int(depth))
+        self.slots = self.depth + 1
+        self.slot_bytes = max(MIN_SLOT, -(-int(slot_bytes) // 4096) * 4096)
+        self.pid: int | None = None
+        self._conn: Connection | None = None
+        self._ring: mmap.mmap | None = None
+        self._asked: list[int] = []  # days asked for and not taken, in order
+        self.delivered = 0
+        """Days taken from the child (for tests and timings)."""
+
+    # -- this process ------------------------------------------------------------------------
+    def start(self, first: int, last: int | None = None) -> None:
+        """Ask for the days ``first`` .. ``last`` (default: ``first``) not already asked for;
+        what is asked for other days is dropped."""
+        last = first if last is None else last
+        if self._asked and self._asked[0] != first:
+            self._drop()
+        if self.pid is None:
+            self._fork()
+        assert self._conn is not None
+        for day in range(first, last + 1):
+            if day not in self._asked:
+                self._conn.send(day)
+                self._asked.append(day)
+
+    def take(self, day: int) -> T | None:
+        """The result for ``day`` if it was asked for (waiting for it), else None."""
+        if not self._asked or self._asked[0] != day:
+            self._drop()
+            return None
+        self._asked.pop(0)
+        result = self._receive()
+        self.delivered += 1
+        return result
+
+    def close(self) -> None:
+        """Stop the child and wait for it."""
+        self._asked.clear()
+        conn, pid = self._conn, self.pid
+        self._conn = self.pid = None
+        if conn is not None:
+            with contextlib.suppress(OSError):
+                conn.send(None)
+            conn.close()
+        if pid is not None:
+            _reap(pid)
+        self._ring = None  # unmapped when the last view of it goes
+
+    @property
+    def alive(self) -> bool:
+        return self.pid is not None
+
+    def _drop(self) -> None:
+        while self._asked:  # the child answers in order: read the answers nobody wants
+            self._asked.pop(0)
+            self._receive()
+
+    def _receive(self) -> T:
+        assert self._conn is not None and self._ring is not None
+        try:
+            kind, day, payload, spans = self._conn.recv()
+        except (EOFError, OSError) as e:
+            self.close()
+            raise RuntimeError("the process drawing days ahead ended unexpectedly") from e
+        if kind == "error":
+            self.close()
+            raise RuntimeError(f"drawing day {day} ahead failed in the child process:\n{payload}")
+        if spans is None:  # too large for its slot: came through the pipe
+            return pickle.loads(payload)  # noqa: S301 - our own child's bytes
+        view = memoryview(self._ring)
+        return pickle.loads(payload, buffers=[view[a : a + n] for a, n in spans])  # noqa: S301
+
+    def _fork(self) -> None:
+        self._ring = mmap.mmap(-1, self.slots * self.slot_bytes)  # shared, anonymous
+        parent, child = multiprocessing.Pipe(duplex=True)
+        with warnings.catch_warnings():  # Python 3.12+ warns of forking with threads running:
+            warnings.simplefilter("ignore", DeprecationWarning)  # the child uses none of them
+            pid = os.fork()
+        if pid == 0:  # pragma: no cover - runs in the child (its coverage is not collected)
+            code = 1
+            try:
+                parent.close()
+                _die_with_parent()
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
+                self.after_fork()
+                self._serve(child)
+                code = 0
+            finally:
+                os._exit(code)
+        child.close()
+        self.pid, self._conn = pid, parent
+
+    # -- the child ---------------------------------------------------------------------------
+    def _serve(self, conn: Connection) -> None:  # pragma: no cover - runs in the child
+        assert self._ring is not None
+        ring = memoryview(self._ring)
+        while True:
+            try:
+                day = conn.recv()
+            except EOFError:
+                return
+            if day is None:
+                return
+            try:
+                result = self.compute(day)
+                buffers: list[pickle.PickleBuffer] = []
+                payload = pickle.dumps(result, protocol=5, buffer_callback=buffers.append)
+                base = (day % self.slots) * self.slot_bytes
+                spans: list[tuple[int, int]] | None = []
+                at = base
+                for b in buffers:
+                    raw = b.raw()
+                    n = raw.nbytes
+                    if at + n > base + self.slot_bytes:
+                        spans = None
+                        break
+                    ring[at : at + n] = raw
+                    spans.append((at, n))  # type: ignore[union-attr]
+                    at = -(-(at + n) // 64) * 64  # every array 64-byte aligned
+                if spans is None:
+                    payload = pickle.dumps(result, protocol=5)
+                conn.send(("ok", day, payload, spans))
+            except BaseException:  # noqa: BLE001 - reported to the parent, which raises
+                conn.send(("error", day, traceback.format_exc(), None))
+                return
+
+
+def _reap(pid: int, wait: float = 5.0) -> None:
+    """Wait for a child to end; kill it after ``wait`` seconds."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if done:
+            return
+        if time.monotonic() > deadline:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+            return
+        time.sleep(0.001)
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child
+    """Ask Linux to kill this process when its parent dies (prctl PR_SET_PDEATHSIG)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)
+
+
+def can_fork() -> bool:
+    """Whether days may be drawn ahead in a forked process (Linux only: elsewhere forking a
+    process that runs threads is not safe)."""
+    return sys.platform.startswith("linux") and hasattr(os, "fork")

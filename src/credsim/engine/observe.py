@@ -150,6 +150,79 @@ def _fill(
     return end
 
 
+@njit(cache=True, nogil=True)
+def _fill_run(
+    who,
+    exc,
+    u,
+    chs,
+    sizes,
+    detect,
+    c_item,
+    c_beh,
+    c_chan,
+    c_agency,
+    c_points,
+    c_fraud,
+    day,  # noqa: ANN001
+    o_bday,
+    o_entity,
+    o_actor,
+    o_item,
+    o_beh,
+    o_chan,
+    o_agency,
+    o_points,
+    o_truth,
+    o_basis,
+    o_error,
+    o_exc,
+    o_import,
+    o,
+):  # noqa: ANN202
+    """:func:`_fill` (``detect`` true) for a run of simple channels ``chs`` at once: channel
+    ``chs[i]`` reads the next ``sizes[i]`` entries of ``who``, ``exc`` (empty: no excuses)
+    and ``u``. One call instead of one per channel: the day's records are written without
+    going back to Python between channels."""
+    a = 0
+    z = np.zeros(0, np.bool_)
+    for i in range(chs.shape[0]):
+        c = chs[i]
+        b = a + sizes[i]
+        o = _fill(
+            True,
+            who[a:b],
+            who[a:b],
+            np.zeros(0, np.int8),
+            exc[a:b] if exc.shape[0] > 0 else z,
+            u[a:b],
+            detect[c],
+            day,
+            c_item[c],
+            c_beh[c],
+            c_chan[c],
+            c_agency[c],
+            c_points[c],
+            c_fraud[c],
+            o_bday,
+            o_entity,
+            o_actor,
+            o_item,
+            o_beh,
+            o_chan,
+            o_agency,
+            o_points,
+            o_truth,
+            o_basis,
+            o_error,
+            o_exc,
+            o_import,
+            o,
+        )
+        a = b
+    return o
+
+
 class _Own(dict):  # type: ignore[type-arg]
     """A queued batch whose arrays were made by :meth:`Observer.observe` (shared with none)."""
 
@@ -184,6 +257,17 @@ class Observer:
             cs.ch_kind[c] != CAMERA and cs.ch_false_reports[c] == 0 and cs.data_entry_error <= 0
             for c in range(C)
         ]
+        # the constants again as arrays by channel, for _fill_run
+        item, k, chan, agency, points, fraud = zip(*self._const, strict=True) if C else [()] * 6
+        self._by_channel = (
+            np.asarray(cs.ch_detect, np.float64),
+            np.array(item, np.int64),
+            np.array(k, np.int64),
+            np.array(chan, np.int64),
+            np.array(agency, np.int64),
+            np.array(points, np.float64),
+            np.array(fraud, np.bool_),
+        )
 
     def _same_group(self, who: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         g = self.group[who]
@@ -230,29 +314,68 @@ class Observer:
         ordered = kind.shape[0] < 2 or bool((kind[1:] >= kind[:-1]).all())
         bounds = np.searchsorted(kind, np.arange(len(cs.behaviours) + 1)) if ordered else None
         jobs: dict[int, list[tuple]] = {}  # delay -> (channel, size bound, arrays) in order
+        run: list[tuple] = []  # simple channels whose uniforms are not drawn yet
         for c in range(cs.ch_behaviour.shape[0]):
             k = int(cs.ch_behaviour[c])
             sel: slice | np.ndarray = (
                 slice(int(bounds[k]), int(bounds[k + 1])) if bounds is not None else kind == k
             )
             who = actor[sel]
-            u = rng.random(who.shape[0])
             exc = excused[sel] if excused is not None else no_exc
             if self._simple[c]:
                 if who.shape[0]:
-                    jobs.setdefault(int(cs.ch_delay[c]), []).append((c, who.shape[0], who, exc, u))
+                    run.append((c, who, exc, sel))
                 continue
+            self._simple_run(run, actor, excused, rng, jobs)
+            u = rng.random(who.shape[0])
             kept, exc_kept = np.empty(who.shape[0], np.int32), np.empty(who.shape[0], np.bool_)
             m = _detect(who, exc, u, cs.ch_detect[c], kept, exc_kept)
             out = self._channel(c, kept[:m], exc_kept[:m], rng)
             if out is not None:
                 jobs.setdefault(int(cs.ch_delay[c]), []).append((c, out[0].shape[0], *out))
+        self._simple_run(run, actor, excused, rng, jobs)
         planned = []
         for delay, js in jobs.items():
             batch = self._write(day, delay, js)
             if batch is not None:
                 planned.append((day + delay, batch))
         return planned
+
+    def _simple_run(
+        self,
+        run: list[tuple],
+        actor: np.ndarray,
+        excused: np.ndarray | None,
+        rng: np.random.Generator,
+        jobs: dict[int, list[tuple]],
+    ) -> None:
+        """Draw the detection uniforms of a run of simple channels (channel after channel, as
+        one draw: the same numbers) and queue one job per delay for :func:`_fill_run`; empties
+        ``run``."""
+        if not run:
+            return
+        sizes = np.array([r[1].shape[0] for r in run], np.int64)
+        u = rng.random(int(sizes.sum()))
+        ends = np.cumsum(sizes)
+        delays = [int(self.cs.ch_delay[r[0]]) for r in run]
+        for d in dict.fromkeys(delays):
+            ix = [i for i, x in enumerate(delays) if x == d]
+            chs = np.array([run[i][0] for i in ix], np.int64)
+            n = int(sizes[ix].sum())
+            whole = len(ix) == len(run)
+            uu = u if whole else np.concatenate([u[ends[i] - sizes[i] : ends[i]] for i in ix])
+            sels = [run[i][3] for i in ix]
+            if all(isinstance(x, slice) for x in sels) and all(
+                a.stop == b.start for a, b in zip(sels[:-1], sels[1:], strict=True)
+            ):  # consecutive slices of the day's behaviours: no copy
+                span = slice(sels[0].start, sels[-1].stop)
+                who = actor[span]
+                exc = excused[span] if excused is not None else run[0][2]
+            else:
+                who = np.concatenate([run[i][1] for i in ix])
+                exc = np.concatenate([run[i][2] for i in ix])
+            jobs.setdefault(d, []).append((-1, n, chs, sizes[ix], who, exc, uu))
+        run.clear()
 
     def _channel(
         self, c: int, who: np.ndarray, exc: np.ndarray, rng: np.random.Generator
@@ -290,17 +413,17 @@ class Observer:
 
     def _write(self, day: int, delay: int, jobs: list[tuple]) -> Batch | None:
         """Write the records of one delay's channels (in channel order) into one batch."""
-        cs = self.cs
         bound = sum(j[1] for j in jobs)
         cols = [np.empty(bound, QUEUED[k][0]) for k in COLS]
         o = 0
-        none_b, none_d = np.zeros(0, np.int8), np.zeros(0)
+        none_d = np.zeros(0)
         for c, _, a, b, *rest in jobs:
+            if c < 0:  # a run of simple channels: (channels, sizes, who, excused, u)
+                o = _fill_run(*rest, a, b, *self._by_channel, day, *cols, o)  # type: ignore[call-arg]
+                continue
             item, k, chan, agency, points, fraud = self._const[c]
-            if len(rest) == 1:  # simple: (who, excused, u)
-                ins = (True, a, a, none_b, b, rest[0], cs.ch_detect[c])
-            else:  # (entity, actor, error, excused)
-                ins = (False, a, b, rest[0], rest[1], none_d, 0.0)
+            # (entity, actor, error, excused)
+            ins = (False, a, b, rest[0], rest[1], none_d, 0.0)
             o = _fill(*ins, day, item, k, chan, agency, points, fraud, *cols, o)  # type: ignore[call-arg]
         if o == 0:
             return None

@@ -317,6 +317,11 @@ class LocalRunner:
             list(self._pool.map(one, self.ranges))
         return who, keep
 
+    def forget_pool(self) -> None:
+        """Drop the thread pool without stopping it: in a forked process, which has none of
+        its threads (a new one starts when needed)."""
+        self._pool = None
+
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown()

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 import numpy as np
 
 from credsim.engine import insiders, kernels
-from credsim.engine.ahead import Ahead
+from credsim.engine.ahead import Ahead, AheadProcess, can_fork
 from credsim.engine.behave import Behaviour, draw_traits, group_with_orgs
 from credsim.engine.lists import ListBook
 from credsim.engine.measures import MeasureBook
@@ -34,7 +34,7 @@ from credsim.engine.records import (
     RecordBuffer,
 )
 from credsim.engine.rng import Streams
-from credsim.engine.shards import BLOCK_SIZE
+from credsim.engine.shards import BLOCK_SIZE, LocalRunner
 from credsim.population.types import ORGANIZATION, PERSON, Population
 from credsim.schemes.compile import ALL_CHANNELS, Compiled
 
@@ -43,6 +43,13 @@ CH_ESCALATION = ALL_CHANNELS.index("escalation")
 CH_ASSOCIATION = ALL_CHANNELS.index("association")
 CH_REPAIR = ALL_CHANNELS.index("repair")
 NEVER = -(10**6)
+AHEAD_DAYS = 2
+AHEAD_BYTES = 48
+"""Bytes a day drawn ahead takes per expected candidate (the behaviour of each, 4 bytes, and
+the columns of the records they make, 41 bytes each), to size the slots that bring days
+back from the process drawing ahead."""
+"""Days drawn ahead at most (:meth:`Simulation._ahead_of`): two absorb the jitter of a day
+that takes longer than the one being scored, at the memory of a day's draws."""
 
 
 def draw_enrolment(cs: Compiled, pop: Population, rng: np.random.Generator) -> np.ndarray:
@@ -54,6 +61,11 @@ def draw_enrolment(cs: Compiled, pop: Population, rng: np.random.Generator) -> n
     if not e.persons:
         enrolled[pop.kind == PERSON] = False
     return enrolled
+
+
+def _own_copy(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """A batch whose arrays are lent (:attr:`AheadProcess.borrowed`) as arrays of its own."""
+    return type(batch)({k: v.copy() for k, v in batch.items()})
 
 
 class Simulation:
@@ -97,7 +109,7 @@ class Simulation:
         self.horizon: int | None = None
         """The last day the run will step through; known, it lets the next day's behaviours
         be drawn while a day is scored (:meth:`_ahead_of`)."""
-        self._ahead: Ahead[tuple] = Ahead(self._observed)
+        self._ahead: Ahead[tuple] | AheadProcess[tuple] | None = None
         self.queue = np.zeros(0, np.int64)
         self._mark = np.zeros(n, np.bool_)  # scratch for kernels.unique_ids
         # review capacity is given at the jurisdiction's real size; a scaled run scales it
@@ -168,18 +180,40 @@ class Simulation:
             return
         if self.behave.runner.workers < 2:  # the run keeps to one core (--workers 1)
             return
-        self._ahead.start(day + 1)
+        if self._ahead is None:
+            self._ahead = self._drawer()
+        self._ahead.start(day + 1, min(day + AHEAD_DAYS, self.horizon))
+
+    def _drawer(self) -> Ahead[tuple] | AheadProcess[tuple]:
+        """Where days are drawn ahead: a forked process (Linux; local workers), which runs
+        free of this interpreter's lock, else a thread."""
+        if not (can_fork() and isinstance(self.behave.runner, LocalRunner)):
+            return Ahead(self._observed)
+        per_day = float(self.behave.lam.sum())  # expected candidates of a day
+        return AheadProcess(
+            self._observed, int(per_day * AHEAD_BYTES * 1.25), AHEAD_DAYS, self._after_fork
+        )
+
+    def _after_fork(self) -> None:  # pragma: no cover - runs in the child process
+        """In the process drawing ahead: its thread pools were this process's (their threads
+        are not there); they start again when needed."""
+        runner = self.behave.runner
+        if isinstance(runner, LocalRunner):  # always (no other runner is forked)
+            runner.forget_pool()
 
     def close(self) -> None:
         """Stop drawing ahead and the behaviour runner's workers (threads or Ray actors)."""
-        self._ahead.close()
+        if self._ahead is not None:
+            self._ahead.close()
         self.behave.runner.close()
 
     # -- one tick --------------------------------------------------------------------------
     def step(self, day: int) -> None:
         st = self.streams
-        got = self._ahead.take(day)
+        got = self._ahead.take(day) if self._ahead is not None else None
         kind, blocked, planned, t_behave, t_observe = got or self._observed(day)
+        if got is not None and self._ahead is not None and self._ahead.borrowed:
+            planned = [(due, b if due == day else _own_copy(b)) for due, b in planned]
         self.timings["behave"] += t_behave
         self.timings["observe"] += t_observe
         self.behave.count(kind, blocked)
