@@ -15,10 +15,12 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import credsim
 from credsim import api
-from credsim.engine.records import RecordBuffer
+from credsim.engine.records import COLUMNS, LAZY, RecordBuffer, Table
 from credsim.errors import CredsimError
 from credsim.store import write_run
 from credsim.store.reader import RunStore
@@ -168,3 +170,46 @@ def test_release_gives_back_rows_and_keeps_the_rest() -> None:
     buf.append(day=np.zeros(2_000_000, np.int32))  # grows: released rows are not copied
     assert np.array_equal(buf.col("day")[:n], np.arange(n) // 1000)
     assert np.array_equal(buf.col("entity")[400_000:n], np.arange(400_000, n))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 40),  # rows appended
+            st.sampled_from(["none", "cause", "review_day", "appealed", "read"]),
+        ),
+        max_size=12,
+    )
+)
+def test_lazy_columns_read_as_if_always_written(steps: list[tuple[int, str]]) -> None:
+    """A column most records leave at its default has no memory until a row needs another
+    value; whatever the order of appends and reads, every column reads as in a table that
+    writes every column on every append."""
+    lazy, eager = RecordBuffer(16), Table(COLUMNS, 16)
+    for i, (m, what) in enumerate(steps):
+        cols: dict[str, object] = {"day": np.full(m, i, np.int32)}
+        if what in ("cause", "review_day"):
+            cols[what] = np.arange(m, dtype=np.int32) + 100 * i
+        elif what == "appealed":
+            cols[what] = np.ones(m, np.bool_)
+        for t in (lazy, eager):
+            t.append(**cols)  # type: ignore[arg-type]
+        if what == "read":  # handed out to be written: allocated from now on, defaults kept
+            assert np.array_equal(lazy.col("appeal_day"), np.full(lazy.n, -1))
+    for k, (_, fill) in COLUMNS.items():
+        v = lazy.view(k)
+        if v is None:  # never needed: every row is the default, and nothing was allocated
+            assert k in LAZY and (eager.col(k) == fill).all()
+        else:
+            assert np.array_equal(v, eager.col(k)), k
+
+
+def test_a_lazy_column_allocated_after_a_release_fills_only_the_rows_kept() -> None:
+    buf = RecordBuffer(1 << 12)
+    buf.append(day=np.zeros(3000, np.int32))
+    buf.release(2048)
+    assert buf.view("cause") is None
+    buf.append(day=np.ones(10, np.int32), cause=np.arange(10))
+    cause = buf.col("cause")
+    assert (cause[2048:3000] == -1).all() and np.array_equal(cause[3000:], np.arange(10))

@@ -89,8 +89,9 @@ def state(sim: Simulation, records_from: int = 0, snaps_from: int = 0) -> dict[s
     for name, path in TABLES.items():
         t: Table = _get(sim, path)
         start = records_from if name == "records" else 0
-        for col in t.columns:
-            out[f"t.{name}.{col}"] = t.col(col)[start:]
+        for col, (dt, fill) in t.columns.items():
+            v = t.view(col, start)  # None: all at the default (not allocated; kept so)
+            out[f"t.{name}.{col}"] = np.full(t.n - start, fill, dt) if v is None else v
     for k, mult in sim.measures.multiplier.items():
         out[f"mult.{k}"] = mult
     _ragged(out, "appeals_due", [(d, v) for d, vs in sim.appeals_due.items() for v in vs])
@@ -133,6 +134,9 @@ def restore(
     for name, path in TABLES.items():
         t: Table = _get(sim, path)
         cols = {c: z[f"t.{name}.{c}"] for c in t.columns}
+        for c in t.lazy_columns():  # all at the default: left unallocated, as they were
+            if (cols[c] == t.columns[c][1]).all():
+                del cols[c]
         t.n = t.base = records_from if name == "records" else 0  # below: never allocated
         t.append(**cols)
     for k in sim.measures.multiplier:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from typing import cast
 
 import numpy as np
 import pyarrow as pa
@@ -61,7 +62,7 @@ def population_table(sim: Simulation) -> pa.Table:
 def records_table(sim: Simulation) -> pa.Table:
     """Every record of the run as the run store's Arrow table."""
     r = sim.records
-    return records_arrow({k: r.col(k) for k in r.columns}, 0, record_names(sim))
+    return records_arrow({k: r.view(k) for k in r.columns}, 0, record_names(sim))
 
 
 def record_names(sim: Simulation) -> dict[str, list[str]]:
@@ -74,19 +75,30 @@ def record_names(sim: Simulation) -> dict[str, list[str]]:
 
 
 def records_arrow(
-    cols: dict[str, np.ndarray],
+    cols: Mapping[str, np.ndarray | None],
     start: int,
     names: dict[str, list[str]],
     *,
     dictionary: bool = False,
 ) -> pa.Table:
-    """Records given as engine columns (:data:`~credsim.engine.records.COLUMNS`), the first
-    with id ``start``, as the run store's Arrow table.
+    """Records given as engine columns (:data:`~credsim.engine.records.COLUMNS`; None: every
+    row at the column's default, :meth:`~credsim.engine.records.Table.view`), the first with
+    id ``start``, as the run store's Arrow table.
 
     ``dictionary``: the label columns (``item``, ``status``, ...) as dictionary arrays over
     their names instead of strings: the same values, without building a string per row (for
     writing: :func:`credsim.store.writer.label_writer`)."""
-    c = cols.__getitem__
+    c = cast(Callable[[str], np.ndarray], cols.__getitem__)  # label columns: never None
+    n = c("day").shape[0]
+
+    def nullable(name: str, type_: pa.DataType) -> pa.Array:
+        v = cols[name]
+        return pa.nulls(n, type_) if v is None else _nullable(v)
+
+    def flags(name: str) -> pa.Array:
+        v = cols[name]
+        return pa.array(np.zeros(n, np.bool_) if v is None else v)
+
     labels = {  # string columns from codes: remembered with their codes for the ledger
         "item": (c("item"), names["item"]),
         "behaviour": (c("behaviour"), names["behaviour"]),
@@ -101,7 +113,6 @@ def records_arrow(
         s = {k: _dictionary(codes, nm) for k, (codes, nm) in labels.items()}
     else:
         s, kept = _label_columns(labels)
-    n = c("day").shape[0]
     table = pa.table(
         {
             "record_id": pa.array(np.arange(start, start + n, dtype=np.int64)),
@@ -119,10 +130,10 @@ def records_arrow(
             "truthful": pa.array(c("truthful")),
             "basis": s["basis"],
             "error": s["error"],
-            "cause_record": _nullable(c("cause")),
-            "review_day": _nullable(c("review_day")),
-            "appeal_day": _nullable(c("appeal_day")),
-            "appealed": pa.array(c("appealed")),
+            "cause_record": nullable("cause", pa.int64()),
+            "review_day": nullable("review_day", pa.int32()),
+            "appeal_day": nullable("appeal_day", pa.int32()),
+            "appealed": flags("appealed"),
             "import_row": _nullable(c("import_row")),
             "excused": pa.array(c("excused")),
         }

@@ -60,11 +60,23 @@ COLUMNS: dict[str, tuple[type, int | float | bool]] = {
 }
 
 
+LAZY = ("review_day", "appeal_day", "appealed", "cause")
+"""Record columns that most records leave at their default (no review, no appeal, no cause):
+they take no memory until a record needs another value (:class:`Table`, ``lazy``)."""
+
+
 class Table:
-    """Append-only columns with amortised growth; ``col(name)`` views the filled part."""
+    """Append-only columns with amortised growth; ``col(name)`` views the filled part.
+
+    A *lazy* column has no array until a row needs a value other than its default (an append
+    gives it, or :meth:`col` or :meth:`raw` hands it out to be written): until then every row
+    holds the default, nothing is written per append, and :meth:`view` says so with None."""
 
     def __init__(
-        self, columns: dict[str, tuple[type, int | float | bool]], capacity: int = 1024
+        self,
+        columns: dict[str, tuple[type, int | float | bool]],
+        capacity: int = 1024,
+        lazy: tuple[str, ...] = (),
     ) -> None:
         self.columns = columns
         self.n = 0
@@ -75,8 +87,10 @@ class Table:
         self._cap = max(int(capacity), 16)
         # unfilled capacity is left untouched (no page is written before it is used): columns
         # an append does not give get their default there
+        self._lazy = set(lazy)
+        """Lazy columns with no array yet: every row holds the default."""
         self._cols: dict[str, np.ndarray] = {
-            k: np.empty(self._cap, dt) for k, (dt, _) in columns.items()
+            k: np.empty(self._cap, dt) for k, (dt, _) in columns.items() if k not in self._lazy
         }
 
     def _grow(self, need: int, factor: float = 1.6) -> None:
@@ -84,6 +98,8 @@ class Table:
             return
         cap = max(need, int(self._cap * factor))
         for k, (dt, _) in self.columns.items():
+            if k in self._lazy:
+                continue
             new: np.ndarray = np.empty(cap, dt)
             lo = 0 if k in self.kept else self.base  # released rows are never copied
             new[lo : self.n] = self._cols[k][lo : self.n]
@@ -109,17 +125,49 @@ class Table:
         start = self.n
         self._grow(start + m)
         for k, (_, fill) in self.columns.items():
-            self._cols[k][start : start + m] = cols.get(k, fill)
+            v = cols.get(k)
+            if v is None:
+                if k in self._lazy:
+                    continue  # the default, as every row before
+                v = fill
+            elif k in self._lazy:
+                self._materialise(k)
+            self._cols[k][start : start + m] = v
         self.n = start + m
         return np.arange(start, start + m, dtype=np.int64)
 
     def col(self, name: str) -> np.ndarray:
         """The filled part of a column (a view: writes go to the buffer)."""
+        if name in self._lazy:
+            self._materialise(name)
         return self._cols[name][: self.n]
 
     def raw(self, name: str) -> np.ndarray:
         """The whole backing array (for numba kernels that index by record id)."""
+        if name in self._lazy:
+            self._materialise(name)
         return self._cols[name]
+
+    def view(self, name: str, lo: int = 0, hi: int | None = None) -> np.ndarray | None:
+        """Rows ``lo`` .. ``hi`` (default: the filled part) of a column to read, or None when
+        every row holds the column's default (a lazy column never written): nothing is
+        allocated for it."""
+        if name in self._lazy:
+            return None
+        return self._cols[name][lo : self.n if hi is None else hi]
+
+    def lazy_columns(self) -> tuple[str, ...]:
+        """The lazy columns that have no array yet (every row at the default)."""
+        return tuple(k for k in self.columns if k in self._lazy)
+
+    def _materialise(self, name: str) -> None:
+        """Give a lazy column its array, every row so far at the default (the released rows
+        below :attr:`base` are never read)."""
+        dt, fill = self.columns[name]
+        arr: np.ndarray = np.empty(self._cap, dt)
+        arr[0 if name in self.kept else self.base : self.n] = fill
+        self._cols[name] = arr
+        self._lazy.discard(name)
 
     def release(self, upto: int, keep: tuple[str, ...] = ()) -> None:
         """Give back the memory of rows below ``upto`` (written out, never read again) except
@@ -142,7 +190,16 @@ class RecordBuffer(Table):
     """The records of a run (columns: :data:`COLUMNS`)."""
 
     def __init__(self, capacity: int = 1024) -> None:
-        super().__init__(COLUMNS, capacity)
+        super().__init__(COLUMNS, capacity, LAZY)
+
+
+def with_defaults(cols: dict[str, np.ndarray | None]) -> dict[str, np.ndarray]:
+    """Record columns as :meth:`Table.view` gives them, a column that is all default (None)
+    filled as an array."""
+    n = next(v.shape[0] for v in cols.values() if v is not None)
+    return {
+        k: np.full(n, COLUMNS[k][1], COLUMNS[k][0]) if v is None else v for k, v in cols.items()
+    }
 
 
 _MADV_DONTNEED = 4

@@ -30,7 +30,7 @@ import pyarrow.parquet as pq
 
 from credsim._fsio import fsync_dir, fsync_file, replace_atomically
 from credsim.engine.output import record_names, records_arrow
-from credsim.engine.records import COLUMNS
+from credsim.engine.records import COLUMNS, with_defaults
 from credsim.engine.simulation import Simulation
 from credsim.errors import CredsimError
 from credsim.store.ledger import DIGEST_FIELD, Sealer, digest_array
@@ -109,7 +109,8 @@ class RecordStream:
             pending, self._pending = self._pending, None
             pending.result()
             rec.release(self._batch_first, self.sim.kept_columns)  # stored: read no more
-        cols = {k: rec.raw(k)[self.done : upto] for k in COLUMNS}  # views; never written again
+        # views (never written again); None: a column every record holds at its default
+        cols = {k: rec.view(k, self.done, upto) for k in COLUMNS}
         self._pending = self._pool.submit(self._write, cols, self.done, segment)
         self._batch_first, self.done = self.done, upto
 
@@ -241,12 +242,16 @@ class RecordStream:
             stored, self._stored = self._stored, None
             stored.result()
 
-    def _write(self, cols: dict[str, np.ndarray], first: int, segment: bool = True) -> None:
+    def _write(
+        self, cols: dict[str, np.ndarray | None], first: int, segment: bool = True
+    ) -> None:
         """Seal a batch (this thread: the chain is serial) and have the file thread store it
         while the next batch is sealed."""
-        imp = cols["import_row"] >= 0
+        rows = cols["import_row"]
+        assert rows is not None  # queued with every record
+        imp = rows >= 0
         if imp.any():
-            self._imports.append((np.nonzero(imp)[0] + first, cols["import_row"][imp].copy()))
+            self._imports.append((np.nonzero(imp)[0] + first, rows[imp].copy()))
         table = records_arrow(cols, first, self.names, dictionary=True)
         final = conform("records", table, dictionaries=True)  # same values; schema nullability
         groups = []
@@ -261,7 +266,11 @@ class RecordStream:
         self._stored = self._out.submit(self._store, groups, cols, first, segment)
 
     def _store(
-        self, groups: list[pa.Table], cols: dict[str, np.ndarray], first: int, segment: bool
+        self,
+        groups: list[pa.Table],
+        cols: dict[str, np.ndarray | None],
+        first: int,
+        segment: bool,
     ) -> None:
         for sealed in groups:
             if self._writer is None:
@@ -275,8 +284,8 @@ class RecordStream:
     def _open(self, schema: pa.Schema) -> None:
         self._writer = label_writer(self.path, schema)
 
-    def _segment_write(self, cols: dict[str, np.ndarray], first: int) -> None:
-        batch = pa.record_batch({k: pa.array(v) for k, v in cols.items()})
+    def _segment_write(self, cols: dict[str, np.ndarray | None], first: int) -> None:
+        batch = pa.record_batch({k: pa.array(v) for k, v in with_defaults(cols).items()})
         if self._seg is None:
             self.seg_dir.mkdir(exist_ok=True)
             name = f"records-{first:012d}.arrow"
