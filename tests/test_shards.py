@@ -267,7 +267,8 @@ def test_drawing_days_ahead_changes_nothing(
         assert drawer is None and len(threads) == 60
     elif where == "process":
         assert isinstance(drawer, AheadProcess) and drawer.delivered == 59
-        assert threads == ["MainThread"] and not drawer.alive  # the child has been reaped
+        assert threads == ["MainThread"] and not drawer.alive
+        assert drawer.wait_closed(30)  # the child has been reaped
     else:
         assert isinstance(drawer, Ahead) and len(threads) == 60
         assert sum(t.startswith("credsim-ahead") for t in threads) == 59
@@ -308,11 +309,18 @@ def test_an_error_drawing_ahead_is_raised_with_its_traceback(
         return observed(self, day)
 
     monkeypatch.setattr(Simulation, "_observed", failing)
+    drawers: list[AheadProcess] = []
+    made = Simulation._drawer
+    monkeypatch.setattr(
+        Simulation, "_drawer", lambda self: drawers.append(made(self)) or drawers[-1]
+    )
     with pytest.raises(RuntimeError, match="day 5") as err:
         simulate("suzhou", population=2000, days=20, seed=1, execution=Execution(workers=2))
     assert "ValueError: no behaviours today" in str(err.value)  # the child's traceback
-    with pytest.raises(ChildProcessError):  # no child is left behind, not even a zombie
-        os.waitpid(-1, os.WNOHANG)
+    assert len(drawers) == 1 and not drawers[0].alive
+    assert drawers[0].wait_closed(30)  # no child is left behind, not even a zombie
+    with pytest.raises(ChildProcessError):
+        os.waitpid(drawers[0].pid_was, os.WNOHANG)
 
 
 def _same_content(a: Path | None, b: Path | None) -> None:

@@ -17,6 +17,7 @@ import os
 import pickle
 import signal
 import sys
+import threading
 import time
 import traceback
 import warnings
@@ -104,9 +105,13 @@ class AheadProcess(Generic[T]):
         self.slots = self.depth + 1
         self.slot_bytes = max(MIN_SLOT, -(-int(slot_bytes) // 4096) * 4096)
         self.pid: int | None = None
+        """The child's process id while it runs."""
+        self.pid_was: int | None = None
+        """The child's process id, kept after it ends."""
         self._conn: Connection | None = None
         self._ring: mmap.mmap | None = None
         self._asked: list[int] = []  # days asked for and not taken, in order
+        self._reaper: threading.Thread | None = None
         self.delivered = 0
         """Days taken from the child (for tests and timings)."""
 
@@ -144,9 +149,19 @@ class AheadProcess(Generic[T]):
             with contextlib.suppress(OSError):
                 conn.send(None)
             conn.close()
-        if pid is not None:
-            _reap(pid)
+        if pid is not None:  # the child ends as soon as it reads the stop: reap it aside
+            self._reaper = threading.Thread(
+                target=_reap, args=(pid,), name="credsim-reap", daemon=True
+            )
+            self._reaper.start()
         self._ring = None  # unmapped when the last view of it goes
+
+    def wait_closed(self, timeout: float | None = None) -> bool:
+        """Wait until the child stopped by :meth:`close` is gone; whether it is."""
+        if self._reaper is not None:
+            self._reaper.join(timeout)
+            return not self._reaper.is_alive()
+        return self.pid is None
 
     @property
     def alive(self) -> bool:
@@ -190,7 +205,8 @@ class AheadProcess(Generic[T]):
             finally:
                 os._exit(code)
         child.close()
-        self.pid, self._conn = pid, parent
+        self.pid = self.pid_was = pid
+        self._conn = parent
 
     # -- the child ---------------------------------------------------------------------------
     def _serve(self, conn: Connection) -> None:  # pragma: no cover - runs in the child
@@ -227,9 +243,10 @@ class AheadProcess(Generic[T]):
                 return
 
 
-def _reap(pid: int, wait: float = 5.0) -> None:
+def _reap(pid: int, wait: float = 10.0) -> None:
     """Wait for a child to end; kill it after ``wait`` seconds."""
     deadline = time.monotonic() + wait
+    pause = 0.001
     while True:
         try:
             done, _ = os.waitpid(pid, os.WNOHANG)
@@ -243,7 +260,8 @@ def _reap(pid: int, wait: float = 5.0) -> None:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, 0)
             return
-        time.sleep(0.001)
+        time.sleep(pause)
+        pause = min(2 * pause, 0.05)
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child

@@ -91,9 +91,15 @@ def records_arrow(
     c = cast(Callable[[str], np.ndarray], cols.__getitem__)  # label columns: never None
     n = c("day").shape[0]
 
+    zeros: list[pa.Buffer] = []
+
     def nullable(name: str, type_: pa.DataType) -> pa.Array:
         v = cols[name]
-        return pa.nulls(n, type_) if v is None else _nullable(v)
+        if v is not None:
+            return _nullable(v)
+        if not zeros:  # one zero buffer is every all-null column's validity and values
+            zeros.append(pa.py_buffer(np.zeros(max(n, 1) * 8, np.uint8)))  # untouched pages
+        return pa.Array.from_buffers(type_, n, [zeros[0], zeros[0]], null_count=n)
 
     def flags(name: str) -> pa.Array:
         v = cols[name]
