@@ -247,6 +247,7 @@ def test_drawing_days_ahead_changes_nothing(
 ) -> None:
     common = dict(population=3000, days=60, seed=5, scenarios=["appeal"])
     common["execution"] = Execution(workers=2)  # one worker: one core, nothing drawn ahead
+    monkeypatch.setattr(simulation_module, "AHEAD_MIN_CANDIDATES", 0)  # a small run
     if where == "thread":  # where a process cannot be forked
         monkeypatch.setattr(simulation_module, "can_fork", lambda: False)
     threads: list[str] = []
@@ -283,12 +284,22 @@ def test_drawing_days_ahead_changes_nothing(
     assert not [t for t in threading.enumerate() if t.name.startswith("credsim-ahead")]
 
 
+def test_a_small_run_draws_its_days_in_turn() -> None:
+    """Handing a day over costs more than drawing a small one: below
+    :data:`AHEAD_MIN_CANDIDATES` candidates a day nothing is drawn ahead."""
+    small = simulate("nanjing", population=3000, days=5, seed=1, execution=Execution(workers=2))
+    sim = small.simulation
+    assert sim is not None and sim.behave.lam.sum() < simulation_module.AHEAD_MIN_CANDIDATES
+    assert sim._ahead is None
+
+
 def test_days_too_large_for_their_slot_come_through_the_pipe(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A day drawn ahead whose arrays exceed its shared slot is sent whole instead: the same
     run."""
     common = dict(population=3000, days=30, seed=2, execution=Execution(workers=2))
+    monkeypatch.setattr(simulation_module, "AHEAD_MIN_CANDIDATES", 0)
     whole = simulate("nanjing", **common)  # type: ignore[arg-type]
     monkeypatch.setattr(ahead_module, "MIN_SLOT", 4096)
     monkeypatch.setattr(simulation_module, "AHEAD_BYTES", 0)  # slots of 4 KiB: days overflow
@@ -309,6 +320,7 @@ def test_an_error_drawing_ahead_is_raised_with_its_traceback(
         return observed(self, day)
 
     monkeypatch.setattr(Simulation, "_observed", failing)
+    monkeypatch.setattr(simulation_module, "AHEAD_MIN_CANDIDATES", 0)
     drawers: list[AheadProcess] = []
     made = Simulation._drawer
     monkeypatch.setattr(
