@@ -16,7 +16,7 @@ from credsim.engine.records import BASIS, ERRORS, STATUS
 from credsim.engine.simulation import Simulation
 from credsim.population.types import ORGANIZATION
 from credsim.schemes.compile import ALL_CHANNELS
-from credsim.store.labels import compact_codes, remember
+from credsim.store.labels import remember
 
 
 def _nullable(arr: np.ndarray, null: int = -1, type_: pa.DataType | None = None) -> pa.Array:
@@ -31,10 +31,12 @@ def _labels(codes: np.ndarray, names: list[str], null: int = -1) -> pa.Array:
     """
     codes = np.asarray(codes)
     is_null = codes == null
+    if is_null.all() and codes.shape[0]:  # take would give the same nulls
+        return pa.nulls(codes.shape[0], pa.string())
     if is_null.any():
-        ix = pa.array(np.where(is_null, 0, codes).astype(np.int32), mask=is_null)
+        ix = pa.array(np.where(is_null, 0, codes), mask=is_null)
     else:
-        ix = pa.array(codes.astype(np.int32, copy=False))
+        ix = pa.array(codes)  # any integer type indexes (no copy)
     return pc.take(pa.array(names, pa.string()), ix)
 
 
@@ -161,13 +163,13 @@ def _dictionary(codes: np.ndarray, names: list[str], null: int = -1) -> pa.Array
 def _label_columns(
     labels: dict[str, tuple[np.ndarray, list[str]]],
 ) -> tuple[dict[str, pa.Array], dict[str, tuple[np.ndarray, list[str]]]]:
-    """The string columns of ``labels`` (name: (codes, names), null code -1) and their compact
-    codes (for :func:`credsim.store.labels.remember`), built two at a time when large (Arrow
-    and numpy release the GIL)."""
+    """The string columns of ``labels`` (name: (codes, names), null code -1) and their codes
+    (for :func:`credsim.store.labels.remember`), built two at a time when large (Arrow and
+    numpy release the GIL)."""
 
     def build(item: tuple[str, tuple[np.ndarray, list[str]]]) -> tuple[pa.Array, np.ndarray]:
         codes, names = np.asarray(item[1][0]), list(item[1][1])
-        return _labels(codes, names), compact_codes(codes, names, -1)
+        return _labels(codes, names), codes
 
     items = list(labels.items())
     if max((len(c) for c, _ in labels.values()), default=0) < 100_000:

@@ -40,8 +40,9 @@ def compact_codes(codes: np.ndarray, names: list[str], null: int) -> np.ndarray:
 
 def remember(table: pa.Table, columns: Mapping[str, tuple[np.ndarray, list[str]]]) -> None:
     """Remember, while ``table`` lives, that its string column ``name`` holds
-    ``names[codes[i]]`` in row i (null where ``codes[i] == len(names)``; see
-    :func:`compact_codes`) for each ``name: (codes, names)``."""
+    ``names[codes[i]]`` in row i (null where ``codes[i] == -1``) for each
+    ``name: (codes, names)``. The codes are kept as given (not copied: they must not change
+    while the table lives) and made compact (:func:`compact_codes`) when asked for."""
     keys = []
     for name, (codes, names) in columns.items():
         column = table.column(name)
@@ -74,4 +75,4 @@ def codes_of(arr: pa.Array) -> tuple[np.ndarray, list[str]] | None:
     whole, codes, names = found
     if arr.offset + len(arr) > len(whole):
         return None
-    return codes[arr.offset : arr.offset + len(arr)], names
+    return compact_codes(codes[arr.offset : arr.offset + len(arr)], names, -1), names
