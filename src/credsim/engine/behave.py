@@ -144,9 +144,17 @@ class Behaviour:
     def count(self, kind: np.ndarray, blocked: np.ndarray | None) -> None:
         """Add a day's behaviours (as drawn by :meth:`draw`) to :attr:`events` and
         :attr:`blocked`."""
+        self.add(self.tally(kind), blocked)
+
+    def tally(self, kind: np.ndarray) -> np.ndarray:
+        """Occurrences per behaviour of a day's behaviours (as drawn by :meth:`draw`)."""
+        return np.bincount(kind, minlength=self.lam.shape[0])
+
+    def add(self, events: np.ndarray, blocked: np.ndarray | None) -> None:
+        """Add a day's occurrences per behaviour (:meth:`tally`) and attempts blocked."""
         if blocked is not None:
             self.blocked += blocked
-        self.events += np.bincount(kind, minlength=self.lam.shape[0])
+        self.events += events
 
 
 def draw_traits(cs: Compiled, pop: Population, rng: np.random.Generator) -> np.ndarray:

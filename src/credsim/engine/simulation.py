@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import numpy as np
 
@@ -132,12 +130,6 @@ class Simulation:
         if cs.fav_rate > 0:  # the records' agency names are fixed before the first record
             self.observer.agency_index("officials")
 
-    @contextmanager
-    def timed(self, stage: str) -> Iterator[None]:
-        t0 = time.perf_counter()
-        yield
-        self.timings[stage] += time.perf_counter() - t0
-
     def inject(self, batches_by_day: dict[int, dict[str, np.ndarray]]) -> None:
         """Queue ready-made records (imported events) to arrive on their days, ahead of that
         day's observations; from arrival on they are treated like observed records."""
@@ -166,15 +158,15 @@ class Simulation:
     # -- drawing the next day ahead ---------------------------------------------------------
     def _observed(self, day: int) -> tuple[np.ndarray, np.ndarray | None, list, float, float]:
         """A day's behaviours and the records they will make (:meth:`Behaviour.draw`,
-        :meth:`Observer.plan`), changing nothing: (behaviour of each, blocked, planned
-        batches, seconds drawing, seconds observing)."""
+        :meth:`Observer.plan`), changing nothing: (occurrences per behaviour, attempts
+        blocked, planned batches, seconds drawing, seconds observing)."""
         st = self.streams
         t0 = time.perf_counter()
         thin = None if self.behave.independent else st.get("behave-thin", day)
         actor, kind, blocked = self.behave.draw(st.get("behave", day), thin)
         t1 = time.perf_counter()
         planned = self.observer.plan(day, actor, kind, st.get("observe", day))
-        return kind, blocked, planned, t1 - t0, time.perf_counter() - t1
+        return self.behave.tally(kind), blocked, planned, t1 - t0, time.perf_counter() - t1
 
     def _ahead_of(self, day: int) -> None:
         """Draw and observe the day after ``day`` on a second thread while ``day`` goes on,
@@ -216,50 +208,57 @@ class Simulation:
 
     # -- one tick --------------------------------------------------------------------------
     def step(self, day: int) -> None:
-        st = self.streams
+        st, tm, clock = self.streams, self.timings, time.perf_counter
         got = self._ahead.take(day) if self._ahead is not None else None
-        kind, blocked, planned, t_behave, t_observe = got or self._observed(day)
+        events, blocked, planned, t_behave, t_observe = got or self._observed(day)
         if got is not None and self._ahead is not None and self._ahead.borrowed:
             planned = [(due, b if due == day else _own_copy(b)) for due, b in planned]
-        self.timings["behave"] += t_behave
-        self.timings["observe"] += t_observe
-        self.behave.count(kind, blocked)
+        tm["behave"] += t_behave
+        self.behave.add(events, blocked)
         self.observer.add(planned)
         self._ahead_of(day)
-        with self.timed("observe"):
-            if self.cs.fav_rate > 0:
-                insiders.favours(self, day, st.get("favouritism", day))
-            arr = self.observer.arrivals(day)
-            new = np.zeros(0, np.int64)
-            if arr is not None:
-                if self.cs.intrusion_share > 0:
-                    insiders.intrude(self, arr, st.get("intrusion", day))
-                status = PENDING if self.cs.review else ACCEPTED
-                new = self.records.append(day=day, status=status, **arr)
-        with self.timed("review"):
-            accepted = self._review(day, new) if self.cs.review else new
+        t0 = clock()
+        if self.cs.fav_rate > 0:
+            insiders.favours(self, day, st.get("favouritism", day))
+        arr = self.observer.arrivals(day)
+        new = np.zeros(0, np.int64)
+        if arr is not None:
+            if self.cs.intrusion_share > 0:
+                insiders.intrude(self, arr, st.get("intrusion", day))
+            status = PENDING if self.cs.review else ACCEPTED
+            new = self.records.append(day=day, status=status, **arr)
+        t1 = clock()
+        tm["observe"] += t_observe + (t1 - t0)
+        accepted = self._review(day, new) if self.cs.review else new
+        t2 = clock()
         changed: list[np.ndarray] = []
-        with self.timed("score"):
-            self._accept(accepted, day, changed)
-        with self.timed("appeal"):
-            self._appeals(day, accepted, changed)
-        with self.timed("repair"):
-            self._recover(day, changed)
-        with self.timed("lists"):
-            ents = (
-                kernels.unique_ids(np.concatenate(changed), self._mark)
-                if changed
-                else np.zeros(0, np.int32)
-            )
-            old = self.grade[ents].copy()
-            self._grade(ents)
-            self.lists.due(day, self.last_neg)
-            self.lists.by_condition(
-                ents, self.score, self.grade, self.scored, self.last_rec, day, st.lazy("lists", day)
-            )
-            started, ended = self.lists.take_changes()
-        with self.timed("measures"):
-            self.measures.update(day, started, ended, ents, old, self.grade[ents], None)
+        self._accept(accepted, day, changed)
+        t3 = clock()
+        self._appeals(day, accepted, changed)
+        t4 = clock()
+        self._recover(day, changed)
+        t5 = clock()
+        ents = (
+            kernels.unique_ids(np.concatenate(changed), self._mark)
+            if changed
+            else np.zeros(0, np.int32)
+        )
+        old = self.grade[ents].copy()
+        self._grade(ents)
+        self.lists.due(day, self.last_neg)
+        self.lists.by_condition(
+            ents, self.score, self.grade, self.scored, self.last_rec, day, st.lazy("lists", day)
+        )
+        started, ended = self.lists.take_changes()
+        t6 = clock()
+        self.measures.update(day, started, ended, ents, old, self.grade[ents], None)
+        t7 = clock()
+        tm["review"] += t2 - t1
+        tm["score"] += t3 - t2
+        tm["appeal"] += t4 - t3
+        tm["repair"] += t5 - t4
+        tm["lists"] += t6 - t5
+        tm["measures"] += t7 - t6
 
     def snapshot_if_due(self, day: int, last_day: int) -> None:
         if day % SNAPSHOT_EVERY == 0 or day == last_day:
