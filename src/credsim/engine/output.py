@@ -119,15 +119,24 @@ def records_arrow(
     kept: dict[str, tuple[np.ndarray, list[str]]] = {}
     if dictionary:
         s = {k: _dictionary(codes, nm) for k, (codes, nm) in labels.items()}
-    else:
-        s, kept = _label_columns(labels)
+        building = None
+    else:  # built on two threads while this one builds the other columns
+        building = _label_columns(labels)
+    plain = {
+        "record_id": pa.array(np.arange(start, start + n, dtype=np.int64)),
+        "behaviour_day": _nullable(c("behaviour_day")),
+        "actor_id": _nullable(c("actor")),
+        "import_row": _nullable(c("import_row")),
+    }
+    if building is not None:
+        s, kept = building()
     table = pa.table(
         {
-            "record_id": pa.array(np.arange(start, start + n, dtype=np.int64)),
+            "record_id": plain["record_id"],
             "day": pa.array(c("day")),
-            "behaviour_day": _nullable(c("behaviour_day")),
+            "behaviour_day": plain["behaviour_day"],
             "entity_id": pa.array(c("entity")),
-            "actor_id": _nullable(c("actor")),
+            "actor_id": plain["actor_id"],
             "item": s["item"],
             "behaviour": s["behaviour"],
             "channel": s["channel"],
@@ -142,7 +151,7 @@ def records_arrow(
             "review_day": nullable("review_day", pa.int32()),
             "appeal_day": nullable("appeal_day", pa.int32()),
             "appealed": flags("appealed"),
-            "import_row": _nullable(c("import_row")),
+            "import_row": plain["import_row"],
             "excused": pa.array(c("excused")),
         }
     )
@@ -162,27 +171,28 @@ def _dictionary(codes: np.ndarray, names: list[str], null: int = -1) -> pa.Array
 
 def _label_columns(
     labels: dict[str, tuple[np.ndarray, list[str]]],
-) -> tuple[dict[str, pa.Array], dict[str, tuple[np.ndarray, list[str]]]]:
-    """The string columns of ``labels`` (name: (codes, names), null code -1) and their codes
-    (for :func:`credsim.store.labels.remember`), built two at a time when large (Arrow and
-    numpy release the GIL)."""
+) -> Callable[[], tuple[dict[str, pa.Array], dict[str, tuple[np.ndarray, list[str]]]]]:
+    """Start building the string columns of ``labels`` (name: (codes, names), null code -1),
+    two at a time on threads of their own when large (Arrow and numpy release the GIL);
+    the returned function waits for them: (the columns, their codes for
+    :func:`credsim.store.labels.remember`)."""
 
-    def build(item: tuple[str, tuple[np.ndarray, list[str]]]) -> tuple[pa.Array, np.ndarray]:
-        codes, names = np.asarray(item[1][0]), list(item[1][1])
-        return _labels(codes, names), codes
+    def build(item: tuple[str, tuple[np.ndarray, list[str]]]) -> pa.Array:
+        return _labels(np.asarray(item[1][0]), list(item[1][1]))
 
     items = list(labels.items())
+    codes = {name: (np.asarray(c), list(nm)) for name, (c, nm) in items}
     if max((len(c) for c, _ in labels.values()), default=0) < 100_000:
-        built = [build(item) for item in items]
-    else:
-        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="credsim-labels") as pool:
-            built = list(pool.map(build, items))
-    columns = {name: arr for (name, _), (arr, _) in zip(items, built, strict=True)}
-    kept = {
-        name: (codes, list(labels[name][1]))
-        for (name, _), (_, codes) in zip(items, built, strict=True)
-    }
-    return columns, kept
+        built = {name: build(item) for name, item in zip(labels, items, strict=True)}
+        return lambda: (built, codes)
+    pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="credsim-labels")
+    futures = {name: pool.submit(build, item) for name, item in zip(labels, items, strict=True)}
+    pool.shutdown(wait=False)  # the threads end when the last column is built
+
+    def collect() -> tuple[dict[str, pa.Array], dict[str, tuple[np.ndarray, list[str]]]]:
+        return {name: f.result() for name, f in futures.items()}, codes
+
+    return collect
 
 
 def scores_table(sim: Simulation) -> pa.Table:
