@@ -242,9 +242,7 @@ class RecordStream:
             stored, self._stored = self._stored, None
             stored.result()
 
-    def _write(
-        self, cols: dict[str, np.ndarray | None], first: int, segment: bool = True
-    ) -> None:
+    def _write(self, cols: dict[str, np.ndarray | None], first: int, segment: bool = True) -> None:
         """Seal a batch (this thread: the chain is serial) and have the file thread store it
         while the next batch is sealed."""
         rows = cols["import_row"]
