@@ -19,7 +19,6 @@ from hypothesis import strategies as st
 
 from credsim.api import run, simulate
 from credsim.engine import ahead as ahead_module
-from credsim.engine import simulation as simulation_module
 from credsim.engine.ahead import Ahead, AheadProcess
 from credsim.engine.behave import Behaviour, draw_traits
 from credsim.engine.shards import (
@@ -247,9 +246,9 @@ def test_drawing_days_ahead_changes_nothing(
 ) -> None:
     common = dict(population=3000, days=60, seed=5, scenarios=["appeal"])
     common["execution"] = Execution(workers=2)  # one worker: one core, nothing drawn ahead
-    monkeypatch.setattr(simulation_module, "AHEAD_MIN_CANDIDATES", 0)  # a small run
+    monkeypatch.setattr(ahead_module, "AHEAD_MIN_CANDIDATES", 0)  # a small run
     if where == "thread":  # where a process cannot be forked
-        monkeypatch.setattr(simulation_module, "can_fork", lambda: False)
+        monkeypatch.setattr(ahead_module, "can_fork", lambda: False)
     threads: list[str] = []
     observed = Simulation._observed
 
@@ -289,7 +288,7 @@ def test_a_small_run_draws_its_days_in_turn() -> None:
     :data:`AHEAD_MIN_CANDIDATES` candidates a day nothing is drawn ahead."""
     small = simulate("nanjing", population=3000, days=5, seed=1, execution=Execution(workers=2))
     sim = small.simulation
-    assert sim is not None and sim.behave.lam.sum() < simulation_module.AHEAD_MIN_CANDIDATES
+    assert sim is not None and sim.behave.lam.sum() < ahead_module.AHEAD_MIN_CANDIDATES
     assert sim._ahead is None
 
 
@@ -299,10 +298,10 @@ def test_days_too_large_for_their_slot_come_through_the_pipe(
     """A day drawn ahead whose arrays exceed its shared slot is sent whole instead: the same
     run."""
     common = dict(population=3000, days=30, seed=2, execution=Execution(workers=2))
-    monkeypatch.setattr(simulation_module, "AHEAD_MIN_CANDIDATES", 0)
+    monkeypatch.setattr(ahead_module, "AHEAD_MIN_CANDIDATES", 0)
     whole = simulate("nanjing", **common)  # type: ignore[arg-type]
     monkeypatch.setattr(ahead_module, "MIN_SLOT", 4096)
-    monkeypatch.setattr(simulation_module, "AHEAD_BYTES", 0)  # slots of 4 KiB: days overflow
+    monkeypatch.setattr(ahead_module, "AHEAD_BYTES", 0)  # slots of 4 KiB: days overflow
     piped = simulate("nanjing", **common)  # type: ignore[arg-type]
     assert piped.simulation._ahead.delivered == 29  # type: ignore[union-attr]
     _tables_equal(whole.tables, piped.tables)
@@ -320,12 +319,15 @@ def test_an_error_drawing_ahead_is_raised_with_its_traceback(
         return observed(self, day)
 
     monkeypatch.setattr(Simulation, "_observed", failing)
-    monkeypatch.setattr(simulation_module, "AHEAD_MIN_CANDIDATES", 0)
-    drawers: list[AheadProcess] = []
-    made = Simulation._drawer
-    monkeypatch.setattr(
-        Simulation, "_drawer", lambda self: drawers.append(made(self)) or drawers[-1]
-    )
+    monkeypatch.setattr(ahead_module, "AHEAD_MIN_CANDIDATES", 0)
+    drawers: list = []
+    made = ahead_module.drawer
+
+    def kept(*args):  # noqa: ANN002, ANN202
+        drawers.append(made(*args))
+        return drawers[-1]
+
+    monkeypatch.setattr(ahead_module, "drawer", kept)
     with pytest.raises(RuntimeError, match="day 5") as err:
         simulate("suzhou", population=2000, days=20, seed=1, execution=Execution(workers=2))
     assert "ValueError: no behaviours today" in str(err.value)  # the child's traceback

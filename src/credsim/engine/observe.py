@@ -152,73 +152,20 @@ def _fill(
 
 @njit(cache=True, nogil=True)
 def _fill_run(
-    who,
-    exc,
-    u,
-    chs,
-    sizes,
-    detect,
-    c_item,
-    c_beh,
-    c_chan,
-    c_agency,
-    c_points,
-    c_fraud,
-    day,  # noqa: ANN001
-    o_bday,
-    o_entity,
-    o_actor,
-    o_item,
-    o_beh,
-    o_chan,
-    o_agency,
-    o_points,
-    o_truth,
-    o_basis,
-    o_error,
-    o_exc,
-    o_import,
-    o,
-):  # noqa: ANN202
+    who, exc, u, chs, sizes, detect, item, beh, chan, agency, points, fraud, day, outs, o
+):  # noqa: ANN001, ANN202
     """:func:`_fill` (``detect`` true) for a run of simple channels ``chs`` at once: channel
     ``chs[i]`` reads the next ``sizes[i]`` entries of ``who``, ``exc`` (empty: no excuses)
-    and ``u``. One call instead of one per channel: the day's records are written without
-    going back to Python between channels."""
+    and ``u``; the channels' constants are arrays by channel; ``outs``: the output columns.
+    One call instead of one per channel: the day's records are written without going back to
+    Python between channels."""
     a = 0
-    z = np.zeros(0, np.bool_)
     for i in range(chs.shape[0]):
         c = chs[i]
         b = a + sizes[i]
-        o = _fill(
-            True,
-            who[a:b],
-            who[a:b],
-            np.zeros(0, np.int8),
-            exc[a:b] if exc.shape[0] > 0 else z,
-            u[a:b],
-            detect[c],
-            day,
-            c_item[c],
-            c_beh[c],
-            c_chan[c],
-            c_agency[c],
-            c_points[c],
-            c_fraud[c],
-            o_bday,
-            o_entity,
-            o_actor,
-            o_item,
-            o_beh,
-            o_chan,
-            o_agency,
-            o_points,
-            o_truth,
-            o_basis,
-            o_error,
-            o_exc,
-            o_import,
-            o,
-        )
+        e = exc[a:b] if exc.shape[0] > 0 else exc
+        args = (True, who[a:b], who[a:b], np.zeros(0, np.int8), e, u[a:b], detect[c], day)
+        o = _fill(*args, item[c], beh[c], chan[c], agency[c], points[c], fraud[c], *outs, o)
         a = b
     return o
 
@@ -419,7 +366,7 @@ class Observer:
         none_d = np.zeros(0)
         for c, _, a, b, *rest in jobs:
             if c < 0:  # a run of simple channels: (channels, sizes, who, excused, u)
-                o = _fill_run(*rest, a, b, *self._by_channel, day, *cols, o)  # type: ignore[call-arg]
+                o = _fill_run(*rest, a, b, *self._by_channel, day, tuple(cols), o)  # type: ignore[call-arg]
                 continue
             item, k, chan, agency, points, fraud = self._const[c]
             # (entity, actor, error, excused)

@@ -12,8 +12,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from credsim.engine import insiders, kernels
-from credsim.engine.ahead import Ahead, AheadProcess, can_fork
+from credsim.engine import ahead, insiders, kernels
 from credsim.engine.behave import Behaviour, draw_traits, group_with_orgs
 from credsim.engine.lists import ListBook
 from credsim.engine.measures import MeasureBook
@@ -32,7 +31,7 @@ from credsim.engine.records import (
     RecordBuffer,
 )
 from credsim.engine.rng import Streams
-from credsim.engine.shards import BLOCK_SIZE, LocalRunner
+from credsim.engine.shards import BLOCK_SIZE
 from credsim.population.types import ORGANIZATION, PERSON, Population
 from credsim.schemes.compile import ALL_CHANNELS, Compiled
 
@@ -41,18 +40,6 @@ CH_ESCALATION = ALL_CHANNELS.index("escalation")
 CH_ASSOCIATION = ALL_CHANNELS.index("association")
 CH_REPAIR = ALL_CHANNELS.index("repair")
 NEVER = -(10**6)
-AHEAD_DAYS = 2
-AHEAD_MIN_CANDIDATES = 2000
-"""Days are drawn ahead only when a day is expected to hold at least this many candidate
-behaviours: below, handing a day over costs more than drawing it (reference model, 2 cores:
-30,000 persons, 2,000 a day, 0.35 s a year either way; 1,000 persons 0.13 s in turn, 0.23 s
-ahead)."""
-AHEAD_BYTES = 48
-"""Bytes a day drawn ahead takes per expected candidate (the behaviour of each, 4 bytes, and
-the columns of the records they make, 41 bytes each), to size the slots that bring days
-back from the process drawing ahead."""
-"""Days drawn ahead at most (:meth:`Simulation._ahead_of`): two absorb the jitter of a day
-that takes longer than the one being scored, at the memory of a day's draws."""
 
 
 def draw_enrolment(cs: Compiled, pop: Population, rng: np.random.Generator) -> np.ndarray:
@@ -64,11 +51,6 @@ def draw_enrolment(cs: Compiled, pop: Population, rng: np.random.Generator) -> n
     if not e.persons:
         enrolled[pop.kind == PERSON] = False
     return enrolled
-
-
-def _own_copy(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """A batch whose arrays are lent (:attr:`AheadProcess.borrowed`) as arrays of its own."""
-    return type(batch)({k: v.copy() for k, v in batch.items()})
 
 
 class Simulation:
@@ -112,7 +94,7 @@ class Simulation:
         self.horizon: int | None = None
         """The last day the run will step through; known, it lets the next day's behaviours
         be drawn while a day is scored (:meth:`_ahead_of`)."""
-        self._ahead: Ahead[tuple] | AheadProcess[tuple] | None = None
+        self._ahead: ahead.Ahead[tuple] | ahead.AheadProcess[tuple] | None = None
         self.queue = np.zeros(0, np.int64)
         self._mark = np.zeros(n, np.bool_)  # scratch for kernels.unique_ids
         # review capacity is given at the jurisdiction's real size; a scaled run scales it
@@ -169,36 +151,17 @@ class Simulation:
         return self.behave.tally(kind), blocked, planned, t1 - t0, time.perf_counter() - t1
 
     def _ahead_of(self, day: int) -> None:
-        """Draw and observe the day after ``day`` on a second thread while ``day`` goes on,
-        when its behaviours depend on nothing the run changes (:attr:`Behaviour.independent`;
-        every draw is keyed by its day, so the result is the same as drawn in turn) and the
-        run may use more than one core."""
+        """Have the days after ``day`` drawn and observed ahead (:mod:`credsim.engine.ahead`)
+        while ``day`` goes on, when their behaviours depend on nothing the run changes
+        (:attr:`Behaviour.independent`; every draw is keyed by its day, so the result is the
+        same as drawn in turn) and it is worth it (:func:`~credsim.engine.ahead.worth_it`)."""
         if self.horizon is None or day >= self.horizon or not self.behave.independent:
             return
-        if self.behave.runner.workers < 2:  # the run keeps to one core (--workers 1)
-            return
-        if float(self.behave.lam.sum()) < AHEAD_MIN_CANDIDATES:  # too little to hand over
+        if not ahead.worth_it(self.behave):
             return
         if self._ahead is None:
-            self._ahead = self._drawer()
-        self._ahead.start(day + 1, min(day + AHEAD_DAYS, self.horizon))
-
-    def _drawer(self) -> Ahead[tuple] | AheadProcess[tuple]:
-        """Where days are drawn ahead: a forked process (Linux; local workers), which runs
-        free of this interpreter's lock, else a thread."""
-        if not (can_fork() and isinstance(self.behave.runner, LocalRunner)):
-            return Ahead(self._observed)
-        per_day = float(self.behave.lam.sum())  # expected candidates of a day
-        return AheadProcess(
-            self._observed, int(per_day * AHEAD_BYTES * 1.25), AHEAD_DAYS, self._after_fork
-        )
-
-    def _after_fork(self) -> None:  # pragma: no cover - runs in the child process
-        """In the process drawing ahead: its thread pools were this process's (their threads
-        are not there); they start again when needed."""
-        runner = self.behave.runner
-        if isinstance(runner, LocalRunner):  # always (no other runner is forked)
-            runner.forget_pool()
+            self._ahead = ahead.drawer(self._observed, self.behave)
+        self._ahead.start(day + 1, min(day + ahead.AHEAD_DAYS, self.horizon))
 
     def close(self) -> None:
         """Stop drawing ahead and the behaviour runner's workers (threads or Ray actors)."""
@@ -212,7 +175,7 @@ class Simulation:
         got = self._ahead.take(day) if self._ahead is not None else None
         events, blocked, planned, t_behave, t_observe = got or self._observed(day)
         if got is not None and self._ahead is not None and self._ahead.borrowed:
-            planned = [(due, b if due == day else _own_copy(b)) for due, b in planned]
+            planned = [(due, b if due == day else ahead.own_copy(b)) for due, b in planned]
         tm["behave"] += t_behave
         self.behave.add(events, blocked)
         self.observer.add(planned)
