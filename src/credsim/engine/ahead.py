@@ -1,10 +1,11 @@
-"""A day computed ahead on a second thread (see ``Simulation._ahead_of``).
+"""Days computed ahead, in a forked process or on a second thread (see
+``Simulation._ahead_of``), and when it is worth it.
 
-:class:`Ahead` holds the computations of the next few days, queued in day order. The day loop
-asks it for a day: the result if that day was computed ahead, else None (and the loop computes it
-in turn). Every draw of a day is keyed by the day (:mod:`credsim.engine.rng`), so a day computed
-ahead is the same as one computed in turn, as long as it reads nothing the days before it
-change.
+:class:`AheadProcess` (Linux) and :class:`Ahead` (a thread) hold the computations of the next
+few days, in day order. The day loop asks for a day: the result if that day was computed ahead,
+else None (and the loop computes it in turn). Every draw of a day is keyed by the day
+(:mod:`credsim.engine.rng`), so a day computed ahead is the same as one computed in turn, as
+long as it reads nothing the days before it change.
 """
 
 from __future__ import annotations
@@ -83,7 +84,8 @@ class Ahead(Generic[T]):
     """``compute(day)`` for the next few days, in order, on a thread of its own."""
 
     borrowed = False
-    """Whether a result's arrays are lent only until the day after next is asked for."""
+    """Whether a result's arrays are only lent: valid until the days after the next are asked
+    for (by the next day's step), so that a caller keeping them longer copies them."""
 
     def __init__(self, compute: Callable[[int], T]) -> None:
         self.compute = compute
@@ -129,9 +131,10 @@ class AheadProcess(Generic[T]):
     one (Linux): it shares every array the computation reads, copy-on-write, and runs without
     contending for this interpreter's lock, which a second thread does for every step in
     Python. A result's arrays come back through shared memory, one slot per day in flight
-    (``slot_bytes`` each), with no copy on this side: they stay valid until the day after
-    next is asked for, so a caller that keeps them longer copies them (:attr:`borrowed`). A
-    result larger than its slot comes through the pipe instead (a copy).
+    (``slot_bytes`` each, ``depth`` + 1 slots: the days in flight and the day in use), with no
+    copy on this side: day d's arrays stay valid until day d + ``depth`` + 1 is asked for, so
+    a caller that keeps them longer copies them (:attr:`borrowed`). A result larger than its
+    slot comes through the pipe instead (a copy).
 
     ``after_fork`` runs first in the child (to drop thread pools it inherits without their
     threads). The child ignores Ctrl-C (this process stops it), dies with this process, and
@@ -166,7 +169,8 @@ class AheadProcess(Generic[T]):
     def start(self, first: int, last: int | None = None) -> None:
         """Ask for the days ``first`` .. ``last`` (default: ``first``) not already asked for;
         what is asked for other days is dropped."""
-        last = first if last is None else last
+        # at most ``depth`` days in flight: with the day in use, one slot each
+        last = min(first if last is None else last, first + self.depth - 1)
         if self._asked and self._asked[0] != first:
             self._drop()
         if self.pid is None:
