@@ -408,3 +408,40 @@ def test_bad_execution_settings_are_refused_before_anything_runs() -> None:
     ):
         with pytest.raises(CredsimError, match=msg):
             simulate("suzhou", population=100, days=2, execution=ex)
+
+
+def test_a_result_laid_out_in_the_ring_reads_back_the_same() -> None:
+    """What the process drawing ahead sends: arrays copied into a slot of the shared ring
+    (aligned), the rest of the result as it was; read back as views of the ring, equal in
+    types, dtypes, shapes and values; a result larger than the slot is marked as not fitting."""
+    import mmap
+
+    from credsim.engine.ahead import _Layout, _rebuild
+    from credsim.engine.observe import _Own
+
+    ring = mmap.mmap(-1, 1 << 16)
+    batch = _Own(entity=np.arange(5, dtype=np.int32), points=np.array([-1.0, 2.5]))
+    result = (
+        np.array([3, 0, 7], np.int64),
+        None,
+        [(4, batch), (9, _Own(excused=np.zeros(0, np.bool_)))],
+        0.25,
+        np.ones((2, 3), np.int8),
+    )
+    laid = _Layout(ring, 4096, 8192)
+    back = _rebuild(laid.put(result), ring)
+    assert laid.fits and type(back) is tuple and back[1] is None and back[3] == 0.25
+    assert type(back[2][0][1]) is _Own and back[2][0][0] == 4
+    for got, want in [
+        (back[0], result[0]),
+        (back[4], result[4]),
+        (back[2][0][1]["entity"], batch["entity"]),
+        (back[2][0][1]["points"], batch["points"]),
+        (back[2][1][1]["excused"], np.zeros(0, np.bool_)),
+    ]:
+        assert got.dtype == want.dtype and got.shape == want.shape
+        assert np.array_equal(got, want)
+        assert np.shares_memory(got, np.frombuffer(ring, np.uint8)) or got.size == 0
+    small = _Layout(ring, 0, 16)
+    small.put(result)
+    assert not small.fits

@@ -15,7 +15,6 @@ import ctypes
 import mmap
 import multiprocessing
 import os
-import pickle
 import signal
 import sys
 import threading
@@ -226,17 +225,16 @@ class AheadProcess(Generic[T]):
     def _receive(self) -> T:
         assert self._conn is not None and self._ring is not None
         try:
-            kind, day, payload, spans = self._conn.recv()
+            kind, day, body, in_ring = self._conn.recv()
         except (EOFError, OSError) as e:
             self.close()
             raise RuntimeError("the process drawing days ahead ended unexpectedly") from e
         if kind == "error":
             self.close()
-            raise RuntimeError(f"drawing day {day} ahead failed in the child process:\n{payload}")
-        if spans is None:  # too large for its slot: came through the pipe
-            return pickle.loads(payload)  # noqa: S301 - our own child's bytes
-        view = memoryview(self._ring)
-        return pickle.loads(payload, buffers=[view[a : a + n] for a, n in spans])  # noqa: S301
+            raise RuntimeError(f"drawing day {day} ahead failed in the child process:\n{body}")
+        if not in_ring:  # too large for its slot: came whole through the pipe
+            return body  # type: ignore[no-any-return]
+        return _rebuild(body, self._ring)  # type: ignore[return-value]
 
     def _fork(self) -> None:
         self._ring = mmap.mmap(-1, self.slots * self.slot_bytes)  # shared, anonymous
@@ -262,7 +260,6 @@ class AheadProcess(Generic[T]):
     # -- the child ---------------------------------------------------------------------------
     def _serve(self, conn: Connection) -> None:  # pragma: no cover - runs in the child
         assert self._ring is not None
-        ring = memoryview(self._ring)
         while True:
             try:
                 day = conn.recv()
@@ -272,26 +269,66 @@ class AheadProcess(Generic[T]):
                 return
             try:
                 result = self.compute(day)
-                buffers: list[pickle.PickleBuffer] = []
-                payload = pickle.dumps(result, protocol=5, buffer_callback=buffers.append)
                 base = (day % self.slots) * self.slot_bytes
-                spans: list[tuple[int, int]] | None = []
-                at = base
-                for b in buffers:
-                    raw = b.raw()
-                    n = raw.nbytes
-                    if at + n > base + self.slot_bytes:
-                        spans = None
-                        break
-                    ring[at : at + n] = raw
-                    spans.append((at, n))  # type: ignore[union-attr]
-                    at = -(-(at + n) // 64) * 64  # every array 64-byte aligned
-                if spans is None:
-                    payload = pickle.dumps(result, protocol=5)
-                conn.send(("ok", day, payload, spans))
+                laid = _Layout(self._ring, base, base + self.slot_bytes)
+                skeleton = laid.put(result)
+                conn.send(("ok", day, skeleton, True) if laid.fits else ("ok", day, result, False))
             except BaseException:  # noqa: BLE001 - reported to the parent, which raises
                 conn.send(("error", day, traceback.format_exc(), None))
                 return
+
+
+class _InRing:
+    """An array left in the shared ring: where it starts, its dtype and its shape."""
+
+    __slots__ = ("at", "dtype", "shape")
+
+    def __init__(self, at: int, dtype: str, shape: tuple[int, ...]) -> None:
+        self.at, self.dtype, self.shape = at, dtype, shape
+
+    def __reduce__(self) -> tuple:
+        return (_InRing, (self.at, self.dtype, self.shape))
+
+
+class _Layout:  # pragma: no cover - runs in the child
+    """Copies the arrays of a result into a slot of the ring (each 64-byte aligned) and gives
+    the result with :class:`_InRing` in their place; :attr:`fits` false when the slot is too
+    small (the result then goes whole through the pipe)."""
+
+    def __init__(self, ring: mmap.mmap, at: int, end: int) -> None:
+        self.ring, self.at, self.end, self.fits = ring, at, end, True
+
+    def put(self, obj: object) -> object:
+        if isinstance(obj, np.ndarray) and self.fits:
+            arr = np.ascontiguousarray(obj)
+            if self.at + arr.nbytes > self.end:
+                self.fits = False
+                return None
+            dst = np.ndarray(arr.shape, arr.dtype, buffer=self.ring, offset=self.at)
+            dst[...] = arr
+            placed = _InRing(self.at, arr.dtype.str, arr.shape)
+            self.at = -(-(self.at + arr.nbytes) // 64) * 64
+            return placed
+        if isinstance(obj, tuple):
+            return tuple(self.put(x) for x in obj)
+        if isinstance(obj, list):
+            return [self.put(x) for x in obj]
+        if isinstance(obj, dict):
+            return type(obj)((k, self.put(v)) for k, v in obj.items())
+        return obj
+
+
+def _rebuild(obj: object, ring: mmap.mmap) -> object:
+    """A result laid out by :class:`_Layout`, its arrays views of the ring."""
+    if isinstance(obj, _InRing):
+        return np.ndarray(obj.shape, np.dtype(obj.dtype), buffer=ring, offset=obj.at)
+    if isinstance(obj, tuple):
+        return tuple(_rebuild(x, ring) for x in obj)
+    if isinstance(obj, list):
+        return [_rebuild(x, ring) for x in obj]
+    if isinstance(obj, dict):
+        return type(obj)((k, _rebuild(v, ring)) for k, v in obj.items())
+    return obj
 
 
 def _reap(pid: int, wait: float = 10.0) -> None:
