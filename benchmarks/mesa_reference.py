@@ -554,6 +554,7 @@ def main() -> int:
     listing_runs: list[Outcome] = [cs_mem]
 
     mesa_short: Outcome | None = None
+    mesa_year: Outcome | None = None
     if mesa_v is None:
         print("Mesa is not installed (pip install mesa): Mesa runs skipped")
     else:
@@ -589,6 +590,14 @@ def main() -> int:
             f"credsim/Mesa throughput ratio: {cs_mem.rate / mesa_short.rate:,.0f}x (simulate), "
             f"{cs_run.rate / mesa_short.rate:,.0f}x (run with store)"
         )
+        if mesa_year is not None and mesa_year.persons == mesa_short.persons:
+            # the same model measured over the whole year: the machine's speed, which varies
+            # from minute to minute, averaged over a longer time than the short run's
+            print(
+                f"  against Mesa's year run ({mesa_year.rate:,.0f} agent-days/s): "
+                f"{cs_mem.rate / mesa_year.rate:,.0f}x (simulate), "
+                f"{cs_run.rate / mesa_year.rate:,.0f}x (run with store)"
+            )
     if frames is not None:
         print(
             f"credsim/mesa-frames throughput ratio: {cs_mem.rate / frames.rate:,.1f}x "
