@@ -307,6 +307,24 @@ def test_days_too_large_for_their_slot_come_through_the_pipe(
     _tables_equal(whole.tables, piped.tables)
 
 
+def test_days_are_drawn_in_turn_when_no_process_can_be_forked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    common = dict(population=3000, days=20, seed=4, execution=Execution(workers=2))
+    monkeypatch.setattr(ahead_module, "AHEAD_MIN_CANDIDATES", 0)
+    drawn = simulate("suzhou", **common)  # type: ignore[arg-type]
+
+    def no_fork() -> int:
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(ahead_module.os, "fork", no_fork)
+    in_turn = simulate("suzhou", **common)  # type: ignore[arg-type]
+    drawer = in_turn.simulation._ahead  # type: ignore[union-attr]
+    assert isinstance(drawer, AheadProcess) and drawer.delivered == 0
+    assert drawer.unavailable is not None and "BlockingIOError" in drawer.unavailable
+    _tables_equal(drawn.tables, in_turn.tables)
+
+
 def test_an_error_drawing_ahead_is_raised_with_its_traceback(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

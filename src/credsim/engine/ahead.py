@@ -163,6 +163,8 @@ class AheadProcess(Generic[T]):
         self._reaper: threading.Thread | None = None
         self.delivered = 0
         """Days taken from the child (for tests and timings)."""
+        self.unavailable: str | None = None
+        """Why no child could be forked (the days are then drawn in turn), or None."""
 
     # -- this process ------------------------------------------------------------------------
     def start(self, first: int, last: int | None = None) -> None:
@@ -172,8 +174,14 @@ class AheadProcess(Generic[T]):
         last = min(first if last is None else last, first + self.depth - 1)
         if self._asked and self._asked[0] != first:
             self._drop()
+        if self.unavailable:
+            return
         if self.pid is None:
-            self._fork()
+            try:
+                self._fork()
+            except OSError as e:  # no process to be had (limits, memory): days drawn in turn
+                self.unavailable = f"{type(e).__name__}: {e}"
+                return
         assert self._conn is not None
         for day in range(first, last + 1):
             if day not in self._asked:
@@ -239,9 +247,15 @@ class AheadProcess(Generic[T]):
     def _fork(self) -> None:
         self._ring = mmap.mmap(-1, self.slots * self.slot_bytes)  # shared, anonymous
         parent, child = multiprocessing.Pipe(duplex=True)
-        with warnings.catch_warnings():  # Python 3.12+ warns of forking with threads running:
-            warnings.simplefilter("ignore", DeprecationWarning)  # the child uses none of them
-            pid = os.fork()
+        try:
+            with warnings.catch_warnings():  # Python 3.12+ warns of forking with threads:
+                warnings.simplefilter("ignore", DeprecationWarning)  # the child uses none
+                pid = os.fork()
+        except OSError:
+            parent.close()
+            child.close()
+            self._ring = None
+            raise
         if pid == 0:  # pragma: no cover - runs in the child (its coverage is not collected)
             code = 1
             try:
