@@ -199,7 +199,8 @@ class AheadProcess(Generic[T]):
         return result
 
     def close(self) -> None:
-        """Stop the child and wait for it."""
+        """Tell the child to stop (it ends once the days it was asked for are drawn; on a
+        thread of its own it is waited for, and killed if it has not ended in 10 s)."""
         self._asked.clear()
         conn, pid = self._conn, self.pid
         self._conn = self.pid = None
