@@ -95,6 +95,7 @@ class Simulation:
         """The last day the run will step through; known, it lets the next day's behaviours
         be drawn while a day is scored (:meth:`_ahead_of`)."""
         self._ahead: ahead.Ahead[tuple] | ahead.AheadProcess[tuple] | None = None
+        self._drawing: bool | None = None  # whether days are drawn ahead (None: not decided)
         self.queue = np.zeros(0, np.int64)
         self._mark = np.zeros(n, np.bool_)  # scratch for kernels.unique_ids
         # review capacity is given at the jurisdiction's real size; a scaled run scales it
@@ -155,13 +156,14 @@ class Simulation:
         while ``day`` goes on, when their behaviours depend on nothing the run changes
         (:attr:`Behaviour.independent`; every draw is keyed by its day, so the result is the
         same as drawn in turn) and it is worth it (:func:`~credsim.engine.ahead.worth_it`)."""
-        if self.horizon is None or day >= self.horizon or not self.behave.independent:
+        if self.horizon is None or day >= self.horizon:
             return
-        if not ahead.worth_it(self.behave):
-            return
-        if self._ahead is None:
-            self._ahead = ahead.drawer(self._observed, self.behave)
-        self._ahead.start(day + 1, min(day + ahead.AHEAD_DAYS, self.horizon))
+        if self._drawing is None:  # decided once, on the first day (the runner is set by then)
+            self._drawing = self.behave.independent and ahead.worth_it(self.behave)
+            if self._drawing:
+                self._ahead = ahead.drawer(self._observed, self.behave)
+        if self._ahead is not None:
+            self._ahead.start(day + 1, min(day + ahead.AHEAD_DAYS, self.horizon))
 
     def close(self) -> None:
         """Stop drawing ahead and the behaviour runner's workers (threads or Ray actors)."""
