@@ -194,6 +194,27 @@ def test_write_and_read_back(run: Path) -> None:
     assert not [p for p in run.parent.iterdir() if p.name.startswith(".")]
 
 
+def test_identifiers_delta_encoded_and_read_back_by_duckdb(run: Path) -> None:
+    """Integer identifiers are stored delta-encoded, uncompressed; other columns zstd. Arrow
+    and DuckDB (what the audit queries with) read the same values back."""
+    duckdb = pytest.importorskip("duckdb")
+    meta = pq.ParquetFile(run / "records.parquet").metadata
+    chunks = {meta.row_group(0).column(i).path_in_schema: meta.row_group(0).column(i)
+              for i in range(meta.num_columns)}
+    for name in ("record_id", "entity_id", "actor_id", "cause_record"):
+        assert "DELTA_BINARY_PACKED" in chunks[name].encodings, name
+        assert chunks[name].compression == "UNCOMPRESSED", name
+    assert chunks["points"].compression == "ZSTD"
+    assert "DELTA_BINARY_PACKED" not in chunks["points"].encodings
+    for name in ("records", "population", "scores"):
+        path = (run / f"{name}.parquet").as_posix()
+        got = duckdb.sql(f"SELECT entity_id FROM read_parquet('{path}')").fetchall()
+        assert [r[0] for r in got] == pq.read_table(path).column("entity_id").to_pylist()
+    records = (run / "records.parquet").as_posix()
+    ids = duckdb.sql(f"SELECT record_id FROM read_parquet('{records}')")
+    assert [r[0] for r in ids.fetchall()] == list(range(1, 10))
+
+
 def test_manifest_not_mutated_and_numpy_values_saved(tmp_path: Path) -> None:
     np = pytest.importorskip("numpy")
     m = manifest()
