@@ -195,8 +195,9 @@ def test_write_and_read_back(run: Path) -> None:
 
 
 def test_identifiers_delta_encoded_and_read_back_by_duckdb(run: Path) -> None:
-    """Integer identifiers are stored delta-encoded, uncompressed; other columns zstd. Arrow
-    and DuckDB (what the audit queries with) read the same values back."""
+    """Integer identifiers are stored delta-encoded, uncompressed; other columns zstd, labels
+    with a dictionary. Arrow and DuckDB (what the audit queries with) read the same values
+    back."""
     duckdb = pytest.importorskip("duckdb")
     meta = pq.ParquetFile(run / "records.parquet").metadata
     chunks = {meta.row_group(0).column(i).path_in_schema: meta.row_group(0).column(i)
@@ -206,6 +207,10 @@ def test_identifiers_delta_encoded_and_read_back_by_duckdb(run: Path) -> None:
         assert chunks[name].compression == "UNCOMPRESSED", name
     assert chunks["points"].compression == "ZSTD"
     assert "DELTA_BINARY_PACKED" not in chunks["points"].encodings
+    # labels get a dictionary, wide numbers none (zstd alone)
+    assert "RLE_DICTIONARY" in chunks["behaviour"].encodings
+    assert "RLE_DICTIONARY" not in chunks["points"].encodings
+    assert "RLE_DICTIONARY" not in chunks["day"].encodings
     for name in ("records", "population", "scores"):
         path = (run / f"{name}.parquet").as_posix()
         got = duckdb.sql(f"SELECT entity_id FROM read_parquet('{path}')").fetchall()

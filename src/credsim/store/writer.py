@@ -187,9 +187,16 @@ and falls back to plain encoding after costing a hash of every value, so they go
 
 
 def parquet_options(schema: pa.Schema) -> dict[str, Any]:
-    """How a table is stored: zstd and dictionary pages, except for the records' ``digest``
-    (random bytes: incompressible, every value distinct) and for identifier columns (no
-    dictionary). Only the encoding on disk depends on this, never the values read back.
+    """How a table is stored: zstd, with dictionary pages for the labels (strings other than
+    the identity codes), except for the records' ``digest`` (random bytes: incompressible,
+    every value distinct). Only the encoding on disk depends on this, never the values read
+    back.
+
+    Wide numbers (32 and 64 bits: days, points, scores) go without a dictionary: zstd
+    compresses their few distinct values as well, and hashing every value into a dictionary
+    took longer than compressing (3M score rows: 42 against 58 ms; the ``score`` column alone
+    11 against 20 ms). Narrow integers (age, income decile) and dates keep it (smaller files:
+    age 0.9 against 1.25 MB a million rows).
 
     Row-group statistics (min, max, nulls: what lets a query skip row groups) are kept for the
     numeric and date columns, not for strings: a row group holds nearly every label, so their
@@ -205,10 +212,17 @@ def parquet_options(schema: pa.Schema) -> dict[str, Any]:
     delta = {c for c in _DISTINCT & set(names) if pa.types.is_integer(schema.field(c).type)}
     return {
         "compression": {c: "none" if c == DIGEST_COLUMN or c in delta else "zstd" for c in names},
-        "use_dictionary": [c for c in names if c != DIGEST_COLUMN and c not in _DISTINCT],
+        "use_dictionary": [c for c in names if c not in _DISTINCT and _few(schema.field(c).type)],
         "column_encoding": {c: "DELTA_BINARY_PACKED" for c in sorted(delta)},
         "write_statistics": [c for c in names if c != DIGEST_COLUMN and c not in strings],
     }
+
+
+def _few(t: pa.DataType) -> bool:
+    """Whether a column of this type is given a dictionary (:func:`parquet_options`)."""
+    t = t.value_type if pa.types.is_dictionary(t) else t
+    narrow = pa.types.is_integer(t) and t.bit_width <= 16
+    return _is_string(t) or narrow or pa.types.is_date(t)
 
 
 def _is_string(t: pa.DataType) -> bool:
