@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import credsim
-from credsim.engine.output import _labels
+from credsim.engine.output import _dictionary, _labels, _nullable
 from credsim.engine.records import BASIS, ERRORS, STATUS
 from credsim.schemes.compile import ALL_CHANNELS
 from credsim.store import labels, ledger, write_run
@@ -255,8 +255,10 @@ def test_v2_chain_matches_hashlib_and_is_independent_of_groups() -> None:
 def test_labels_match_a_dictionary_cast() -> None:
     rng = np.random.default_rng(0)
     for names in (["a", "bé", "", "xyz"], ["person", "organization"], [""], ["x" * 40, "y"]):
-        for n in (0, 1, 5, 1000):
-            codes = rng.integers(-1, len(names), n)
+        # random codes, and every column of one value (built from the bytes, not taken)
+        cases = [rng.integers(-1, len(names), n) for n in (0, 1, 5, 1000)]
+        cases += [np.full(n, k) for n in (1, 7, 1000) for k in range(-1, len(names))]
+        for codes in cases:
             for dtype in (np.int8, np.int32, np.int64):
                 c = codes.astype(dtype)
                 ix = pa.array(np.where(c == -1, 0, c).astype(np.int32), mask=c == -1)
@@ -264,8 +266,29 @@ def test_labels_match_a_dictionary_cast() -> None:
                 got = _labels(c, names)
                 got.validate(full=True)
                 assert got.type == pa.string() and got.equals(expected)
-    with pytest.raises(IndexError):
-        _labels(np.array([0, 2]), ["a", "b"])
+    for bad in ([0, 2], [2, 2], [-2, -2]):  # outside the names, of one value or not
+        with pytest.raises(IndexError):
+            _labels(np.array(bad), ["a", "b"])
+
+
+def test_dictionary_and_nullable_arrays_match_arrow_built_ones() -> None:
+    rng = np.random.default_rng(1)
+    for names in (["a", "bé", "", "xyz"], ["x"]):
+        for n in (0, 1, 5, 1000):
+            for codes in (rng.integers(-1, len(names), n), np.full(n, -1), np.full(n, 0)):
+                for dtype in (np.int8, np.int32, np.int64):
+                    c = codes.astype(dtype)
+                    got = _dictionary(c, names)
+                    got.validate(full=True)
+                    assert got.cast(pa.string()).equals(_labels(c, names))
+                    assert got.null_count == int((c == -1).sum())
+                    plain = _nullable(c)
+                    plain.validate(full=True)
+                    assert plain.equals(pa.array(c, mask=c == -1))
+    assert _nullable(np.array([3, -1], np.int32), type_=pa.int64()).to_pylist() == [3, None]
+    for bad in ([0, 2], [2, 2], [-2, 0]):
+        with pytest.raises(IndexError, match="outside the 2 names"):
+            _dictionary(np.array(bad, np.int8), ["a", "b"])
 
 
 @pytest.fixture(scope="module")
