@@ -177,7 +177,9 @@ def test_release_gives_back_rows_and_keeps_the_rest() -> None:
     st.lists(
         st.tuples(
             st.integers(0, 40),  # rows appended
-            st.sampled_from(["none", "cause", "review_day", "appealed", "read"]),
+            st.sampled_from(
+                ["none", "cause", "review_day", "appealed", "read", "defaults", "error"]
+            ),
         ),
         max_size=12,
     )
@@ -185,22 +187,34 @@ def test_release_gives_back_rows_and_keeps_the_rest() -> None:
 def test_lazy_columns_read_as_if_always_written(steps: list[tuple[int, str]]) -> None:
     """A column most records leave at its default has no memory until a row needs another
     value; whatever the order of appends and reads, every column reads as in a table that
-    writes every column on every append."""
+    writes every column on every append. An append giving a lazy column only its default
+    (as the observer gives ``error``, ``excused`` and ``import_row``) allocates nothing."""
     lazy, eager = RecordBuffer(16), Table(COLUMNS, 16)
+    needed: set[str] = set()  # lazy columns given another value than the default, or read
     for i, (m, what) in enumerate(steps):
         cols: dict[str, object] = {"day": np.full(m, i, np.int32)}
         if what in ("cause", "review_day"):
             cols[what] = np.arange(m, dtype=np.int32) + 100 * i
         elif what == "appealed":
             cols[what] = np.ones(m, np.bool_)
+        elif what == "defaults":
+            cols |= {"error": np.full(m, -1, np.int8), "excused": np.zeros(m, np.bool_)}
+            cols["import_row"] = -1
+        elif what == "error":  # every other record in error, the first not
+            cols["error"] = np.where(np.arange(m) % 2 == 1, 2, -1).astype(np.int8)
         for t in (lazy, eager):
             t.append(**cols)  # type: ignore[arg-type]
+        for k, v in cols.items():
+            if k in LAZY and np.any(np.asarray(v) != COLUMNS[k][1]):
+                needed.add(k)
         if what == "read":  # handed out to be written: allocated from now on, defaults kept
             assert np.array_equal(lazy.col("appeal_day"), np.full(lazy.n, -1))
+            needed.add("appeal_day")
     for k, (_, fill) in COLUMNS.items():
         v = lazy.view(k)
+        assert (v is None) == (k in LAZY and k not in needed), k
         if v is None:  # never needed: every row is the default, and nothing was allocated
-            assert k in LAZY and (eager.col(k) == fill).all()
+            assert (eager.col(k) == fill).all()
         else:
             assert np.array_equal(v, eager.col(k)), k
 

@@ -12,7 +12,7 @@ import pyarrow.compute as pc
 
 from credsim.engine.lists import END_REASONS
 from credsim.engine.measures import CAUSES
-from credsim.engine.records import BASIS, ERRORS, STATUS
+from credsim.engine.records import BASIS, ERRORS, STATUS, default_column
 from credsim.engine.simulation import Simulation
 from credsim.population.types import ORGANIZATION
 from credsim.schemes.compile import ALL_CHANNELS
@@ -102,7 +102,7 @@ def records_arrow(
     ``dictionary``: the label columns (``item``, ``status``, ...) as dictionary arrays over
     their names instead of strings: the same values, without building a string per row (for
     writing: :func:`credsim.store.writer.label_writer`)."""
-    c = cast(Callable[[str], np.ndarray], cols.__getitem__)  # label columns: never None
+    c = cast(Callable[[str], np.ndarray], cols.__getitem__)  # columns never lazy
     n = c("day").shape[0]
 
     zeros: list[pa.Buffer] = []
@@ -126,7 +126,10 @@ def records_arrow(
         "source_agency": (c("agency"), names["agency"]),
         "status": (c("status"), STATUS),
         "basis": (c("basis"), BASIS),
-        "error": (c("error"), ERRORS),
+        "error": (
+            cols["error"] if cols["error"] is not None else default_column("error", n),
+            ERRORS,
+        ),
     }
     kept: dict[str, tuple[np.ndarray, list[str]]] = {}
     if dictionary:
@@ -138,7 +141,7 @@ def records_arrow(
         "record_id": pa.array(np.arange(start, start + n, dtype=np.int64)),
         "behaviour_day": _nullable(c("behaviour_day")),
         "actor_id": _nullable(c("actor")),
-        "import_row": _nullable(c("import_row")),
+        "import_row": nullable("import_row", pa.int32()),
     }
     if building is not None:
         s, kept = building()
@@ -164,7 +167,7 @@ def records_arrow(
             "appeal_day": nullable("appeal_day", pa.int32()),
             "appealed": flags("appealed"),
             "import_row": plain["import_row"],
-            "excused": pa.array(c("excused")),
+            "excused": flags("excused"),
         }
     )
     if kept:

@@ -60,17 +60,19 @@ COLUMNS: dict[str, tuple[type, int | float | bool]] = {
 }
 
 
-LAZY = ("review_day", "appeal_day", "appealed", "cause")
-"""Record columns that most records leave at their default (no review, no appeal, no cause):
-they take no memory until a record needs another value (:class:`Table`, ``lazy``)."""
+LAZY = ("review_day", "appeal_day", "appealed", "cause", "error", "excused", "import_row")
+"""Record columns that most records leave at their default (no review, no appeal, no cause, no
+error, no excuse, not imported): they take no memory until a record needs another value
+(:class:`Table`, ``lazy``)."""
 
 
 class Table:
     """Append-only columns with amortised growth; ``col(name)`` views the filled part.
 
     A *lazy* column has no array until a row needs a value other than its default (an append
-    gives it, or :meth:`col` or :meth:`raw` hands it out to be written): until then every row
-    holds the default, nothing is written per append, and :meth:`view` says so with None."""
+    gives one, or :meth:`col` or :meth:`raw` hands it out to be written): until then every row
+    holds the default, nothing is written per append (an append giving only the default
+    leaves it so), and :meth:`view` says so with None."""
 
     def __init__(
         self,
@@ -131,6 +133,8 @@ class Table:
                     continue  # the default, as every row before
                 v = fill
             elif k in self._lazy:
+                if not np.any(np.asarray(v) != fill):
+                    continue  # only the default: the column stays without an array
                 self._materialise(k)
             self._cols[k][start : start + m] = v
         self.n = start + m
@@ -197,9 +201,13 @@ def with_defaults(cols: dict[str, np.ndarray | None]) -> dict[str, np.ndarray]:
     """Record columns as :meth:`Table.view` gives them, a column that is all default (None)
     filled as an array."""
     n = next(v.shape[0] for v in cols.values() if v is not None)
-    return {
-        k: np.full(n, COLUMNS[k][1], COLUMNS[k][0]) if v is None else v for k, v in cols.items()
-    }
+    return {k: default_column(k, n) if v is None else v for k, v in cols.items()}
+
+
+def default_column(name: str, n: int) -> np.ndarray:
+    """``n`` rows of the record column ``name`` at its default."""
+    dtype, fill = COLUMNS[name]
+    return np.full(n, fill, dtype)
 
 
 _MADV_DONTNEED = 4

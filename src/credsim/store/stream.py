@@ -245,10 +245,8 @@ class RecordStream:
     def _write(self, cols: dict[str, np.ndarray | None], first: int, segment: bool = True) -> None:
         """Seal a batch (this thread: the chain is serial) and have the file thread store it
         while the next batch is sealed."""
-        rows = cols["import_row"]
-        assert rows is not None  # queued with every record
-        imp = rows >= 0
-        if imp.any():
+        rows = cols["import_row"]  # None: no record so far was imported
+        if rows is not None and (imp := rows >= 0).any():
             self._imports.append((np.nonzero(imp)[0] + first, rows[imp].copy()))
         table = records_arrow(cols, first, self.names, dictionary=True)
         final = conform("records", table, dictionaries=True)  # same values; schema nullability
