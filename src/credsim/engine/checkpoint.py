@@ -134,9 +134,7 @@ def restore(
     for name, path in TABLES.items():
         t: Table = _get(sim, path)
         cols = {c: z[f"t.{name}.{c}"] for c in t.columns}
-        for c in t.lazy_columns():  # all at the default: left unallocated, as they were
-            if (cols[c] == t.columns[c][1]).all():
-                del cols[c]
+        # a lazy column all at the default is left unallocated, as it was (Table.append)
         t.n = t.base = records_from if name == "records" else 0  # below: never allocated
         t.append(**cols)
     for k in sim.measures.multiplier:

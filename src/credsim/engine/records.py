@@ -160,10 +160,6 @@ class Table:
             return None
         return self._cols[name][lo : self.n if hi is None else hi]
 
-    def lazy_columns(self) -> tuple[str, ...]:
-        """The lazy columns that have no array yet (every row at the default)."""
-        return tuple(k for k in self.columns if k in self._lazy)
-
     def _materialise(self, name: str) -> None:
         """Give a lazy column its array, every row so far at the default (the released rows
         below :attr:`base` are never read)."""
