@@ -226,3 +226,37 @@ def test_failed_final_write_leaves_an_incomplete_folder_to_resume(
     monkeypatch.setattr(pq_mod, "write_table", real)
     assert cli_main(["run", "--resume", str(out), "--quiet"]) == 0
     assert RunStore(out).manifest["resumed_from"] == [30]
+
+
+def test_a_table_that_cannot_be_written_during_the_run_stops_it_cleanly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The population and the score snapshots are written while the days run (on a thread of
+    their own); a failure there stops the run with a clear error, leaves no partial file, and
+    the run resumes from its last checkpoint to the uninterrupted run's tables."""
+    from credsim.store import writer
+
+    real = writer.TableFile.add
+    seen: list[int] = []
+
+    def full_at_the_third_snapshot(self: writer.TableFile, part) -> None:  # noqa: ANN001
+        if self.name == "scores":
+            seen.append(part.num_rows)
+            if len(seen) == 3:
+                raise OSError(28, "No space left on device")
+        real(self, part)
+
+    out = tmp_path / "run"
+    monkeypatch.setattr(writer.TableFile, "add", full_at_the_third_snapshot)
+    full = r"No space left on device.*checkpoint of day \d+ is kept"
+    with pytest.raises(CredsimError, match=full):
+        run("nanjing", 3000, 100, 5, out, checkpoint_every=10)
+    # snapshots are taken on days 0, 30, 60, 90: the third failed before the run's end
+    assert len(seen) == 3
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["complete"] is False and m["checkpoint_day"] >= 60
+    assert sorted(p.name for p in out.iterdir()) == [".segments", "checkpoint.npz", "manifest.json"]
+    monkeypatch.setattr(writer.TableFile, "add", real)
+    resume(out)
+    run("nanjing", 3000, 100, 5, tmp_path / "whole", checkpoint_every=0)
+    _same_tables(out, tmp_path / "whole")

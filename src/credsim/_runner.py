@@ -186,7 +186,7 @@ def finish(p: Prepared, extra: dict[str, Any] | None = None) -> RunResult:
     if p.stream is not None:
         streamed = p.stream.finish()
         accepted = p.imported.attach_ids(*p.stream.imports()) if p.imported else None
-        tables: dict[str, Any] = all_tables(sim, records=False)
+        tables: dict[str, Any] = all_tables(sim, records=False, written=p.stream.tables)
         tables["records"] = streamed
     else:
         accepted = p.imported.attach(sim.records) if p.imported is not None else None

@@ -248,11 +248,18 @@ def _run_to_end(
             last = time.perf_counter()
             p.sim.timings["checkpoint"] += last - t
 
-    advance(p, first, progress=progress, after_day=after_day)
     extra: dict[str, Any] = {"checkpoint_every": every, "checkpoint_seconds": seconds}
     if resumed:
         extra["resumed_from"] = resumed
-    result = finish(p, extra)
+    try:
+        advance(p, first, progress=progress, after_day=after_day)
+        result = finish(p, extra)
+    except OSError as exc:  # writing the records or tables as the run went on (a full disk)
+        p.stream.close()
+        raise folder.failed("the records and tables written as the run went on", exc) from None
+    except BaseException:
+        p.stream.close()
+        raise
     t = time.perf_counter()
     result.path = folder.commit(
         lambda path: write_run(path, result.tables, result.manifest, into_incomplete=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
 import pyarrow as pa
@@ -239,17 +239,26 @@ def scores_parts(sim: Simulation) -> TableParts:
 
 
 def _score_parts(sim: Simulation) -> Iterator[pa.Table]:
-    names = sim.cs.grade_names or [""]
-    snaps = sim.snap or [(np.zeros(0, np.int32), 0, np.zeros(0), np.zeros(0, np.int16))]
-    for ents, day, score, grade in snaps:
-        yield pa.table(
-            {
-                "entity_id": pa.array(ents.astype(np.int32, copy=False)),
-                "day": pa.array(np.full(ents.shape[0], day, np.int32)),
-                "score": pa.array(score),
-                "grade": _labels(grade.astype(np.int32), names),
-            }
-        )
+    snaps = sim.snap or [NO_SNAPSHOT]
+    for snap in snaps:
+        yield score_part(sim, snap)
+
+
+NO_SNAPSHOT = (np.zeros(0, np.int32), 0, np.zeros(0), np.zeros(0, np.int16))
+"""The part of a scores table without snapshots (its schema, no rows)."""
+
+
+def score_part(sim: Simulation, snap: tuple[np.ndarray, int, np.ndarray, np.ndarray]) -> pa.Table:
+    """One snapshot ``(entities, day, scores, grades)`` as rows of the scores table."""
+    ents, day, score, grade = snap
+    return pa.table(
+        {
+            "entity_id": pa.array(ents.astype(np.int32, copy=False)),
+            "day": pa.array(np.full(ents.shape[0], day, np.int32)),
+            "score": pa.array(score),
+            "grade": _labels(grade.astype(np.int32), sim.cs.grade_names or [""]),
+        }
+    )
 
 
 def lists_table(sim: Simulation) -> pa.Table:
@@ -305,17 +314,23 @@ def friendships_table(sim: Simulation) -> pa.Table | None:
     )
 
 
-def all_tables(sim: Simulation, records: bool = True) -> dict[str, pa.Table]:
-    """Every table of the run store; without ``records`` when they were streamed out."""
-    out = {"population": population_table(sim)}
+def all_tables(
+    sim: Simulation, records: bool = True, written: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """Every table of the run store; without ``records`` when they were streamed out, and
+    with the tables in ``written`` (written while the run went on) as they are given there."""
+    done = dict(written or {})
+    out: dict[str, Any] = {
+        "population": done["population"] if "population" in done else population_table(sim)
+    }
     if records:
         out["records"] = records_table(sim)
-    out |= {
-        "scores": scores_table(sim) if records else scores_parts(sim),  # type: ignore[dict-item]
-        "lists": lists_table(sim),
-        "measures": measures_table(sim),
-    }
-    fr = friendships_table(sim)
+    if "scores" in done:
+        out["scores"] = done["scores"]
+    else:
+        out["scores"] = scores_table(sim) if records else scores_parts(sim)
+    out |= {"lists": lists_table(sim), "measures": measures_table(sim)}
+    fr = done["friendships"] if "friendships" in done else friendships_table(sim)
     if fr is not None:
         out["friendships"] = fr
     return out

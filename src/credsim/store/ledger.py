@@ -152,6 +152,11 @@ class TableHasher:
                 raise RunStoreError(f"table {self.name!r}: cannot digest column type {t}")
         self.rows += batch.num_rows
 
+    def update_table(self, table: pa.Table) -> None:
+        """:meth:`update` with every row of ``table``, in bounded batches."""
+        for batch in _batches(table):
+            self.update(batch)
+
     def hexdigest(self) -> str:
         h = hashlib.sha256(b"credsim-table-v1\0" + self.name.encode() + b"\0")
         h.update(len(self.schema).to_bytes(4, "little"))
@@ -164,11 +169,20 @@ class TableHasher:
         return h.hexdigest()
 
 
+class _Digested:
+    """A table digest computed elsewhere (:meth:`Sealer.adopt`)."""
+
+    def __init__(self, name: str, digest: str) -> None:
+        self.name, self._digest = name, digest
+
+    def hexdigest(self) -> str:
+        return self._digest
+
+
 def table_digest(name: str, table: pa.Table, schema: pa.Schema | None = None) -> str:
     """Content digest of a whole table (see :class:`TableHasher`)."""
     hasher = TableHasher(name, schema)
-    for batch in _batches(table):
-        hasher.update(batch)
+    hasher.update_table(table)
     return hasher.hexdigest()
 
 
@@ -261,7 +275,8 @@ class Sealer:
         self._first_id: int | None = None
         self._next_id: int | None = None
         self._contiguous = True
-        self._hashers: dict[str, TableHasher | None] = {}  # None: records (digest from chain)
+        # None: the records (their digest comes from the chain)
+        self._hashers: dict[str, TableHasher | _Digested | None] = {}
 
     def _fix(self, table: pa.Table | None) -> Encoder:
         """Fix the row layout (v2: and the vocabularies) from the first records, and so the
@@ -310,11 +325,15 @@ class Sealer:
             ((part, digests),) = self.records(table, max(table.num_rows, 1))  # one group
             return part.append_column(DIGEST_FIELD, digest_array(digests))
         hasher = self._hashers.get(name)
-        if hasher is None:
+        if not isinstance(hasher, TableHasher):  # (not an adopted digest: none is added to)
             hasher = self._hashers[name] = TableHasher(name, table.schema)
-        for batch in _batches(table):
-            hasher.update(batch)
+        hasher.update_table(table)
         return table
+
+    def adopt(self, name: str, digest: str) -> None:
+        """Take table ``name``'s content digest as computed already (a table written while
+        the run went on, :class:`~credsim.store.writer.StreamedTable`)."""
+        self._hashers[name] = _Digested(name, digest)
 
     def records(self, table: pa.Table, group_rows: int) -> Iterator[tuple[pa.Table, np.ndarray]]:
         """Chain the records of ``table`` (in order, after any added before): yields, for each

@@ -93,7 +93,7 @@ class RunFolder:
             self.manifest["checkpoint_day"] = day
             write_json_atomic(self.path / MANIFEST, self.manifest)
         except OSError as exc:
-            raise self._failed(f"the checkpoint of day {day}", exc) from None
+            raise self.failed(f"the checkpoint of day {day}", exc) from None
 
     def commit(self, write: Callable[[Path], Path]) -> Path:
         """Write the finished run into the folder with ``write(path)``, then drop the
@@ -101,11 +101,12 @@ class RunFolder:
         try:
             path = write(self.path)
         except OSError as exc:
-            raise self._failed("the finished run", exc) from None
+            raise self.failed("the finished run", exc) from None
         self.discard_checkpoint()
         return path
 
-    def _failed(self, what: str, exc: OSError) -> CredsimError:
+    def failed(self, what: str, exc: OSError) -> CredsimError:
+        """The error for a write that failed: what is kept, and how to go on."""
         last = self.manifest.get("checkpoint_day")
         kept = f"the checkpoint of day {last} is kept" if last else "no checkpoint was kept"
         return CredsimError(

@@ -29,15 +29,31 @@ import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
 from credsim._fsio import fsync_dir, fsync_file, replace_atomically
-from credsim.engine.output import record_names, records_arrow
+from credsim.engine.output import (
+    NO_SNAPSHOT,
+    friendships_table,
+    population_table,
+    record_names,
+    records_arrow,
+    score_part,
+)
 from credsim.engine.records import COLUMNS, with_defaults
 from credsim.engine.simulation import Simulation
 from credsim.errors import CredsimError
 from credsim.store.ledger import DIGEST_FIELD, Sealer, digest_array
 from credsim.store.schema import conform
-from credsim.store.writer import ROW_GROUP_ROWS, Follower, label_writer, sha256_file
+from credsim.store.writer import (
+    ROW_GROUP_ROWS,
+    Follower,
+    StreamedTable,
+    TableFile,
+    label_writer,
+    sha256_file,
+)
 
 PARTIAL = ".records.parquet.partial"
+PARTIAL_TABLE = ".{}.parquet.partial"
+"""The other tables written while the run goes on (population, friendships, scores)."""
 SEGMENTS = ".segments"
 FLUSH_ROWS = 1 << 20
 """Settled records gathered before a batch goes to the writer thread."""
@@ -90,10 +106,22 @@ class RecordStream:
         self._imports: list[tuple[np.ndarray, np.ndarray]] = []
         self.path.unlink(missing_ok=True)
         self._follower = Follower(self.path)
+        # The population (and friendships), fixed from the start, and each score snapshot
+        # as it is taken are written on a thread of their own, in order, while the days run.
+        self.tables: dict[str, StreamedTable] = {}
+        """The tables written while the run went on (complete after :meth:`finish`)."""
+        self._files: dict[str, TableFile] = {}
+        self._jobs: list[Future[None]] = []
+        self._snaps_sent = 0
+        self._tables = ThreadPoolExecutor(max_workers=1, thread_name_prefix="credsim-tables")
+        self._submit(self._whole, "population")
+        self._submit(self._whole, "friendships")
 
     # -- the run's side -------------------------------------------------------------------
     def after_day(self, day: int) -> None:
-        """Hand over the records settled at the end of ``day`` once there are enough."""
+        """Hand over the records settled at the end of ``day`` once there are enough, and
+        the score snapshots taken so far."""
+        self._send_snapshots()
         if self.sim.records.n - self.done < self.flush_rows:
             return  # (not enough records even if all were settled: skip the look)
         upto = self.sim.settled(day)
@@ -148,7 +176,12 @@ class RecordStream:
         return out
 
     def finish(self) -> StreamedRecords:
-        """Write the rest, close the file; the records' file, count, sha256 and chain."""
+        """Write the rest, close the file; the records' file, count, sha256 and chain. The
+        other tables written meanwhile are then in :attr:`tables`."""
+        self._send_snapshots()
+        if self._snaps_sent == 0:  # a table with no snapshot: its schema, no rows
+            self._submit(self._part, "scores", NO_SNAPSHOT)
+        self._submit(self._finish_table, "scores")
         if self.sim.records.n > self.done:  # no checkpoint follows: no segment for the rest
             self._hand_over(self.sim.records.n, segment=False)
         self._wait()
@@ -166,6 +199,10 @@ class RecordStream:
         self._pool.shutdown()
         self._out.shutdown()
         self.sim.records.release(self.done, self.sim.kept_columns)
+        for job in self._jobs:
+            job.result()
+        self._jobs = []
+        self._tables.shutdown()
         return StreamedRecords(self.path, int(rows), sha, self.sealer)
 
     def imports(self) -> tuple[np.ndarray, np.ndarray]:
@@ -184,6 +221,11 @@ class RecordStream:
         finally:
             self._pool.shutdown()
             self._out.shutdown()
+            self._tables.shutdown(cancel_futures=True)  # after the part being written
+            for file in self._files.values():
+                file.close()
+            for table in self.tables.values():
+                table.path.unlink(missing_ok=True)
             for closer in (self._writer, self._seg):
                 if closer is not None:
                     try:
@@ -231,6 +273,42 @@ class RecordStream:
             )
         self.segments = list(saved["segments"])
         self.done = first
+
+    # -- the tables thread ----------------------------------------------------------------
+    def _submit(self, fn: Any, *args: Any) -> None:
+        self._jobs.append(self._tables.submit(fn, *args))
+
+    def _send_snapshots(self) -> None:
+        """Give the snapshots taken since the last call to the tables thread; raise the error
+        of a table that could not be written."""
+        snaps = self.sim.snap
+        while self._snaps_sent < len(snaps):
+            self._submit(self._part, "scores", snaps[self._snaps_sent])
+            self._snaps_sent += 1
+        done = [job for job in self._jobs if job.done()]
+        for job in done:
+            job.result()
+        self._jobs = [job for job in self._jobs if not job.done()]
+
+    def _whole(self, name: str) -> None:
+        """Write a table the run never changes (built here)."""
+        table = population_table(self.sim) if name == "population" else friendships_table(self.sim)
+        if table is None:
+            return
+        self._part(name, table)
+        del table
+        self._finish_table(name)
+
+    def _part(
+        self, name: str, part: pa.Table | tuple[np.ndarray, int, np.ndarray, np.ndarray]
+    ) -> None:
+        file = self._files.get(name)
+        if file is None:
+            file = self._files[name] = TableFile(name, self.folder / PARTIAL_TABLE.format(name))
+        file.add(part if isinstance(part, pa.Table) else score_part(self.sim, part))
+
+    def _finish_table(self, name: str) -> None:
+        self.tables[name] = self._files.pop(name).finish()
 
     # -- the writer thread ----------------------------------------------------------------
     def _wait(self) -> None:
@@ -310,8 +388,9 @@ class RecordStream:
 
 
 def discard(folder: Path) -> None:
-    """Remove a run's streaming leftovers (the partial file, the segments)."""
-    (folder / PARTIAL).unlink(missing_ok=True)
+    """Remove a run's streaming leftovers (the partial files, the segments)."""
+    for leftover in folder.glob(PARTIAL_TABLE.format("*")):
+        leftover.unlink(missing_ok=True)
     shutil.rmtree(folder / SEGMENTS, ignore_errors=True)
 
 

@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 
 from credsim._fsio import fsync_dir, fsync_file, publish_dir, refuse_non_empty, staging_dir
 from credsim.errors import RunExistsError, RunStoreError
-from credsim.store.ledger import DIGEST_FIELD, Sealer, digest_array
+from credsim.store.ledger import DIGEST_FIELD, Sealer, TableHasher, digest_array
 from credsim.store.schema import (
     DIGEST_COLUMN,
     IMPORT_TABLES,
@@ -86,7 +86,7 @@ def write_run(
         # conformed in order (the first unfit table is the one named): the tables before the
         # records here, the records meanwhile with the chain when that changes none of their
         # values (same columns and types), the others by the thread that writes them
-        first = {n: conform(n, tables[n]) for n in names[: names.index("records")]}
+        first = {n: _conformed(n, tables[n]) for n in names[: names.index("records")]}
         rest = {**first, **{n: tables[n] for n in names if n not in first and n != "records"}}
         del first
         records = tables["records"]
@@ -388,6 +388,11 @@ def _write_others(
         name = next(iter(tables))
         given = tables.pop(name)
         path = tmp / f"{name}.parquet"
+        if isinstance(given, StreamedTable):  # written while the run went on
+            os.replace(given.path, path)
+            sealer.adopt(name, given.digest)
+            files[name] = _done(given.sha256)
+            continue
         if hasattr(given, "parts"):  # built part by part (engine.output.TableParts)
             _write_parts(sealer, name, given.parts(), path)
         else:
@@ -397,6 +402,61 @@ def _write_others(
             del table
         del given
         files[name] = pool.submit(_finish_file, path)
+
+
+class StreamedTable:
+    """A table other than the records, written, digested and synced while the run went on
+    (:class:`TableFile`): what :func:`write_run` takes in place of the table."""
+
+    def __init__(self, path: Path, rows: int, sha256: str, digest: str) -> None:
+        self.path, self.num_rows, self.sha256, self.digest = path, rows, sha256, digest
+
+
+class TableFile:
+    """Write table ``name`` to ``path`` part by part as the parts come: each conformed,
+    added to the table's content digest and appended as row groups (the file hashed as it
+    grows). :meth:`finish` gives the :class:`StreamedTable`: the same values and content
+    digest as :func:`write_run` gives the whole table."""
+
+    def __init__(self, name: str, path: Path) -> None:
+        self.name, self.path = name, path
+        self.rows = 0
+        self._hasher = TableHasher(name)
+        self._writer: pq.ParquetWriter | None = None
+        self._follower = Follower(path)
+
+    def add(self, part: pa.Table) -> None:
+        part = conform(self.name, part)
+        self._hasher.update_table(part)
+        if self._writer is None:
+            self._writer = pq.ParquetWriter(self.path, part.schema, **parquet_options(part.schema))
+        self._writer.write_table(part, row_group_size=ROW_GROUP_ROWS)
+        self.rows += part.num_rows
+        self._follower.catch_up()
+
+    def finish(self) -> StreamedTable:
+        """Close the file (a part must have been added), sync it; the streamed table."""
+        assert self._writer is not None, "a table file needs at least one part, maybe empty"
+        self._writer.close()
+        self._writer = None
+        sha = self._follower.finish()
+        return StreamedTable(self.path, self.rows, sha, self._hasher.hexdigest())
+
+    def close(self) -> None:
+        """Give up (the run failed): close and remove the file."""
+        try:
+            if self._writer is not None:
+                self._writer.close()
+        except (OSError, pa.ArrowException):
+            pass
+        finally:
+            self._writer = None
+            self._follower.close()
+            self.path.unlink(missing_ok=True)
+
+
+def _conformed(name: str, table: Any) -> Any:
+    return table if isinstance(table, StreamedTable) else conform(name, table)
 
 
 def _write_parts(sealer: Sealer, name: str, parts: Any, path: Path) -> None:
