@@ -96,6 +96,14 @@ def test_streamed_run_equals_the_run_written_at_once(
     assert "RLE_DICTIONARY" in meta.row_group(0).column(item).encodings
     rec = streamed.simulation.records  # type: ignore[union-attr]
     assert rec.base > 0  # records were released during the run
+    # so were the score snapshots, once written (their days kept); the table holds them all
+    snaps = streamed.simulation.snap  # type: ignore[union-attr]
+    taken = [*range(0, 181, 30), 200]  # every 30 days, and the last day
+    assert [d for _, d, _, _ in snaps] == taken
+    assert all(e.size == s.size == g.size == 0 for e, _, s, g in snaps)
+    if scheme != "nanjing":  # (Nanjing scores no one) the table holds every snapshot's rows
+        held = pq.read_table(streamed.path / "scores.parquet", columns=["day"])  # type: ignore[operator]
+        assert sorted(set(held["day"].to_pylist())) == taken
     assert streamed.tables["records"].num_rows == rec.n  # read back from the folder
     if capacity:
         m = streamed.manifest

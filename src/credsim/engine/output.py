@@ -52,17 +52,20 @@ def _labels(codes: np.ndarray, names: list[str], null: int = -1) -> pa.Array:
     return pc.take(pa.array(names, pa.string()), ix)
 
 
-def population_table(sim: Simulation) -> pa.Table:
+def population_table(sim: Simulation, *, dictionary: bool = False) -> pa.Table:
+    """The population as the run store's table; ``dictionary``: its labels as dictionary
+    arrays over their names (the same values, no string built per row)."""
     pop = sim.pop
     org = pop.kind == ORGANIZATION
+    label = _dictionary if dictionary else _labels
     return pa.table(
         {
             "entity_id": pa.array(np.arange(pop.n, dtype=np.int32)),
-            "kind": _labels(pop.kind.astype(np.int32), ["person", "organization"]),
+            "kind": label(pop.kind.astype(np.int32), ["person", "organization"]),
             "code": pop.code_array(),  # over the population's bytes, no str objects
-            "district": _labels(pop.district.astype(np.int32), pop.district_ids),
-            "group": _labels(np.where(org, -1, pop.group).astype(np.int32), pop.group_ids),
-            "sex": _labels(np.where(org, -1, pop.sex).astype(np.int32), ["female", "male"]),
+            "district": label(pop.district.astype(np.int32), pop.district_ids),
+            "group": label(np.where(org, -1, pop.group).astype(np.int32), pop.group_ids),
+            "sex": label(np.where(org, -1, pop.sex).astype(np.int32), ["female", "male"]),
             "age": pa.array(pop.age.astype(np.int16), mask=org),
             "birth_date": pa.array(pop.birth_date.astype(np.int32), mask=org).cast(pa.date32()),
             "income_decile": pa.array(pop.income_decile.astype(np.int8), mask=org),
@@ -248,15 +251,22 @@ NO_SNAPSHOT = (np.zeros(0, np.int32), 0, np.zeros(0), np.zeros(0, np.int16))
 """The part of a scores table without snapshots (its schema, no rows)."""
 
 
-def score_part(sim: Simulation, snap: tuple[np.ndarray, int, np.ndarray, np.ndarray]) -> pa.Table:
-    """One snapshot ``(entities, day, scores, grades)`` as rows of the scores table."""
+def score_part(
+    sim: Simulation,
+    snap: tuple[np.ndarray, int, np.ndarray, np.ndarray],
+    *,
+    dictionary: bool = False,
+) -> pa.Table:
+    """One snapshot ``(entities, day, scores, grades)`` as rows of the scores table
+    (``dictionary``: grades as a dictionary array, see :func:`population_table`)."""
     ents, day, score, grade = snap
+    label = _dictionary if dictionary else _labels
     return pa.table(
         {
             "entity_id": pa.array(ents.astype(np.int32, copy=False)),
             "day": pa.array(np.full(ents.shape[0], day, np.int32)),
             "score": pa.array(score),
-            "grade": _labels(grade.astype(np.int32), sim.cs.grade_names or [""]),
+            "grade": label(grade.astype(np.int32), sim.cs.grade_names or [""]),
         }
     )
 

@@ -105,6 +105,9 @@ class Simulation:
         )
         self.appeals_due: dict[int, list[np.ndarray]] = defaultdict(list)
         self.snap: list[tuple[np.ndarray, int, np.ndarray, np.ndarray]] = []
+        """Score snapshots (entities, day, scores, grades), every 30 days. A run written to a
+        folder empties each one (keeping its day) once it is written and, when the run
+        checkpoints, saved (:class:`~credsim.store.stream.RecordStream`)."""
         self.scored_ids = np.nonzero(self.scored)[0].astype(np.int32)
         adults = np.nonzero((pop.kind == PERSON) & (pop.age >= 18))[0].astype(np.int32)
         drawn = self.streams.get("officials").random(adults.shape[0]) < cs.fav_officials

@@ -186,6 +186,13 @@ _DISTINCT = frozenset(
 and falls back to plain encoding after costing a hash of every value, so they go without."""
 
 
+_SPREAD = frozenset({"score"})
+"""Floating-point columns of many distinct values (the scores table's ``score``): stored
+``BYTE_STREAM_SPLIT`` (each byte of the values in a stream of its own), which zstd compresses
+better and faster than the plain values (3M scores: 13 against 29 ns a value, 0.94 against 1.19
+bytes). The records' points, of few distinct values, compress as well plain."""
+
+
 def parquet_options(schema: pa.Schema) -> dict[str, Any]:
     """How a table is stored: zstd, with dictionary pages for the labels (strings other than
     the identity codes), except for the records' ``digest`` (random bytes: incompressible,
@@ -210,10 +217,13 @@ def parquet_options(schema: pa.Schema) -> dict[str, Any]:
     names = schema.names
     strings = {f.name for f in schema if _is_string(f.type)}
     delta = {c for c in _DISTINCT & set(names) if pa.types.is_integer(schema.field(c).type)}
+    spread = {c for c in _SPREAD & set(names) if pa.types.is_floating(schema.field(c).type)}
+    encodings = {c: "DELTA_BINARY_PACKED" for c in sorted(delta)}
+    encodings |= {c: "BYTE_STREAM_SPLIT" for c in sorted(spread)}
     return {
         "compression": {c: "none" if c == DIGEST_COLUMN or c in delta else "zstd" for c in names},
         "use_dictionary": [c for c in names if c not in _DISTINCT and _few(schema.field(c).type)],
-        "column_encoding": {c: "DELTA_BINARY_PACKED" for c in sorted(delta)},
+        "column_encoding": encodings,
         "write_statistics": [c for c in names if c != DIGEST_COLUMN and c not in strings],
     }
 
@@ -426,10 +436,12 @@ class TableFile:
         self._follower = Follower(path)
 
     def add(self, part: pa.Table) -> None:
-        part = conform(self.name, part)
+        """Append ``part``; its label columns may be dictionary arrays (:func:`label_writer`:
+        stored and read back as strings)."""
+        part = conform(self.name, part, dictionaries=True)
         self._hasher.update_table(part)
         if self._writer is None:
-            self._writer = pq.ParquetWriter(self.path, part.schema, **parquet_options(part.schema))
+            self._writer = label_writer(self.path, part.schema)
         self._writer.write_table(part, row_group_size=ROW_GROUP_ROWS)
         self.rows += part.num_rows
         self._follower.catch_up()
