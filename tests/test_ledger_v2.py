@@ -18,7 +18,7 @@ import pytest
 import credsim
 from credsim._manifest import record_labels
 from credsim.errors import RunStoreError
-from credsim.store import labels, ledger, write_run
+from credsim.store import labels, ledger, ledger_chain, write_run
 from credsim.store.schema import RECORDS_CONTENT, conform
 from credsim.store.verify import verify
 
@@ -248,3 +248,60 @@ def test_a_hand_built_run_without_labels_verifies(tmp_path: Path) -> None:
     vocab = m["ledger"]["vocabularies"]
     assert vocab["channel"] == ["agency", "app", "association", "camera", "informant"]
     assert all(v == sorted(v) for v in vocab.values())
+
+
+def _random_values(layout: ledger.PackedLayout, n: int, seed: int) -> np.ndarray:
+    """(fields, n) uint64 with every bit random: the kernels keep each field's width only."""
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 2**63, (len(layout.fields), n), dtype=np.uint64) * np.uint64(2) + (
+        rng.integers(0, 2, (len(layout.fields), n), dtype=np.uint64)
+    )
+
+
+def _generic(layout: ledger.PackedLayout, vals: np.ndarray, prev: np.ndarray) -> np.ndarray:
+    from credsim.store import ledger_packed as lp
+
+    enc = lp.PackedEncoder(layout)
+    out = np.empty((vals.shape[1], 32), np.uint8)
+    lp._pack_chain_kernel(vals, *enc._place, layout.size, prev, out, *ledger_chain._fast())
+    rows = np.empty((vals.shape[1], enc._words), np.uint64)
+    lp._pack_kernel(vals, *enc._place, rows)
+    by_hand = ledger.chain_py(rows.view(np.uint8)[:, : layout.size], prev.tobytes())
+    assert np.array_equal(out, by_hand)  # the generic kernel: SHA-256 of the packed rows
+    return out
+
+
+@pytest.mark.skipif(not ledger.fast_path(), reason="no OpenSSL library for the Numba chain")
+def test_the_standard_kernel_is_the_standard_layouts_and_chains_as_the_generic_one() -> None:
+    from credsim.store import ledger_packed as lp
+    from credsim.store import ledger_packed_std as std
+
+    layout = lp.standard_layout()
+    assert std.SPEC == layout.spec() and std.SIZE == layout.size == 81
+    assert lp.PackedEncoder(layout)._standard  # every run's records take it
+    prev = np.arange(32, dtype=np.uint8)
+    for seed in range(3):
+        vals = _random_values(layout, 5_000, seed)
+        out = np.empty((vals.shape[1], 32), np.uint8)
+        std.pack_chain(vals, prev, out, *ledger_chain._fast())
+        assert np.array_equal(out, _generic(layout, vals, prev))
+
+
+@pytest.mark.skipif(not ledger.fast_path(), reason="no OpenSSL library for the Numba chain")
+def test_a_kernel_generated_for_another_layout_chains_as_the_generic_one() -> None:
+    """A label column of more than 65,535 values takes uint32 codes: another layout, which
+    the generic kernel chains; the generator gives the same digests for it too."""
+    from credsim.store import ledger_packed as lp
+
+    vocab = {name: [] for name in STRINGS}
+    vocab["item"] = [f"item-{i}" for i in range(70_000)]
+    layout = lp.PackedLayout.of_schema(RECORDS_CONTENT, vocab)
+    assert "item:string:u32" in layout.spec() and layout.size == 83
+    assert not lp.PackedEncoder(layout)._standard
+    namespace: dict[str, object] = {}
+    exec(lp.kernel_source(layout).replace("cache=True", "cache=False"), namespace)  # noqa: S102
+    vals = _random_values(layout, 3_000, 7)
+    prev = np.full(32, 9, np.uint8)
+    out = np.empty((vals.shape[1], 32), np.uint8)
+    namespace["pack_chain"](vals, prev, out, *ledger_chain._fast())  # type: ignore[operator]
+    assert np.array_equal(out, _generic(layout, vals, prev))
