@@ -133,8 +133,12 @@ def test_resume_rebuilds_the_records_file_from_segments(
     segs = sorted((out / SEGMENTS).iterdir())
     assert segs, "records were handed over before the checkpoint of day 30"
     (out / SEGMENTS / "records-999999999999.arrow").write_bytes(b"written after the checkpoint")
-    api.resume(out)
+    resumed = api.resume(out)
     assert not (out / SEGMENTS).exists()
+    # a run that checkpoints lets its score snapshots go too (each saved once, when written)
+    snaps = resumed.simulation.snap  # type: ignore[union-attr]
+    assert [d for _, d, _, _ in snaps] == [0, 30, 60, 90]
+    assert all(e.size == s.size == g.size == 0 for e, _, s, g in snaps)
     whole = credsim.run("suzhou", out=tmp_path / "whole", checkpoint_every=0, **kw)
     _same(out, whole.path)  # type: ignore[arg-type]
     assert RunStore(out).manifest["resumed_from"] == [30]
@@ -201,9 +205,10 @@ def test_a_reserved_table_has_its_next_pages_ready_before_they_are_written() -> 
     page fault for the appending thread), without changing any row: appends while it runs
     read back exactly, and rows far ahead stay untouched (address space only)."""
     buf = RecordBuffer(16)
-    buf.reserve(4_000_000)
+    rows = 1 << 24  # 64 MiB of entity ids: above malloc's largest mmap threshold, so fresh pages
+    buf.reserve(rows)
     raw = buf.raw("entity")
-    assert not _resident(raw, 0, 4_000_000).any()  # reserved: nothing touched yet
+    assert not _resident(raw, 0, rows).any()  # reserved: nothing touched yet
     written = []
     for k in range(40):
         part = np.arange(k * 997, (k + 1) * 997, dtype=np.int32)
@@ -217,7 +222,7 @@ def test_a_reserved_table_has_its_next_pages_ready_before_they_are_written() -> 
     assert np.array_equal(buf.col("day"), np.repeat(np.arange(40, dtype=np.int32), 997))
     ahead = _resident(raw, n, n + records.POPULATE_ROWS // 2)
     assert ahead.all()  # ready before any row is written there
-    assert not _resident(raw, 3_000_000, 4_000_000).any()  # far ahead: still untouched
+    assert not _resident(raw, rows - 4_000_000, rows).any()  # far ahead: still untouched
 
 
 @settings(max_examples=60, deadline=None)

@@ -115,6 +115,7 @@ class RecordStream:
         self._jobs: list[Future[None]] = []
         self._snaps_sent = 0  # score snapshots handed to the tables thread
         self._emptied = 0  # snapshots emptied (see _let_go)
+        self._saved_before = 0  # snapshots saved before a resume (saved_snapshots)
         self._tables = ThreadPoolExecutor(max_workers=1, thread_name_prefix="credsim-tables")
         self._submit(self._whole, "population")
         self._submit(self._whole, "friendships")
@@ -145,19 +146,17 @@ class RecordStream:
         self._batch_first, self.done = self.done, upto
 
     def checkpoint(self) -> dict[str, Any]:
-        """Close the current segment (durable on disk), save the score snapshots taken since
-        the last checkpoint, and return what the checkpoint keeps of both."""
+        """Close the current segment (durable on disk), wait until every score snapshot taken
+        so far is saved (the tables thread saves each as it writes it), and return what the
+        checkpoint keeps of both."""
         self._wait()
         self._close_segment()
-        for ents, day, score, grade in self.sim.snap[len(self.snapshots) :]:
-            self.seg_dir.mkdir(exist_ok=True)
-            name = f"scores-{day:06d}.arrow"
-            path = self.seg_dir / name
-            snap = pa.table({"ents": ents, "score": score, "grade": grade})
-            replace_atomically(path, lambda fh: _write_ipc(fh, snap))  # noqa: B023
-            self.snapshots.append({"name": name, "day": int(day), "sha256": sha256_file(path)})
-        self._let_go()
-        return {"done": self.done, "segments": list(self.segments), "snapshots": self.snapshots}
+        self._send_snapshots()
+        for job in self._jobs:
+            job.result()
+        self._jobs = []
+        snapshots = list(self.snapshots)
+        return {"done": self.done, "segments": list(self.segments), "snapshots": snapshots}
 
     def saved_snapshots(
         self, saved: dict[str, Any]
@@ -176,6 +175,7 @@ class RecordStream:
             ents, score, grade = (z.column(c).to_numpy() for c in ("ents", "score", "grade"))
             out.append((ents, int(s["day"]), score, grade))
         self.snapshots = list(saved.get("snapshots", []))
+        self._saved_before = len(self.snapshots)  # the snapshots put back first: saved already
         return out
 
     def finish(self) -> StreamedRecords:
@@ -286,7 +286,7 @@ class RecordStream:
         of a table that could not be written."""
         snaps = self.sim.snap
         while self._snaps_sent < len(snaps):
-            self._submit(self._part, "scores", snaps[self._snaps_sent])
+            self._submit(self._snapshot, self._snaps_sent, snaps[self._snaps_sent])
             self._snaps_sent += 1
         self._let_go()
         done = [job for job in self._jobs if job.done()]
@@ -295,13 +295,26 @@ class RecordStream:
         self._jobs = [job for job in self._jobs if not job.done()]
 
     def _let_go(self) -> None:
-        """Empty the snapshots handed to the tables thread (it holds them until written) and,
-        when the run checkpoints, saved: nothing reads them any more (2.5 GB at 13M)."""
-        upto = min(self._snaps_sent, len(self.snapshots)) if self.durable else self._snaps_sent
+        """Empty the snapshots handed to the tables thread (it holds them until it has written
+        and, when the run checkpoints, saved them): nothing else reads them (2.5 GB at 13M)."""
         snaps = self.sim.snap
-        for i in range(self._emptied, upto):
+        for i in range(self._emptied, self._snaps_sent):
             snaps[i] = (_NO_ENTS, snaps[i][1], _NO_SCORES, _NO_GRADES)
-        self._emptied = max(self._emptied, upto)
+        self._emptied = max(self._emptied, self._snaps_sent)
+
+    def _snapshot(self, i: int, snap: tuple[np.ndarray, int, np.ndarray, np.ndarray]) -> None:
+        """Write snapshot ``i`` to the scores table and, in a run that checkpoints, save it
+        for resuming (once: not those put back by a resume)."""
+        self._part("scores", snap)
+        if not self.durable or i < self._saved_before:
+            return
+        ents, day, score, grade = snap
+        self.seg_dir.mkdir(exist_ok=True)
+        name = f"scores-{day:06d}.arrow"
+        path = self.seg_dir / name
+        table = pa.table({"ents": ents, "score": score, "grade": grade})
+        replace_atomically(path, lambda fh: _write_ipc(fh, table))
+        self.snapshots.append({"name": name, "day": int(day), "sha256": sha256_file(path)})
 
     def _whole(self, name: str) -> None:
         """Write a table the run never changes (built here)."""
