@@ -62,6 +62,7 @@ def expected_records(cs: Compiled, persons: int, days: int) -> float:
 
 STREAM_BATCHES = 3  # batches of settled records in flight while streaming (stream.FLUSH_ROWS)
 STREAM_BATCH_ROWS = 1 << 20
+STREAM_SNAPSHOTS = 3  # score snapshots a streamed run holds at once, at most
 
 
 def held_share(cs: Compiled, days: int) -> float:
@@ -86,10 +87,14 @@ def estimate(cs: Compiled, days: int, streamed: bool = False) -> Estimate:
         (cs.cap < float("inf")).sum()
     )
     per_entity += 2 * 8 * s.population.friends_mean.value
-    snapshots = (days // 30 + 2) * enrol * PER_SNAPSHOT_ROW if cs.has_score else 0.0
+    taken = days // 30 + 2
+    snapshots = taken * enrol * PER_SNAPSHOT_ROW if cs.has_score else 0.0
     recs = records_per_person_year(cs) * days / 365.0
     if not streamed:
         return Estimate(BASE, per_entity * (1 + orgs) + snapshots + recs * PER_RECORD, recs)
+    # a streamed run lets each snapshot go once written (RecordStream): one being written,
+    # one or two waiting at most
+    snapshots *= min(taken, STREAM_SNAPSHOTS) / taken
     kept_day = 4 if cs.esc_item.shape[0] else 0  # the day of every record stays (escalation)
     per_record = PER_RECORD * held_share(cs, days) + kept_day
     fixed = BASE + STREAM_BATCHES * STREAM_BATCH_ROWS * PER_RECORD
