@@ -274,9 +274,10 @@ def _generic(layout: ledger.PackedLayout, vals: np.ndarray, prev: np.ndarray) ->
 @pytest.mark.skipif(not ledger.fast_path(), reason="no OpenSSL library for the Numba chain")
 def test_the_standard_kernel_is_the_standard_layouts_and_chains_as_the_generic_one() -> None:
     from credsim.store import ledger_packed as lp
+    from credsim.store import ledger_packed_gen as gen
     from credsim.store import ledger_packed_std as std
 
-    layout = lp.standard_layout()
+    layout = gen.standard_layout()
     assert std.SPEC == layout.spec() and std.SIZE == layout.size == 81
     assert lp.PackedEncoder(layout)._standard  # every run's records take it
     prev = np.arange(32, dtype=np.uint8)
@@ -292,6 +293,7 @@ def test_a_kernel_generated_for_another_layout_chains_as_the_generic_one() -> No
     """A label column of more than 65,535 values takes uint32 codes: another layout, which
     the generic kernel chains; the generator gives the same digests for it too."""
     from credsim.store import ledger_packed as lp
+    from credsim.store import ledger_packed_gen as gen
 
     vocab = {name: [] for name in STRINGS}
     vocab["item"] = [f"item-{i}" for i in range(70_000)]
@@ -299,7 +301,7 @@ def test_a_kernel_generated_for_another_layout_chains_as_the_generic_one() -> No
     assert "item:string:u32" in layout.spec() and layout.size == 83
     assert not lp.PackedEncoder(layout)._standard
     namespace: dict[str, object] = {}
-    exec(lp.kernel_source(layout).replace("cache=True", "cache=False"), namespace)  # noqa: S102
+    exec(gen.kernel_source(layout).replace("cache=True", "cache=False"), namespace)  # noqa: S102
     vals = _random_values(layout, 3_000, 7)
     prev = np.full(32, 9, np.uint8)
     out = np.empty((vals.shape[1], 32), np.uint8)

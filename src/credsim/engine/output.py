@@ -104,7 +104,7 @@ def records_arrow(
 
     ``dictionary``: the label columns (``item``, ``status``, ...) as dictionary arrays over
     their names instead of strings: the same values, without building a string per row (for
-    writing: :func:`credsim.store.writer.label_writer`)."""
+    writing: :func:`credsim.store.parquet.label_writer`)."""
     c = cast(Callable[[str], np.ndarray], cols.__getitem__)  # columns never lazy
     n = c("day").shape[0]
 

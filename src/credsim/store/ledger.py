@@ -332,7 +332,7 @@ class Sealer:
 
     def adopt(self, name: str, digest: str) -> None:
         """Take table ``name``'s content digest as computed already (a table written while
-        the run went on, :class:`~credsim.store.writer.StreamedTable`)."""
+        the run went on, :class:`~credsim.store.parquet.StreamedTable`)."""
         self._hashers[name] = _Digested(name, digest)
 
     def records(self, table: pa.Table, group_rows: int) -> Iterator[tuple[pa.Table, np.ndarray]]:

@@ -41,8 +41,7 @@ from credsim.engine.records import COLUMNS, with_defaults
 from credsim.engine.simulation import Simulation
 from credsim.errors import CredsimError
 from credsim.store.ledger import DIGEST_FIELD, Sealer, digest_array
-from credsim.store.schema import conform
-from credsim.store.writer import (
+from credsim.store.parquet import (
     ROW_GROUP_ROWS,
     Follower,
     StreamedTable,
@@ -50,6 +49,7 @@ from credsim.store.writer import (
     label_writer,
     sha256_file,
 )
+from credsim.store.schema import conform
 
 PARTIAL = ".records.parquet.partial"
 PARTIAL_TABLE = ".{}.parquet.partial"
