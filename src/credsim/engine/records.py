@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import ctypes
 import functools
-import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+
+from credsim._libc import linux_function
 
 STATUS = ["accepted", "rejected_in_review", "overturned_on_appeal", "pending"]
 ACCEPTED, REJECTED, OVERTURNED, PENDING = 0, 1, 2, 3
@@ -291,17 +292,8 @@ def _page_span(arr: np.ndarray, lo: int, hi: int, *, outward: bool) -> tuple[int
     return -(-start // page) * page, end // page * page
 
 
-@functools.cache
 def _madvise() -> object | None:
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        fn = ctypes.CDLL(None, use_errno=True).madvise
-    except (OSError, AttributeError):
-        return None
-    fn.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-    fn.restype = ctypes.c_int
-    return fn
+    return linux_function("madvise", (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int))
 
 
 def _dontneed(arr: np.ndarray, lo: int, hi: int) -> None:

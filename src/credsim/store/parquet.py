@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import base64
 import ctypes
-import functools
 import hashlib
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from credsim._libc import linux_function
 from credsim.store.ledger import TableHasher
 from credsim.store.schema import DIGEST_COLUMN, conform
 
@@ -172,17 +171,10 @@ def _start_writeback(fd: int) -> None:
         fn(fd, ctypes.c_int64(0), ctypes.c_int64(0), 2)
 
 
-@functools.cache
 def _sync_file_range() -> Any:
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        fn = ctypes.CDLL(None, use_errno=True).sync_file_range
-    except (OSError, AttributeError):
-        return None
-    fn.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
-    fn.restype = ctypes.c_int
-    return fn
+    return linux_function(
+        "sync_file_range", (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
+    )
 
 
 class StreamedTable:
