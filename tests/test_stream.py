@@ -20,7 +20,6 @@ from hypothesis import strategies as st
 
 import credsim
 from credsim import api
-from credsim.engine import records
 from credsim.engine.records import COLUMNS, LAZY, RecordBuffer, Table
 from credsim.errors import CredsimError
 from credsim.store import write_run
@@ -183,46 +182,6 @@ def test_release_gives_back_rows_and_keeps_the_rest() -> None:
     buf.append(day=np.zeros(2_000_000, np.int32))  # grows: released rows are not copied
     assert np.array_equal(buf.col("day")[:n], np.arange(n) // 1000)
     assert np.array_equal(buf.col("entity")[400_000:n], np.arange(400_000, n))
-
-
-def _resident(arr: np.ndarray, lo: int, hi: int) -> np.ndarray:
-    """Per page of ``arr[lo:hi]`` (whole pages), whether it is in memory (mincore)."""
-    import ctypes
-
-    libc = ctypes.CDLL(None, use_errno=True)
-    page = 4096
-    start = -(-(arr.ctypes.data + lo * arr.itemsize) // page) * page
-    end = (arr.ctypes.data + hi * arr.itemsize) // page * page
-    out = np.zeros((end - start) // page, np.uint8)
-    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
-    assert libc.mincore(start, end - start, out.ctypes.data) == 0
-    return (out & 1).astype(bool)
-
-
-@pytest.mark.skipif(not records._populate_works(), reason="no MADV_POPULATE_WRITE here")
-def test_a_reserved_table_has_its_next_pages_ready_before_they_are_written() -> None:
-    """Pages of the rows after the last append are made ready on the populating thread (no
-    page fault for the appending thread), without changing any row: appends while it runs
-    read back exactly, and rows far ahead stay untouched (address space only)."""
-    buf = RecordBuffer(16)
-    rows = 1 << 24  # 64 MiB of entity ids: above malloc's largest mmap threshold, so fresh pages
-    buf.reserve(rows)
-    raw = buf.raw("entity")
-    assert not _resident(raw, 0, rows).any()  # reserved: nothing touched yet
-    written = []
-    for k in range(40):
-        part = np.arange(k * 997, (k + 1) * 997, dtype=np.int32)
-        buf.append(entity=part, day=np.full(997, k, np.int32))
-        written.append(part)
-    pop = records._Populate.get()
-    assert pop is not None
-    pop.wait()
-    n = buf.n
-    assert np.array_equal(buf.col("entity"), np.concatenate(written))
-    assert np.array_equal(buf.col("day"), np.repeat(np.arange(40, dtype=np.int32), 997))
-    ahead = _resident(raw, n, n + records.POPULATE_ROWS // 2)
-    assert ahead.all()  # ready before any row is written there
-    assert not _resident(raw, rows - 4_000_000, rows).any()  # far ahead: still untouched
 
 
 @settings(max_examples=60, deadline=None)

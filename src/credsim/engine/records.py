@@ -9,9 +9,6 @@ kept beside it: ``actor`` is the entity whose real behaviour lies behind it (-1:
 from __future__ import annotations
 
 import ctypes
-import functools
-import threading
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -97,8 +94,6 @@ class Table:
         self._cols: dict[str, np.ndarray] = {
             k: np.empty(self._cap, dt) for k, (dt, _) in columns.items() if k not in self._lazy
         }
-        self._populate: _Populate | None = None  # set by reserve()
-        self._ahead = 0  # rows whose pages were asked to be made ready
 
     def _grow(self, need: int, factor: float = 1.6) -> None:
         if need <= self._cap:
@@ -115,17 +110,9 @@ class Table:
 
     def reserve(self, capacity: int) -> None:
         """Make room for ``capacity`` rows at once, so that appends up to it never copy. The
-        room costs address space only: no page is written before a row is appended there.
-
-        The pages of the next rows are then made ready ahead of the appends, on a thread of
-        their own (:class:`_Populate`: ``madvise(MADV_POPULATE_WRITE)``, Linux 5.14 and
-        later): the first write to fresh memory costs the system a page fault and zeroing per
-        page (about 4 µs for 4 KiB here, a quarter of a 100,000-person year in memory), which
-        the appending thread then does not wait for."""
+        room costs address space only: no page is written before a row is appended there."""
         if capacity > self._cap:
             self._grow(int(capacity), factor=1.0)
-        self._ahead = max(self._ahead, self.n)
-        self._populate = _Populate.get()
 
     def append(self, **cols: np.ndarray | int | float | bool) -> np.ndarray:
         """Append records given as equal-length arrays (scalars broadcast); return their ids."""
@@ -151,11 +138,6 @@ class Table:
                 self._materialise(k)
             self._cols[k][start : start + m] = v
         self.n = start + m
-        if self._populate is not None and self.n + POPULATE_ROWS // 2 > self._ahead:
-            lo, hi = max(self._ahead, self.n), min(self._cap, self.n + POPULATE_ROWS)
-            if hi > lo:
-                self._populate.ask(list(self._cols.values()), lo, hi)
-                self._ahead = hi
         return np.arange(start, start + m, dtype=np.int64)
 
     def col(self, name: str) -> np.ndarray:
@@ -225,71 +207,6 @@ def default_column(name: str, n: int) -> np.ndarray:
 
 
 _MADV_DONTNEED = 4
-_MADV_POPULATE_WRITE = 23
-
-POPULATE_ROWS = 1 << 17
-"""Rows of a reserved table whose pages are made ready ahead of the appends (7 MiB of
-records), asked for again when half of them are used."""
-
-
-class _Populate:
-    """One thread that makes the pages of reserved tables ready before they are written
-    (:meth:`Table.reserve`). Populating a page changes no byte of it (a page never written
-    reads as zeros either way) and leaves a page already there alone, so the thread may run
-    while rows are appended to the same pages."""
-
-    _one: _Populate | None = None
-    _lock = threading.Lock()
-
-    @classmethod
-    def get(cls) -> _Populate | None:
-        """The thread's handle, or None where pages cannot be populated (not Linux, a kernel
-        before 5.14): appends then fault their pages in themselves, as before."""
-        with cls._lock:
-            if cls._one is None and _populate_works():
-                cls._one = cls()
-            return cls._one
-
-    def __init__(self) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="credsim-pages")
-
-    def ask(self, arrays: list[np.ndarray], lo: int, hi: int) -> None:
-        """Make the pages of rows ``lo`` .. ``hi`` of ``arrays`` ready (the thread holds the
-        arrays until then)."""
-        self._pool.submit(_populate_rows, arrays, lo, hi)
-
-    def wait(self) -> None:
-        """Until every page asked for so far is ready."""
-        self._pool.submit(int).result()
-
-
-def _populate_rows(arrays: list[np.ndarray], lo: int, hi: int) -> None:
-    fn = _madvise()
-    for arr in arrays:
-        start, end = _page_span(arr, lo, hi, outward=True)
-        if end > start:
-            fn(start, end - start, _MADV_POPULATE_WRITE)  # type: ignore[misc, operator]
-
-
-@functools.cache
-def _populate_works() -> bool:
-    fn = _madvise()
-    if fn is None:
-        return False
-    probe = np.empty(1 << 16, np.uint8)
-    start, end = _page_span(probe, 0, probe.shape[0], outward=False)
-    return end <= start or fn(start, end - start, _MADV_POPULATE_WRITE) == 0  # type: ignore[operator]
-
-
-def _page_span(arr: np.ndarray, lo: int, hi: int, *, outward: bool) -> tuple[int, int]:
-    """The addresses of the pages of ``arr[lo:hi]``: every page they touch (``outward``) or
-    only the whole pages within."""
-    page = 4096
-    start = arr.ctypes.data + lo * arr.itemsize
-    end = arr.ctypes.data + hi * arr.itemsize
-    if outward:
-        return start // page * page, -(-end // page) * page
-    return -(-start // page) * page, end // page * page
 
 
 def _madvise() -> object | None:
@@ -301,6 +218,10 @@ def _dontneed(arr: np.ndarray, lo: int, hi: int) -> None:
     fn = _madvise()
     if fn is None or hi <= lo:
         return
-    a, b = _page_span(arr, lo, hi, outward=False)
+    page = 4096
+    start = arr.ctypes.data + lo * arr.itemsize
+    end = arr.ctypes.data + hi * arr.itemsize
+    a = -(-start // page) * page
+    b = end // page * page
     if b > a:
         fn(a, b - a, _MADV_DONTNEED)  # type: ignore[operator]
