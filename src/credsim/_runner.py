@@ -172,9 +172,7 @@ def advance(
             if after_day is not None:
                 after_day(day)
     except BaseException:
-        p.sim.close()  # no worker threads or Ray actors left behind
-        if p.stream is not None:
-            p.stream.close()
+        p.sim.close()  # no worker threads or Ray actors left behind (the caller closes a stream)
         raise
 
 

@@ -254,11 +254,10 @@ def _run_to_end(
     try:
         advance(p, first, progress=progress, after_day=after_day)
         result = finish(p, extra)
-    except OSError as exc:  # writing the records or tables as the run went on (a full disk)
-        p.stream.close()
-        raise folder.failed("the records and tables written as the run went on", exc) from None
-    except BaseException:
-        p.stream.close()
+    except BaseException as exc:
+        p.stream.close()  # its threads stopped, its partial files removed
+        if isinstance(exc, OSError):  # writing records or tables as the run went on (full disk)
+            raise folder.failed("the records and tables written as the run went on", exc) from None
         raise
     t = time.perf_counter()
     result.path = folder.commit(

@@ -172,8 +172,8 @@ class TableHasher:
 class _Digested:
     """A table digest computed elsewhere (:meth:`Sealer.adopt`)."""
 
-    def __init__(self, name: str, digest: str) -> None:
-        self.name, self._digest = name, digest
+    def __init__(self, digest: str) -> None:
+        self._digest = digest
 
     def hexdigest(self) -> str:
         return self._digest
@@ -325,7 +325,9 @@ class Sealer:
             ((part, digests),) = self.records(table, max(table.num_rows, 1))  # one group
             return part.append_column(DIGEST_FIELD, digest_array(digests))
         hasher = self._hashers.get(name)
-        if not isinstance(hasher, TableHasher):  # (not an adopted digest: none is added to)
+        if isinstance(hasher, _Digested):
+            raise RunStoreError(f"table {name!r} was written and digested already")
+        if hasher is None:
             hasher = self._hashers[name] = TableHasher(name, table.schema)
         hasher.update_table(table)
         return table
@@ -333,7 +335,7 @@ class Sealer:
     def adopt(self, name: str, digest: str) -> None:
         """Take table ``name``'s content digest as computed already (a table written while
         the run went on, :class:`~credsim.store.parquet.StreamedTable`)."""
-        self._hashers[name] = _Digested(name, digest)
+        self._hashers[name] = _Digested(digest)
 
     def records(self, table: pa.Table, group_rows: int) -> Iterator[tuple[pa.Table, np.ndarray]]:
         """Chain the records of ``table`` (in order, after any added before): yields, for each

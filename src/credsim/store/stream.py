@@ -152,9 +152,7 @@ class RecordStream:
         self._wait()
         self._close_segment()
         self._send_snapshots()
-        for job in self._jobs:
-            job.result()
-        self._jobs = []
+        self._drain_tables()
         snapshots = list(self.snapshots)
         return {"done": self.done, "segments": list(self.segments), "snapshots": snapshots}
 
@@ -202,9 +200,7 @@ class RecordStream:
         self._pool.shutdown()
         self._out.shutdown()
         self.sim.records.release(self.done, self.sim.kept_columns)
-        for job in self._jobs:
-            job.result()
-        self._jobs = []
+        self._drain_tables()
         self._tables.shutdown()
         return StreamedRecords(self.path, int(rows), sha, self.sealer)
 
@@ -293,6 +289,12 @@ class RecordStream:
         for job in done:
             job.result()
         self._jobs = [job for job in self._jobs if not job.done()]
+
+    def _drain_tables(self) -> None:
+        """Until the tables thread has done every job given (raising the first error)."""
+        for job in self._jobs:
+            job.result()
+        self._jobs = []
 
     def _let_go(self) -> None:
         """Empty the snapshots handed to the tables thread (it holds them until it has written
