@@ -14,11 +14,13 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import credsim
 from credsim._manifest import record_labels
 from credsim.errors import RunStoreError
-from credsim.store import labels, ledger, ledger_chain, write_run
+from credsim.store import labels, ledger, ledger_chain, sha_ni, write_run
 from credsim.store.schema import RECORDS_CONTENT, conform
 from credsim.store.verify import verify
 
@@ -307,3 +309,89 @@ def test_a_kernel_generated_for_another_layout_chains_as_the_generic_one() -> No
     out = np.empty((vals.shape[1], 32), np.uint8)
     namespace["pack_chain"](vals, prev, out, *ledger_chain._fast())  # type: ignore[operator]
     assert np.array_equal(out, _generic(layout, vals, prev))
+
+
+# -- the chain with the CPU's SHA extensions (credsim.store.sha_ni) ---------------------------
+
+needs_sha = pytest.mark.skipif(
+    not sha_ni.available(81), reason="this CPU has no SHA extensions (OpenSSL chains instead)"
+)
+
+
+@needs_sha
+@settings(max_examples=60, deadline=None)
+@given(
+    size=st.integers(0, 300),
+    n=st.integers(1, 9),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_the_sha_extensions_chain_and_link_as_hashlib(size: int, n: int, seed: int) -> None:
+    """Every row size (one to six compression blocks with the previous digest): the chain
+    and the independent links equal SHA-256 by hashlib over prev || row."""
+    rng = np.random.default_rng(seed)
+    rows = np.zeros((n, sha_ni.width(size)), np.uint8)
+    rows[:, :size] = rng.integers(0, 256, (n, size), dtype=np.uint8)
+    prev = rng.integers(0, 256, 32, dtype=np.uint8)
+    want = []
+    p = prev.tobytes()
+    for row in rows[:, :size]:
+        p = hashlib.sha256(p + row.tobytes()).digest()
+        want.append(p)
+    out = np.empty((n, 32), np.uint8)
+    sha_ni.chain(rows, size, prev, out)
+    assert [bytes(d) for d in out] == want
+    prevs = np.vstack([prev, out[:-1]])
+    links = np.empty((n, 32), np.uint8)
+    sha_ni.links(rows, size, prevs, links)
+    assert [bytes(d) for d in links] == want
+    # the ledger's own entry points widen rows of exactly ``size`` bytes themselves
+    assert [bytes(d) for d in ledger.chain(rows[:, :size].copy(), prev.tobytes())] == want
+    assert [bytes(d) for d in ledger.links(rows[:, :size].copy(), prevs)] == want
+
+
+@needs_sha
+def test_sha_extension_rows_must_be_wide_enough() -> None:
+    rows = np.zeros((2, 81), np.uint8)  # 96 bytes are read
+    with pytest.raises(ValueError, match="at least 96 bytes"):
+        sha_ni.chain(rows, 81, np.zeros(32, np.uint8), np.empty((2, 32), np.uint8))
+
+
+@needs_sha
+@pytest.mark.parametrize("uint32_codes", [False, True], ids=["standard", "uint32-codes"])
+def test_the_encoder_chains_in_chunks_as_openssl_does(uint32_codes: bool, monkeypatch) -> None:
+    """The sealer's path (rows packed a chunk at a time, then chained with the SHA
+    extensions) against OpenSSL's row-by-row kernels and hashlib over the packed rows: the
+    standard layout (its generated packer) and one with uint32 codes (the generic packer),
+    batches crossing chunk boundaries, each batch continuing the chain of the one before."""
+    from credsim.store import ledger_packed as lp
+
+    vocab = {name: [] for name in STRINGS}
+    if uint32_codes:
+        vocab["item"] = [f"item-{i}" for i in range(70_000)]
+    layout = lp.PackedLayout.of_schema(RECORDS_CONTENT, vocab)
+    enc = lp.PackedEncoder(layout)
+    assert enc._standard is not uint32_codes
+    monkeypatch.setattr(lp, "CHUNK_ROWS", 7)
+    prev = np.arange(32, dtype=np.uint8)
+    for n in (1, 7, 8, 50):
+        vals = _random_values(layout, n, n)
+        got = np.empty((n, 32), np.uint8)
+        enc._chain_chunks(vals, prev.copy(), got)
+        assert np.array_equal(got, _generic(layout, vals, prev))
+        prev = got[-1].copy()
+
+
+@needs_sha
+def test_a_run_sealed_with_the_sha_extensions_is_the_run_sealed_with_openssl(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """A whole run, its records streamed to the folder: the same head and table digests
+    either way."""
+    heads = []
+    for enabled in (True, False):
+        monkeypatch.setattr(sha_ni, "ENABLED", enabled)
+        out = credsim.run("suzhou", 800, 60, 2, tmp_path / f"sha-{enabled}").path
+        m = json.loads((out / "manifest.json").read_text())
+        heads.append((m["ledger"]["head"], m["table_digests"]))
+        assert verify(out).ok
+    assert heads[0] == heads[1]

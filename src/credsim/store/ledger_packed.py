@@ -36,7 +36,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from credsim.errors import RunStoreError
-from credsim.store import ledger_packed_std
+from credsim.store import ledger_packed_std, sha_ni
 from credsim.store.labels import codes_of
 from credsim.store.ledger_chain import ENCODING_V2, _as_type, _fast, chain
 from credsim.store.ledger_encode import _ARROW_TYPES, _column, _put_fixed
@@ -52,6 +52,10 @@ WIDTHS: dict[str, int] = {
     "double": 8,
     "date32[day]": 4,
 }
+
+CHUNK_ROWS = 8192
+"""Rows packed at once before they are chained with the CPU's SHA extensions: 768 kB for
+today's records, which stay in the cache until they are hashed."""
 
 CODE_WIDTHS: dict[str, int] = {"u16": 2, "u32": 4}
 """A string column's code type in a v2 row (named in ``ledger.columns``) and its width."""
@@ -296,6 +300,14 @@ def _pack_kernel(vals, at, shift, mask, spill, rows):  # type: ignore[no-untyped
 
 
 @numba.njit(cache=True, nogil=True)
+def _pack_range(vals, lo, at, shift, mask, spill, rows):  # type: ignore[no-untyped-def]
+    """Rows lo, lo + 1, ... as words into ``rows`` ((m, words) uint64, every word of a row
+    written: those past the row's bytes zero)."""
+    for j in range(rows.shape[0]):
+        _put_row(rows[j], vals, lo + j, at, shift, mask, spill)
+
+
+@numba.njit(cache=True, nogil=True)
 def _pack_chain_kernel(  # type: ignore[no-untyped-def]
     vals, at, shift, mask, spill, size, prev, out, init, update, final
 ):
@@ -344,6 +356,7 @@ class PackedEncoder:
         )
         self._vals = np.empty((len(layout.fields), 0), np.int64)
         self._standard = layout.spec() == ledger_packed_std.SPEC  # its own chain kernel
+        self._scratch: np.ndarray | None = None  # rows packed for the SHA extensions
         self._rows = np.empty((0, self._words), np.uint64)
         self.unknown: np.ndarray | None = None
         """After :meth:`values`: True for the rows holding a string outside its vocabulary
@@ -365,10 +378,19 @@ class PackedEncoder:
         return rows.view(np.uint8)[:, : self.layout.size]
 
     def chain(self, batch: pa.Table | pa.RecordBatch, prev: bytes, out: np.ndarray) -> None:
-        """The chain over the batch's rows into ``out`` ((n, 32) uint8), each row hashed as
-        soon as it is assembled. Refuses a string outside its vocabulary."""
+        """The chain over the batch's rows into ``out`` ((n, 32) uint8): rows packed a chunk
+        at a time (it stays in the cache) and chained with the CPU's SHA extensions
+        (:mod:`credsim.store.sha_ni`), or else each row hashed with OpenSSL as soon as it is
+        assembled. Refuses a string outside its vocabulary."""
         fast = _fast()
-        if fast is None or sys.byteorder != "little" or batch.num_rows == 0:
+        little = sys.byteorder == "little"
+        size = self.layout.size
+        if batch.num_rows and little and sha_ni.available(size):
+            vals = self.values(batch).view(np.uint64)
+            self._refuse_unknown()
+            self._chain_chunks(vals, np.frombuffer(prev, np.uint8).copy(), out)
+            return
+        if fast is None or not little or batch.num_rows == 0:
             rows = self.encode(batch)
             self._refuse_unknown()
             chain(rows, prev, out=out)
@@ -380,6 +402,20 @@ class PackedEncoder:
             ledger_packed_std.pack_chain(vals, prev_arr, out, *fast)
         else:
             _pack_chain_kernel(vals, *self._place, self.layout.size, prev_arr, out, *fast)
+
+    def _chain_chunks(self, vals: np.ndarray, prev: np.ndarray, out: np.ndarray) -> None:
+        size = self.layout.size
+        if self._scratch is None:  # zero past each row's bytes (the packers leave that so)
+            self._scratch = np.zeros((CHUNK_ROWS, -(-sha_ni.width(size) // 8)), np.uint64)
+        n = out.shape[0]
+        for lo in range(0, n, CHUNK_ROWS):
+            rows = self._scratch[: min(CHUNK_ROWS, n - lo)]
+            if self._standard:
+                ledger_packed_std.pack_rows(vals, lo, rows)
+            else:
+                _pack_range(vals, lo, *self._place, rows)
+            sha_ni.chain(rows.view(np.uint8), size, prev, out[lo : lo + len(rows)])
+            prev = out[lo + len(rows) - 1]
 
     def _refuse_unknown(self) -> None:
         if self.unknown is None:
