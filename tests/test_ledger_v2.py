@@ -358,11 +358,11 @@ def test_sha_extension_rows_must_be_wide_enough() -> None:
 
 @needs_sha
 @pytest.mark.parametrize("uint32_codes", [False, True], ids=["standard", "uint32-codes"])
-def test_the_encoder_chains_in_chunks_as_openssl_does(uint32_codes: bool, monkeypatch) -> None:
-    """The sealer's path (rows packed a chunk at a time, then chained with the SHA
-    extensions) against OpenSSL's row-by-row kernels and hashlib over the packed rows: the
-    standard layout (its generated packer) and one with uint32 codes (the generic packer),
-    batches crossing chunk boundaries, each batch continuing the chain of the one before."""
+def test_the_encoder_chains_with_the_sha_extensions_as_openssl_does(uint32_codes: bool) -> None:
+    """The sealer's path (each row built, then hashed with the SHA extensions) against
+    OpenSSL's kernel and hashlib over the packed rows: the standard layout (its generated
+    kernel) and one with uint32 codes (the generic kernel), each batch continuing the chain of
+    the one before."""
     from credsim.store import ledger_packed as lp
 
     vocab = {name: [] for name in STRINGS}
@@ -371,12 +371,12 @@ def test_the_encoder_chains_in_chunks_as_openssl_does(uint32_codes: bool, monkey
     layout = lp.PackedLayout.of_schema(RECORDS_CONTENT, vocab)
     enc = lp.PackedEncoder(layout)
     assert enc._standard is not uint32_codes
-    monkeypatch.setattr(lp, "CHUNK_ROWS", 7)
+    link = sha_ni.links_function(layout.size)
     prev = np.arange(32, dtype=np.uint8)
-    for n in (1, 7, 8, 50):
+    for n in (1, 2, 50, 3_000):
         vals = _random_values(layout, n, n)
         got = np.empty((n, 32), np.uint8)
-        enc._chain_chunks(vals, prev.copy(), got)
+        enc._link_chain(vals, prev.copy(), got, link)
         assert np.array_equal(got, _generic(layout, vals, prev))
         prev = got[-1].copy()
 

@@ -53,10 +53,6 @@ WIDTHS: dict[str, int] = {
     "date32[day]": 4,
 }
 
-CHUNK_ROWS = 8192
-"""Rows packed at once before they are chained with the CPU's SHA extensions: 768 kB for
-today's records, which stay in the cache until they are hashed."""
-
 CODE_WIDTHS: dict[str, int] = {"u16": 2, "u32": 4}
 """A string column's code type in a v2 row (named in ``ledger.columns``) and its width."""
 
@@ -300,11 +296,21 @@ def _pack_kernel(vals, at, shift, mask, spill, rows):  # type: ignore[no-untyped
 
 
 @numba.njit(cache=True, nogil=True)
-def _pack_range(vals, lo, at, shift, mask, spill, rows):  # type: ignore[no-untyped-def]
-    """Rows lo, lo + 1, ... as words into ``rows`` ((m, words) uint64, every word of a row
-    written: those past the row's bytes zero)."""
-    for j in range(rows.shape[0]):
-        _put_row(rows[j], vals, lo + j, at, shift, mask, spill)
+def _pack_link_chain_kernel(  # type: ignore[no-untyped-def]
+    vals, at, shift, mask, spill, width, prev, out, link
+):
+    """As :func:`_pack_chain_kernel`, each row hashed with the CPU's SHA extensions
+    (:func:`credsim.store.sha_ni.links_function`, one row a call; the row's words are zero
+    past its bytes up to ``width``, which the function reads). Building the next row overlaps
+    with the hashing of this one, which waits on the chain."""
+    n = out.shape[0]
+    words = np.zeros((width + 7) // 8, np.uint64)
+    r = words.ctypes.data
+    p = prev.ctypes.data
+    for i in range(n):
+        _put_row(words, vals, i, at, shift, mask, spill)
+        link(r, width, 1, p, out[i].ctypes.data)
+        p = out[i].ctypes.data
 
 
 @numba.njit(cache=True, nogil=True)
@@ -356,7 +362,6 @@ class PackedEncoder:
         )
         self._vals = np.empty((len(layout.fields), 0), np.int64)
         self._standard = layout.spec() == ledger_packed_std.SPEC  # its own chain kernel
-        self._scratch: np.ndarray | None = None  # rows packed for the SHA extensions
         self._rows = np.empty((0, self._words), np.uint64)
         self.unknown: np.ndarray | None = None
         """After :meth:`values`: True for the rows holding a string outside its vocabulary
@@ -378,17 +383,16 @@ class PackedEncoder:
         return rows.view(np.uint8)[:, : self.layout.size]
 
     def chain(self, batch: pa.Table | pa.RecordBatch, prev: bytes, out: np.ndarray) -> None:
-        """The chain over the batch's rows into ``out`` ((n, 32) uint8): rows packed a chunk
-        at a time (it stays in the cache) and chained with the CPU's SHA extensions
-        (:mod:`credsim.store.sha_ni`), or else each row hashed with OpenSSL as soon as it is
-        assembled. Refuses a string outside its vocabulary."""
+        """The chain over the batch's rows into ``out`` ((n, 32) uint8), each row hashed as
+        soon as it is assembled: with the CPU's SHA extensions (:mod:`credsim.store.sha_ni`)
+        or else with OpenSSL. Refuses a string outside its vocabulary."""
         fast = _fast()
         little = sys.byteorder == "little"
-        size = self.layout.size
-        if batch.num_rows and little and sha_ni.available(size):
+        link = sha_ni.links_function(self.layout.size) if little and batch.num_rows else None
+        if link is not None:
             vals = self.values(batch).view(np.uint64)
             self._refuse_unknown()
-            self._chain_chunks(vals, np.frombuffer(prev, np.uint8).copy(), out)
+            self._link_chain(vals, np.frombuffer(prev, np.uint8).copy(), out, link)
             return
         if fast is None or not little or batch.num_rows == 0:
             rows = self.encode(batch)
@@ -403,19 +407,12 @@ class PackedEncoder:
         else:
             _pack_chain_kernel(vals, *self._place, self.layout.size, prev_arr, out, *fast)
 
-    def _chain_chunks(self, vals: np.ndarray, prev: np.ndarray, out: np.ndarray) -> None:
-        size = self.layout.size
-        if self._scratch is None:  # zero past each row's bytes (the packers leave that so)
-            self._scratch = np.zeros((CHUNK_ROWS, -(-sha_ni.width(size) // 8)), np.uint64)
-        n = out.shape[0]
-        for lo in range(0, n, CHUNK_ROWS):
-            rows = self._scratch[: min(CHUNK_ROWS, n - lo)]
-            if self._standard:
-                ledger_packed_std.pack_rows(vals, lo, rows)
-            else:
-                _pack_range(vals, lo, *self._place, rows)
-            sha_ni.chain(rows.view(np.uint8), size, prev, out[lo : lo + len(rows)])
-            prev = out[lo + len(rows) - 1]
+    def _link_chain(self, vals: np.ndarray, prev: np.ndarray, out: np.ndarray, link: Any) -> None:
+        if self._standard:
+            ledger_packed_std.pack_link_chain(vals, prev, out, link)
+        else:
+            width = sha_ni.width(self.layout.size)
+            _pack_link_chain_kernel(vals, *self._place, width, prev, out, link)
 
     def _refuse_unknown(self) -> None:
         if self.unknown is None:

@@ -237,6 +237,14 @@ def available(size: int) -> bool:
     return ENABLED and _compiled(size) is not None
 
 
+def links_function(size: int) -> _Fn | None:
+    """The compiled ``links(rows, stride, n, prevs, out)`` for rows of ``size`` bytes (a
+    ctypes function: Numba kernels call it with ``n`` = 1 for each row as they build it), or
+    None."""
+    fns = _compiled(size) if ENABLED else None
+    return None if fns is None else fns[1]
+
+
 def _check(rows: np.ndarray, size: int, out: np.ndarray) -> tuple[_Fn, _Fn]:
     fns = _compiled(size)
     if fns is None:
