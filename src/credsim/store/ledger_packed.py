@@ -389,12 +389,7 @@ class PackedEncoder:
         fast = _fast()
         little = sys.byteorder == "little"
         link = sha_ni.links_function(self.layout.size) if little and batch.num_rows else None
-        if link is not None:
-            vals = self.values(batch).view(np.uint64)
-            self._refuse_unknown()
-            self._link_chain(vals, np.frombuffer(prev, np.uint8).copy(), out, link)
-            return
-        if fast is None or not little or batch.num_rows == 0:
+        if link is None and (fast is None or not little or batch.num_rows == 0):
             rows = self.encode(batch)
             self._refuse_unknown()
             chain(rows, prev, out=out)
@@ -402,6 +397,10 @@ class PackedEncoder:
         vals = self.values(batch).view(np.uint64)
         self._refuse_unknown()
         prev_arr = np.frombuffer(prev, np.uint8).copy()
+        if link is not None:
+            self._link_chain(vals, prev_arr, out, link)
+            return
+        assert fast is not None  # (or the rows were chained above)
         if self._standard:
             ledger_packed_std.pack_chain(vals, prev_arr, out, *fast)
         else:
