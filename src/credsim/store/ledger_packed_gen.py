@@ -32,7 +32,7 @@ def kernel_source(layout: PackedLayout) -> str:
         if spill[c]:
             words[k + 1].append(f"({v} >> np.uint64({64 - int(shift[c])}))")
     body = [
-        f"        words[{w}] = " + (" | ".join(parts) if parts else "np.uint64(0)")
+        f"    words[{w}] = " + (" | ".join(parts) if parts else "np.uint64(0)")
         for w, parts in enumerate(words)
     ]
     width = sha_ni.width(layout.size)  # the words the SHA extensions' loads read
@@ -53,6 +53,12 @@ def kernel_source(layout: PackedLayout) -> str:
             f"SIZE = {layout.size}",
             "",
             "",
+            '@numba.njit(cache=True, nogil=True, inline="always")',
+            "def put_row(words, vals, i):  # type: ignore[no-untyped-def]",
+            '    """Row ``i`` as its words (_put_row)."""',
+            *body,
+            "",
+            "",
             "@numba.njit(cache=True, nogil=True)",
             "def pack_chain(vals, prev, out, init, update, final):  # type: ignore[no-untyped-def]",
             '    """out[i] = SHA256(out[i-1] || row_i), out[-1] = prev (_pack_chain_kernel)."""',
@@ -63,7 +69,7 @@ def kernel_source(layout: PackedLayout) -> str:
             "    c = ctx.ctypes.data",
             "    p = prev.ctypes.data",
             "    for i in range(n):",
-            *body,
+            "        put_row(words, vals, i)",
             "        init(c)",
             "        update(c, p, 32)",
             f"        update(c, r, {layout.size})",
@@ -80,7 +86,7 @@ def kernel_source(layout: PackedLayout) -> str:
             "    r = words.ctypes.data",
             "    p = prev.ctypes.data",
             "    for i in range(n):",
-            *body,
+            "        put_row(words, vals, i)",
             f"        link(r, {width}, 1, p, out[i].ctypes.data)",
             "        p = out[i].ctypes.data",
             "",

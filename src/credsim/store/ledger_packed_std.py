@@ -32,6 +32,55 @@ SPEC = [
 SIZE = 81
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def put_row(words, vals, i):  # type: ignore[no-untyped-def]
+    """Row ``i`` as its words (_put_row)."""
+    words[0] = (vals[0, i] & np.uint64(0xFFFFFFFF)) | (
+        (vals[1, i] & np.uint64(0xFFFFFFFFFFFFFFFF)) << np.uint64(32)
+    )
+    words[1] = ((vals[1, i] & np.uint64(0xFFFFFFFFFFFFFFFF)) >> np.uint64(32)) | (
+        (vals[2, i] & np.uint64(0xFFFFFFFF)) << np.uint64(32)
+    )
+    words[2] = (vals[3, i] & np.uint64(0xFFFFFFFF)) | (
+        (vals[4, i] & np.uint64(0xFFFFFFFF)) << np.uint64(32)
+    )
+    words[3] = (
+        (vals[5, i] & np.uint64(0xFFFFFFFF))
+        | ((vals[6, i] & np.uint64(0xFFFF)) << np.uint64(32))
+        | ((vals[7, i] & np.uint64(0xFFFF)) << np.uint64(48))
+    )
+    words[4] = (
+        (vals[8, i] & np.uint64(0xFFFF))
+        | ((vals[9, i] & np.uint64(0xFFFF)) << np.uint64(16))
+        | ((vals[10, i] & np.uint64(0xFFFFFFFFFFFFFFFF)) << np.uint64(32))
+    )
+    words[5] = ((vals[10, i] & np.uint64(0xFFFFFFFFFFFFFFFF)) >> np.uint64(32)) | (
+        (vals[11, i] & np.uint64(0xFFFFFFFFFFFFFFFF)) << np.uint64(32)
+    )
+    words[6] = (
+        ((vals[11, i] & np.uint64(0xFFFFFFFFFFFFFFFF)) >> np.uint64(32))
+        | ((vals[12, i] & np.uint64(0xFFFF)) << np.uint64(32))
+        | ((vals[13, i] & np.uint64(0xFF)) << np.uint64(48))
+        | ((vals[14, i] & np.uint64(0xFFFF)) << np.uint64(56))
+    )
+    words[7] = (
+        ((vals[14, i] & np.uint64(0xFFFF)) >> np.uint64(8))
+        | ((vals[15, i] & np.uint64(0xFFFF)) << np.uint64(8))
+        | ((vals[16, i] & np.uint64(0xFFFFFFFFFFFFFFFF)) << np.uint64(24))
+    )
+    words[8] = (
+        ((vals[16, i] & np.uint64(0xFFFFFFFFFFFFFFFF)) >> np.uint64(40))
+        | ((vals[17, i] & np.uint64(0xFFFFFFFF)) << np.uint64(24))
+        | ((vals[18, i] & np.uint64(0xFFFFFFFF)) << np.uint64(56))
+    )
+    words[9] = (
+        ((vals[18, i] & np.uint64(0xFFFFFFFF)) >> np.uint64(8))
+        | ((vals[19, i] & np.uint64(0xFF)) << np.uint64(24))
+        | ((vals[20, i] & np.uint64(0xFFFFFFFF)) << np.uint64(32))
+    )
+    words[10] = vals[21, i] & np.uint64(0xFF)
+
+
 @numba.njit(cache=True, nogil=True)
 def pack_chain(vals, prev, out, init, update, final):  # type: ignore[no-untyped-def]
     """out[i] = SHA256(out[i-1] || row_i), out[-1] = prev (_pack_chain_kernel)."""
@@ -42,50 +91,7 @@ def pack_chain(vals, prev, out, init, update, final):  # type: ignore[no-untyped
     c = ctx.ctypes.data
     p = prev.ctypes.data
     for i in range(n):
-        words[0] = (vals[0, i] & np.uint64(0xFFFFFFFF)) | (
-            (vals[1, i] & np.uint64(0xFFFFFFFFFFFFFFFF)) << np.uint64(32)
-        )
-        words[1] = ((vals[1, i] & np.uint64(0xFFFFFFFFFFFFFFFF)) >> np.uint64(32)) | (
-            (vals[2, i] & np.uint64(0xFFFFFFFF)) << np.uint64(32)
-        )
-        words[2] = (vals[3, i] & np.uint64(0xFFFFFFFF)) | (
-            (vals[4, i] & np.uint64(0xFFFFFFFF)) << np.uint64(32)
-        )
-        words[3] = (
-            (vals[5, i] & np.uint64(0xFFFFFFFF))
-            | ((vals[6, i] & np.uint64(0xFFFF)) << np.uint64(32))
-            | ((vals[7, i] & np.uint64(0xFFFF)) << np.uint64(48))
-        )
-        words[4] = (
-            (vals[8, i] & np.uint64(0xFFFF))
-            | ((vals[9, i] & np.uint64(0xFFFF)) << np.uint64(16))
-            | ((vals[10, i] & np.uint64(0xFFFFFFFFFFFFFFFF)) << np.uint64(32))
-        )
-        words[5] = ((vals[10, i] & np.uint64(0xFFFFFFFFFFFFFFFF)) >> np.uint64(32)) | (
-            (vals[11, i] & np.uint64(0xFFFFFFFFFFFFFFFF)) << np.uint64(32)
-        )
-        words[6] = (
-            ((vals[11, i] & np.uint64(0xFFFFFFFFFFFFFFFF)) >> np.uint64(32))
-            | ((vals[12, i] & np.uint64(0xFFFF)) << np.uint64(32))
-            | ((vals[13, i] & np.uint64(0xFF)) << np.uint64(48))
-            | ((vals[14, i] & np.uint64(0xFFFF)) << np.uint64(56))
-        )
-        words[7] = (
-            ((vals[14, i] & np.uint64(0xFFFF)) >> np.uint64(8))
-            | ((vals[15, i] & np.uint64(0xFFFF)) << np.uint64(8))
-            | ((vals[16, i] & np.uint64(0xFFFFFFFFFFFFFFFF)) << np.uint64(24))
-        )
-        words[8] = (
-            ((vals[16, i] & np.uint64(0xFFFFFFFFFFFFFFFF)) >> np.uint64(40))
-            | ((vals[17, i] & np.uint64(0xFFFFFFFF)) << np.uint64(24))
-            | ((vals[18, i] & np.uint64(0xFFFFFFFF)) << np.uint64(56))
-        )
-        words[9] = (
-            ((vals[18, i] & np.uint64(0xFFFFFFFF)) >> np.uint64(8))
-            | ((vals[19, i] & np.uint64(0xFF)) << np.uint64(24))
-            | ((vals[20, i] & np.uint64(0xFFFFFFFF)) << np.uint64(32))
-        )
-        words[10] = vals[21, i] & np.uint64(0xFF)
+        put_row(words, vals, i)
         init(c)
         update(c, p, 32)
         update(c, r, 81)
@@ -102,49 +108,6 @@ def pack_link_chain(vals, prev, out, link):  # type: ignore[no-untyped-def]
     r = words.ctypes.data
     p = prev.ctypes.data
     for i in range(n):
-        words[0] = (vals[0, i] & np.uint64(0xFFFFFFFF)) | (
-            (vals[1, i] & np.uint64(0xFFFFFFFFFFFFFFFF)) << np.uint64(32)
-        )
-        words[1] = ((vals[1, i] & np.uint64(0xFFFFFFFFFFFFFFFF)) >> np.uint64(32)) | (
-            (vals[2, i] & np.uint64(0xFFFFFFFF)) << np.uint64(32)
-        )
-        words[2] = (vals[3, i] & np.uint64(0xFFFFFFFF)) | (
-            (vals[4, i] & np.uint64(0xFFFFFFFF)) << np.uint64(32)
-        )
-        words[3] = (
-            (vals[5, i] & np.uint64(0xFFFFFFFF))
-            | ((vals[6, i] & np.uint64(0xFFFF)) << np.uint64(32))
-            | ((vals[7, i] & np.uint64(0xFFFF)) << np.uint64(48))
-        )
-        words[4] = (
-            (vals[8, i] & np.uint64(0xFFFF))
-            | ((vals[9, i] & np.uint64(0xFFFF)) << np.uint64(16))
-            | ((vals[10, i] & np.uint64(0xFFFFFFFFFFFFFFFF)) << np.uint64(32))
-        )
-        words[5] = ((vals[10, i] & np.uint64(0xFFFFFFFFFFFFFFFF)) >> np.uint64(32)) | (
-            (vals[11, i] & np.uint64(0xFFFFFFFFFFFFFFFF)) << np.uint64(32)
-        )
-        words[6] = (
-            ((vals[11, i] & np.uint64(0xFFFFFFFFFFFFFFFF)) >> np.uint64(32))
-            | ((vals[12, i] & np.uint64(0xFFFF)) << np.uint64(32))
-            | ((vals[13, i] & np.uint64(0xFF)) << np.uint64(48))
-            | ((vals[14, i] & np.uint64(0xFFFF)) << np.uint64(56))
-        )
-        words[7] = (
-            ((vals[14, i] & np.uint64(0xFFFF)) >> np.uint64(8))
-            | ((vals[15, i] & np.uint64(0xFFFF)) << np.uint64(8))
-            | ((vals[16, i] & np.uint64(0xFFFFFFFFFFFFFFFF)) << np.uint64(24))
-        )
-        words[8] = (
-            ((vals[16, i] & np.uint64(0xFFFFFFFFFFFFFFFF)) >> np.uint64(40))
-            | ((vals[17, i] & np.uint64(0xFFFFFFFF)) << np.uint64(24))
-            | ((vals[18, i] & np.uint64(0xFFFFFFFF)) << np.uint64(56))
-        )
-        words[9] = (
-            ((vals[18, i] & np.uint64(0xFFFFFFFF)) >> np.uint64(8))
-            | ((vals[19, i] & np.uint64(0xFF)) << np.uint64(24))
-            | ((vals[20, i] & np.uint64(0xFFFFFFFF)) << np.uint64(32))
-        )
-        words[10] = vals[21, i] & np.uint64(0xFF)
+        put_row(words, vals, i)
         link(r, 96, 1, p, out[i].ctypes.data)
         p = out[i].ctypes.data

@@ -111,23 +111,27 @@ def _build(size: int) -> str:
 
         a_, b_, c_, d_, e_, f_, g_, h_ = _IV
         iv = (const4([f_, e_, b_, a_]), const4([h_, g_, d_, c_]))
-        first = (b.call(bswap, [load(prev, 0)]), b.call(bswap, [load(prev, 16)]))
+
+        def digest_words(at: Any, b: Any = b, prev: Any = prev) -> tuple[Any, Any]:
+            """A digest's 8 words (A..D, E..H) from its 32 bytes at ``prev + at``."""
+            return (
+                b.call(bswap, [load(prev, at)]),
+                b.call(bswap, [load(prev, b.add(at, ir.Constant(i64, 16)))]),
+            )
+
+        first = digest_words(ir.Constant(i64, 0)) if name == "chain" else None
         b.branch(loop)
         b.position_at_end(loop)
         i = b.phi(i64)
         i.add_incoming(ir.Constant(i64, 0), entry)
-        if name == "chain":  # the previous digest's words, carried from the record before
+        if first is not None:  # the previous digest's words, carried from the record before
             p0, p1 = b.phi(v4), b.phi(v4)
             p0.add_incoming(first[0], entry)
             p1.add_incoming(first[1], entry)
             pw = (p0, p1)
+        else:  # each row's own previous digest
+            pw = digest_words(b.mul(i, ir.Constant(i64, 32)))
         row = b.gep(rows, [b.mul(i, stride)])
-        if name == "links":
-            at = b.mul(i, ir.Constant(i64, 32))
-            pw = (
-                b.call(bswap, [load(prev, at)]),
-                b.call(bswap, [load(prev, b.add(at, ir.Constant(i64, 16)))]),
-            )
         x0, x1 = iv
         for blk in range(c):
             msg = []
@@ -146,7 +150,7 @@ def _build(size: int) -> str:
         b.store(b.call(bswap, [d1]), b.gep(dst, [ir.Constant(i32, 1)]), align=1)
         nxt = b.add(i, ir.Constant(i64, 1))
         i.add_incoming(nxt, loop)
-        if name == "chain":
+        if first is not None:
             p0.add_incoming(d0, loop)
             p1.add_incoming(d1, loop)
         b.cbranch(b.icmp_unsigned("<", nxt, n), loop, done)
