@@ -433,11 +433,13 @@ def test_a_result_laid_out_in_the_ring_reads_back_the_same() -> None:
     (aligned), the rest of the result as it was; read back as views of the ring, equal in
     types, dtypes, shapes and values; a result larger than the slot is marked as not fitting."""
     import mmap
+    import pickle
 
-    from credsim.engine.ahead import _Layout, _rebuild
+    from credsim.engine.ahead import _RINGS, _Layout
     from credsim.engine.observe import _Own
 
     ring = mmap.mmap(-1, 1 << 16)
+    _RINGS[-1] = ring  # as the parent registers its child's ring
     batch = _Own(entity=np.arange(5, dtype=np.int32), points=np.array([-1.0, 2.5]))
     result = (
         np.array([3, 0, 7], np.int64),
@@ -446,8 +448,8 @@ def test_a_result_laid_out_in_the_ring_reads_back_the_same() -> None:
         0.25,
         np.ones((2, 3), np.int8),
     )
-    laid = _Layout(ring, 4096, 8192)
-    back = _rebuild(laid.put(result), ring)
+    laid = _Layout(ring, -1, 4096, 8192)
+    back = pickle.loads(pickle.dumps(laid.put(result)))  # as it goes down the pipe
     assert laid.fits and type(back) is tuple and back[1] is None and back[3] == 0.25
     assert type(back[2][0][1]) is _Own and back[2][0][0] == 4
     for got, want in [
@@ -460,6 +462,7 @@ def test_a_result_laid_out_in_the_ring_reads_back_the_same() -> None:
         assert got.dtype == want.dtype and got.shape == want.shape
         assert np.array_equal(got, want)
         assert np.shares_memory(got, np.frombuffer(ring, np.uint8)) or got.size == 0
-    small = _Layout(ring, 0, 16)
+    small = _Layout(ring, -1, 0, 16)
     small.put(result)
     assert not small.fits
+    del _RINGS[-1]

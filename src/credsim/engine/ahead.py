@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import itertools
 import mmap
 import multiprocessing
 import os
+import pickle
 import signal
+import struct
 import sys
 import threading
 import time
@@ -77,6 +80,16 @@ def own_copy(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 MIN_SLOT = 1 << 20
 """Bytes of shared memory a day drawn ahead in a process has at least (:class:`AheadProcess`)."""
+
+_DAY = struct.Struct("<q")
+"""A day asked of the process drawing ahead, as it goes down the pipe (an empty message: stop).
+Raw bytes, not a pickle: ``Connection.send`` builds a pickler with a copy of the reducer table
+per message, which cost more than the rest of the exchange."""
+
+_RINGS: dict[int, mmap.mmap] = {}
+"""The shared rings of this process's children drawing ahead, by key (:class:`_InRing`): an
+array in a child's answer unpickles straight into a view of its ring."""
+_ring_keys = itertools.count()
 
 
 class Ahead(Generic[T]):
@@ -159,6 +172,7 @@ class AheadProcess(Generic[T]):
         """The child's process id, kept after it ends."""
         self._conn: Connection | None = None
         self._ring: mmap.mmap | None = None
+        self._key = next(_ring_keys)
         self._asked: list[int] = []  # days asked for and not taken, in order
         self._reaper: threading.Thread | None = None
         self.delivered = 0
@@ -185,7 +199,7 @@ class AheadProcess(Generic[T]):
         assert self._conn is not None
         for day in range(first, last + 1):
             if day not in self._asked:
-                self._conn.send(day)
+                self._conn.send_bytes(_DAY.pack(day))
                 self._asked.append(day)
 
     def take(self, day: int) -> T | None:
@@ -206,13 +220,14 @@ class AheadProcess(Generic[T]):
         self._conn = self.pid = None
         if conn is not None:
             with contextlib.suppress(OSError):
-                conn.send(None)
+                conn.send_bytes(b"")
             conn.close()
         if pid is not None:  # the child ends as soon as it reads the stop: reap it aside
             self._reaper = threading.Thread(
                 target=_reap, args=(pid,), name="credsim-reap", daemon=True
             )
             self._reaper.start()
+        _RINGS.pop(self._key, None)
         self._ring = None  # unmapped when the last view of it goes
 
     def wait_closed(self, timeout: float | None = None) -> bool:
@@ -233,20 +248,19 @@ class AheadProcess(Generic[T]):
 
     def _receive(self) -> T:
         assert self._conn is not None and self._ring is not None
-        try:
-            kind, day, body, in_ring = self._conn.recv()
+        try:  # the arrays of an answer in the ring come back as views of it (_InRing)
+            kind, day, body = pickle.loads(self._conn.recv_bytes())
         except (EOFError, OSError) as e:
             self.close()
             raise RuntimeError("the process drawing days ahead ended unexpectedly") from e
         if kind == "error":
             self.close()
             raise RuntimeError(f"drawing day {day} ahead failed in the child process:\n{body}")
-        if not in_ring:  # too large for its slot: came whole through the pipe
-            return body  # type: ignore[no-any-return]
-        return _rebuild(body, self._ring)  # type: ignore[return-value]
+        return body  # type: ignore[no-any-return]
 
     def _fork(self) -> None:
         self._ring = mmap.mmap(-1, self.slots * self.slot_bytes)  # shared, anonymous
+        _RINGS[self._key] = self._ring
         parent, child = multiprocessing.Pipe(duplex=True)
         try:
             with warnings.catch_warnings():  # Python 3.12+ warns of forking with threads:
@@ -255,6 +269,7 @@ class AheadProcess(Generic[T]):
         except OSError:
             parent.close()
             child.close()
+            _RINGS.pop(self._key, None)
             self._ring = None
             raise
         if pid == 0:  # pragma: no cover - runs in the child (its coverage is not collected)
@@ -277,41 +292,52 @@ class AheadProcess(Generic[T]):
         assert self._ring is not None
         while True:
             try:
-                day = conn.recv()
+                msg = conn.recv_bytes()
             except EOFError:
                 return
-            if day is None:
+            if not msg:
                 return
+            (day,) = _DAY.unpack(msg)
             try:
                 result = self.compute(day)
                 base = (day % self.slots) * self.slot_bytes
-                laid = _Layout(self._ring, base, base + self.slot_bytes)
+                laid = _Layout(self._ring, self._key, base, base + self.slot_bytes)
                 skeleton = laid.put(result)
-                conn.send(("ok", day, skeleton, True) if laid.fits else ("ok", day, result, False))
+                answer = ("ok", day, skeleton if laid.fits else result)
+                data = pickle.dumps(answer, pickle.HIGHEST_PROTOCOL)
             except BaseException:  # noqa: BLE001 - reported to the parent, which raises
-                conn.send(("error", day, traceback.format_exc(), None))
+                conn.send_bytes(pickle.dumps(("error", day, traceback.format_exc())))
                 return
+            conn.send_bytes(data)
 
 
 class _InRing:
-    """An array left in the shared ring: where it starts, its dtype and its shape."""
+    """An array left in the shared ring: which ring (its key in :data:`_RINGS`), where it
+    starts, its dtype and its shape. Unpickled, it is the array itself: a view of the ring."""
 
-    __slots__ = ("at", "dtype", "shape")
+    __slots__ = ("ring", "at", "dtype", "shape")
 
-    def __init__(self, at: int, dtype: str, shape: tuple[int, ...]) -> None:
-        self.at, self.dtype, self.shape = at, dtype, shape
+    def __init__(self, ring: int, at: int, dtype: str, shape: tuple[int, ...]) -> None:
+        self.ring, self.at, self.dtype, self.shape = ring, at, dtype, shape
 
     def __reduce__(self) -> tuple:
-        return (_InRing, (self.at, self.dtype, self.shape))
+        return (_ring_view, (self.ring, self.at, self.dtype, self.shape))
+
+
+def _ring_view(ring: int, at: int, dtype: str, shape: tuple[int, ...]) -> np.ndarray:
+    """The array an :class:`_InRing` stands for, a view of its ring (registered in
+    :data:`_RINGS`)."""
+    return np.ndarray(shape, np.dtype(dtype), buffer=_RINGS[ring], offset=at)
 
 
 class _Layout:  # pragma: no cover - runs in the child
     """Copies the arrays of a result into a slot of the ring (each 64-byte aligned) and gives
-    the result with :class:`_InRing` in their place; :attr:`fits` false when the slot is too
-    small (the result then goes whole through the pipe)."""
+    the result with :class:`_InRing` in their place (``key``: the ring's in :data:`_RINGS`);
+    :attr:`fits` false when the slot is too small (the result then goes whole through the
+    pipe)."""
 
-    def __init__(self, ring: mmap.mmap, at: int, end: int) -> None:
-        self.ring, self.at, self.end, self.fits = ring, at, end, True
+    def __init__(self, ring: mmap.mmap, key: int, at: int, end: int) -> None:
+        self.ring, self.key, self.at, self.end, self.fits = ring, key, at, end, True
 
     def put(self, obj: object) -> object:
         if isinstance(obj, np.ndarray) and self.fits:
@@ -321,7 +347,7 @@ class _Layout:  # pragma: no cover - runs in the child
                 return None
             dst = np.ndarray(arr.shape, arr.dtype, buffer=self.ring, offset=self.at)
             dst[...] = arr
-            placed = _InRing(self.at, arr.dtype.str, arr.shape)
+            placed = _InRing(self.key, self.at, arr.dtype.str, arr.shape)
             self.at = -(-(self.at + arr.nbytes) // 64) * 64
             return placed
         if isinstance(obj, tuple):
@@ -331,19 +357,6 @@ class _Layout:  # pragma: no cover - runs in the child
         if isinstance(obj, dict):
             return type(obj)((k, self.put(v)) for k, v in obj.items())
         return obj
-
-
-def _rebuild(obj: object, ring: mmap.mmap) -> object:
-    """A result laid out by :class:`_Layout`, its arrays views of the ring."""
-    if isinstance(obj, _InRing):
-        return np.ndarray(obj.shape, np.dtype(obj.dtype), buffer=ring, offset=obj.at)
-    if isinstance(obj, tuple):
-        return tuple(_rebuild(x, ring) for x in obj)
-    if isinstance(obj, list):
-        return [_rebuild(x, ring) for x in obj]
-    if isinstance(obj, dict):
-        return type(obj)((k, _rebuild(v, ring)) for k, v in obj.items())
-    return obj
 
 
 def _reap(pid: int, wait: float = 10.0) -> None:

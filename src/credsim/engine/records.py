@@ -66,6 +66,10 @@ error, no excuse, not imported): they take no memory until a record needs anothe
 (:class:`Table`, ``lazy``)."""
 
 
+_SCALARS = (int, float, bool, np.generic)
+"""Values an append broadcasts to every row without looking further."""
+
+
 class Table:
     """Append-only columns with amortised growth; ``col(name)`` views the filled part.
 
@@ -116,17 +120,29 @@ class Table:
 
     def append(self, **cols: np.ndarray | int | float | bool) -> np.ndarray:
         """Append records given as equal-length arrays (scalars broadcast); return their ids."""
-        unknown = set(cols) - set(self.columns)
-        if unknown:
-            raise KeyError(f"unknown record columns: {sorted(unknown)}")
-        sizes = {v.shape[0] for v in cols.values() if isinstance(v, np.ndarray) and v.ndim > 0}
-        sizes |= {np.size(v) for v in cols.values() if not isinstance(v, np.ndarray) and np.ndim(v)}
-        if len(sizes) > 1:
-            raise ValueError(f"record columns of different lengths: {sizes}")
-        m = sizes.pop() if sizes else 0
+        columns = self.columns
+        m = -1
+        for k, val in cols.items():  # one pass: names known, lengths equal (scalars broadcast)
+            if k not in columns:
+                raise KeyError(f"unknown record columns: {sorted(set(cols) - set(columns))}")
+            if isinstance(val, _SCALARS):
+                continue
+            if isinstance(val, np.ndarray):
+                if not val.ndim:
+                    continue
+                size = val.shape[0]
+            elif np.ndim(val):
+                size = np.size(val)
+            else:
+                continue
+            if m < 0:
+                m = size
+            elif size != m:
+                raise ValueError(f"record columns of different lengths: {m} and {size} ({k})")
+        m = max(m, 0)
         start = self.n
         self._grow(start + m)
-        for k, (_, fill) in self.columns.items():
+        for k, (_, fill) in columns.items():
             v = cols.get(k)
             if v is None:
                 if k in self._lazy:

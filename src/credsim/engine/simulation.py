@@ -476,7 +476,7 @@ class Simulation:
 
     def _snapshot(self, day: int) -> None:
         e = self.scored_ids
-        self.snap.append((e, day, self.score[e].copy(), self.grade[e].copy()))
+        self.snap.append((e, day, self.score[e], self.grade[e]))  # indexing copies
 
 
 __all__ = ["Simulation", "PERSON", "B_REPAIR"]
