@@ -367,8 +367,87 @@ def run_credsim(
     return days, mem, full
 
 
-def run_mesa(prm: RefParams, args: argparse.Namespace) -> tuple[Outcome, Outcome, str]:
-    """(throughput run, year run, decision) of the Mesa model."""
+def _probe_serve(conn: Any, n: int, seed: int) -> None:
+    """A process of its own that runs credsim's ``simulate`` whenever asked (a true message)
+    and answers (seconds of the days alone, seconds of ``simulate`` as a whole)."""
+    from credsim._runner import advance, check, finish, prepare
+    from credsim.api import simulate
+    from credsim.schemes.loader import load_scheme
+
+    loaded = load_scheme(SCHEME)
+    simulate(loaded, population=1000, days=2, seed=seed)  # load numba's cache outside the timing
+    conn.send("ready")
+    while conn.recv():
+        gc.collect()
+        t = time.perf_counter()
+        p = prepare(check(loaded, n, YEAR, seed, None))
+        t1 = time.perf_counter()
+        advance(p, 1, progress=False)
+        t2 = time.perf_counter()
+        finish(p)
+        conn.send((t2 - t1, time.perf_counter() - t))
+        del p
+    conn.close()
+
+
+class Probe:
+    """credsim runs between stretches of Mesa's run (:func:`run_mesa`), each in a process of
+    its own (spawned: nothing of Mesa's model in its memory), so that each credsim run and the
+    Mesa days around it see the machine at the same speed."""
+
+    def __init__(self, n: int, seed: int) -> None:
+        import multiprocessing as mp
+
+        ctx = mp.get_context("spawn")
+        self.n = n
+        self._conn, child = ctx.Pipe()
+        self._proc = ctx.Process(target=_probe_serve, args=(child, n, seed), daemon=True)
+        self._proc.start()
+        child.close()
+        self._conn.recv()  # ready
+
+    def run(self) -> tuple[float, float]:
+        self._conn.send(True)
+        return cast(tuple[float, float], self._conn.recv())
+
+    def close(self) -> None:
+        self._conn.send(False)
+        self._proc.join(30)
+
+
+@dataclass
+class Pairs:
+    """Paired measurements (:func:`run_mesa`): for each credsim run, Mesa's seconds per
+    agent-day over the stretches just before and just after it."""
+
+    mesa_days: int  # days of a stretch
+    ratios_days: list[float]  # credsim days / Mesa, per pair
+    ratios_sim: list[float]  # credsim simulate() / Mesa, per pair
+
+    @staticmethod
+    def of(
+        stretches: list[float],
+        stretch_days: int,
+        mesa_n: int,
+        probes: list[tuple[float, float]],
+        n: int,
+    ) -> Pairs:
+        """Probe i ran between stretches i and i + 1 (each ``stretch_days`` of Mesa days)."""
+        rd, rs = [], []
+        for i, (days_s, sim_s) in enumerate(probes):
+            mesa = (stretches[i] + stretches[i + 1]) / (2 * stretch_days * mesa_n)  # s/agent-day
+            rd.append(mesa / (days_s / (YEAR * n)))
+            rs.append(mesa / (sim_s / (YEAR * n)))
+        return Pairs(stretch_days, rd, rs)
+
+
+def run_mesa(
+    prm: RefParams, args: argparse.Namespace
+) -> tuple[Outcome, Outcome, str, Pairs | None]:
+    """(throughput run, year run, decision, paired ratios) of the Mesa model. With
+    ``args.pairs``, the year run stops that many times between stretches of equal length
+    for a credsim run in a process of its own (:class:`Probe`; Mesa's clock stopped
+    meanwhile)."""
     gc.collect()
     r0 = rss_bytes()
     t = time.perf_counter()
@@ -394,10 +473,8 @@ def run_mesa(prm: RefParams, args: argparse.Namespace) -> tuple[Outcome, Outcome
             f"the Mesa run at {args.persons:,} persons continues to day {YEAR} "
             f"(about {rest:.0f}s more, within the {args.mesa_year_budget:.0f}s budget)"
         )
-        t = time.perf_counter()
-        for _ in range(YEAR - args.mesa_days):
-            model.step()
-        year_s = secs + time.perf_counter() - t
+        rest_s, pairs = _year_rest(model, args.persons, YEAR - args.mesa_days, args)
+        year_s = secs + rest_s
         year = Outcome(
             "Mesa year",
             args.persons,
@@ -416,13 +493,44 @@ def run_mesa(prm: RefParams, args: argparse.Namespace) -> tuple[Outcome, Outcome
         del model
         gc.collect()
         model = make_mesa_model(prm, m, args.seed + 1, args.mesa_rng == "numpy")
+        year_s, pairs = _year_rest(model, m, YEAR, args)
+        year = Outcome("Mesa year", m, YEAR, year_s, list(model.records), model.listings)
+    return short, year, decision, pairs
+
+
+def _year_rest(
+    model: Any, agents: int, days: int, args: argparse.Namespace
+) -> tuple[float, Pairs | None]:
+    """Step ``model`` (of ``agents`` agents) for ``days`` days: (Mesa's seconds, the pairs).
+    With ``args.pairs`` > 0, the days go in ``pairs + 1`` equal stretches (the remainder
+    first) with a credsim run between each two; else no pairs."""
+    p = max(0, int(args.pairs))
+    stretch = days // (p + 1) if p else 0
+    if stretch < 1:
         t = time.perf_counter()
-        for _ in range(YEAR):
+        for _ in range(days):
             model.step()
-        year = Outcome(
-            "Mesa year", m, YEAR, time.perf_counter() - t, list(model.records), model.listings
-        )
-    return short, year, decision
+        return time.perf_counter() - t, None
+    probe = Probe(args.persons, args.seed)
+    total = 0.0
+    stretches: list[float] = []
+    probes: list[tuple[float, float]] = []
+    try:
+        t = time.perf_counter()
+        for _ in range(days - stretch * (p + 1)):
+            model.step()
+        total += time.perf_counter() - t
+        for i in range(p + 1):
+            t = time.perf_counter()
+            for _ in range(stretch):
+                model.step()
+            stretches.append(time.perf_counter() - t)
+            if i < p:
+                probes.append(probe.run())
+    finally:
+        probe.close()
+    total += sum(stretches)
+    return total, Pairs.of(stretches, stretch, agents, probes, args.persons)
 
 
 def run_frames(prm: RefParams, args: argparse.Namespace) -> Outcome:
@@ -544,6 +652,12 @@ def main() -> int:
     ap.add_argument("--mesa-year-budget", type=float, default=180.0, help="seconds")
     ap.add_argument("--mesa-year-persons", type=int, default=20_000)
     ap.add_argument("--frames-days", type=int, default=YEAR)
+    ap.add_argument(
+        "--pairs",
+        type=int,
+        default=24,
+        help="credsim runs interleaved with Mesa's year run, for paired ratios (0: none)",
+    )
     args = ap.parse_args()
     args.mesa_days = max(1, min(args.mesa_days, YEAR))
 
@@ -570,11 +684,12 @@ def main() -> int:
 
     mesa_short: Outcome | None = None
     mesa_year: Outcome | None = None
+    pairs: Pairs | None = None
     if mesa_v is None:
         print("Mesa is not installed (pip install mesa): Mesa runs skipped")
     else:
         print(f"Running Mesa ({args.mesa_days} days, then the year) ...", flush=True)
-        mesa_short, mesa_year, decision = run_mesa(prm, args)
+        mesa_short, mesa_year, decision, pairs = run_mesa(prm, args)
         print(f"  Mesa year run: {decision}")
         timed += [mesa_short, mesa_year]
         stats_runs.append(mesa_year)
@@ -615,6 +730,17 @@ def main() -> int:
                 f"{cs_mem.rate / mesa_year.rate:,.0f}x (simulate), "
                 f"{cs_run.rate / mesa_year.rate:,.0f}x (run with store)"
             )
+    if pairs is not None and pairs.ratios_days:
+        q = len(pairs.ratios_days)
+        print(
+            f"  paired ({q} credsim runs, each in a process of its own between two stretches of "
+            f"{pairs.mesa_days} days of Mesa's year run, against Mesa's rate over those two "
+            "stretches: the machine's speed, which changes from minute to minute, is then the "
+            f"same for both): median {_median(pairs.ratios_days):,.0f}x (days; "
+            f"{min(pairs.ratios_days):,.0f} to {max(pairs.ratios_days):,.0f}), "
+            f"{_median(pairs.ratios_sim):,.0f}x (simulate; {min(pairs.ratios_sim):,.0f} to "
+            f"{max(pairs.ratios_sim):,.0f})"
+        )
     if frames is not None:
         print(
             f"credsim/mesa-frames throughput ratio: {cs_days.rate / frames.rate:,.1f}x (days), "
