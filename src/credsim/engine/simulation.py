@@ -125,7 +125,7 @@ class Simulation:
     # -- day 0 -----------------------------------------------------------------------------
     def start(self) -> None:
         ents = self.scored_ids
-        old = self.grade[ents].copy()
+        old = self.grade[ents]  # indexing by an array copies
         self._grade(ents)
         self.lists.by_condition(
             ents,
@@ -211,7 +211,7 @@ class Simulation:
             if changed
             else np.zeros(0, np.int32)
         )
-        old = self.grade[ents].copy()
+        old = self.grade[ents]  # indexing by an array copies
         self._grade(ents)
         self.lists.due(day, self.last_neg)
         self.lists.by_condition(
