@@ -399,7 +399,6 @@ class Probe:
         import multiprocessing as mp
 
         ctx = mp.get_context("spawn")
-        self.n = n
         self._conn, child = ctx.Pipe()
         self._proc = ctx.Process(target=_probe_serve, args=(child, n, seed), daemon=True)
         self._proc.start()
