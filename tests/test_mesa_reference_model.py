@@ -10,7 +10,7 @@ import importlib.util
 import math
 import sys
 from pathlib import Path
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 
 import numpy as np
 import pytest
@@ -87,3 +87,50 @@ def test_mesa_scores_without_clamping_are_the_sum_of_points() -> None:
     total = sum(a.score - wide.base for a in model.agents)
     expected = sum(n * pts for n, pts in zip(model.records, wide.points, strict=True))
     assert total == pytest.approx(expected)
+
+
+def test_paired_ratios_set_each_credsim_run_against_the_mesa_stretches_around_it() -> None:
+    """Mesa: stretches of 10 days at 1,000 agents took 2 s, 4 s and 3 s; credsim (2,000
+    persons, 365 days) ran between them: days 0.5 s / whole 1.0 s, then 0.73 s / 1.46 s."""
+    pairs = _bench().Pairs.of([2.0, 4.0, 3.0], 10, 1000, [(0.5, 1.0), (0.73, 1.46)], 2000)
+    mesa_1 = (2.0 + 4.0) / (2 * 10 * 1000)  # s per agent-day around the first run: 3e-4
+    mesa_2 = (4.0 + 3.0) / (2 * 10 * 1000)  # 3.5e-4
+    per_day = 365 * 2000
+    assert pairs.mesa_days == 10
+    assert pairs.ratios_days == pytest.approx([mesa_1 * per_day / 0.5, mesa_2 * per_day / 0.73])
+    assert pairs.ratios_sim == pytest.approx([mesa_1 * per_day / 1.0, mesa_2 * per_day / 1.46])
+    assert pairs.ratios_days[0] == pytest.approx(438.0)  # 3e-4 x 730,000 / 0.5
+
+
+def test_the_year_run_stops_between_equal_stretches_for_each_credsim_run(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """103 Mesa days with 3 pairs: 3 days first, then 4 stretches of 25 days with a credsim
+    run between each two (3 runs), every Mesa day stepped once."""
+    bench = _bench()
+    log: list[str] = []
+
+    class Model:
+        def step(self) -> None:
+            log.append("m")
+
+    class FakeProbe:
+        def __init__(self, n: int, seed: int) -> None:
+            log.append(f"start {n}")
+
+        def run(self) -> tuple[float, float]:
+            log.append("c")
+            return (0.5, 1.0)
+
+        def close(self) -> None:
+            log.append("close")
+
+    monkeypatch.setattr(bench, "Probe", FakeProbe)
+    args = SimpleNamespace(pairs=3, persons=2000, seed=1)
+    seconds, pairs = bench._year_rest(Model(), 1000, 103, args)
+    assert log[0] == "start 2000" and log[-1] == "close"
+    runs = "".join(log[1:-1])
+    assert runs == "m" * 3 + ("m" * 25 + "c") * 3 + "m" * 25
+    assert pairs is not None and pairs.mesa_days == 25 and len(pairs.ratios_days) == 3
+    assert seconds >= 0.0
+    assert bench._year_rest(Model(), 1000, 5, SimpleNamespace(pairs=0))[1] is None  # no pairs
