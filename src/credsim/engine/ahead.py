@@ -171,8 +171,8 @@ class AheadProcess(Generic[T]):
         self.pid_was: int | None = None
         """The child's process id, kept after it ends."""
         self._conn: Connection | None = None
-        self._ring: mmap.mmap | None = None
         self._key = next(_ring_keys)
+        """This child's ring in :data:`_RINGS` (there while the child runs)."""
         self._asked: list[int] = []  # days asked for and not taken, in order
         self._reaper: threading.Thread | None = None
         self.delivered = 0
@@ -227,8 +227,7 @@ class AheadProcess(Generic[T]):
                 target=_reap, args=(pid,), name="credsim-reap", daemon=True
             )
             self._reaper.start()
-        _RINGS.pop(self._key, None)
-        self._ring = None  # unmapped when the last view of it goes
+        _RINGS.pop(self._key, None)  # unmapped when the last view of it goes
 
     def wait_closed(self, timeout: float | None = None) -> bool:
         """Wait until the child stopped by :meth:`close` is gone; whether it is."""
@@ -247,7 +246,7 @@ class AheadProcess(Generic[T]):
             self._receive()
 
     def _receive(self) -> T:
-        assert self._conn is not None and self._ring is not None
+        assert self._conn is not None
         try:  # the arrays of an answer in the ring come back as views of it (_InRing)
             kind, day, body = pickle.loads(self._conn.recv_bytes())
         except (EOFError, OSError) as e:
@@ -259,8 +258,7 @@ class AheadProcess(Generic[T]):
         return body  # type: ignore[no-any-return]
 
     def _fork(self) -> None:
-        self._ring = mmap.mmap(-1, self.slots * self.slot_bytes)  # shared, anonymous
-        _RINGS[self._key] = self._ring
+        _RINGS[self._key] = mmap.mmap(-1, self.slots * self.slot_bytes)  # shared, anonymous
         parent, child = multiprocessing.Pipe(duplex=True)
         try:
             with warnings.catch_warnings():  # Python 3.12+ warns of forking with threads:
@@ -270,7 +268,6 @@ class AheadProcess(Generic[T]):
             parent.close()
             child.close()
             _RINGS.pop(self._key, None)
-            self._ring = None
             raise
         if pid == 0:  # pragma: no cover - runs in the child (its coverage is not collected)
             code = 1
@@ -289,7 +286,7 @@ class AheadProcess(Generic[T]):
 
     # -- the child ---------------------------------------------------------------------------
     def _serve(self, conn: Connection) -> None:  # pragma: no cover - runs in the child
-        assert self._ring is not None
+        ring = _RINGS[self._key]
         while True:
             try:
                 msg = conn.recv_bytes()
@@ -301,7 +298,7 @@ class AheadProcess(Generic[T]):
             try:
                 result = self.compute(day)
                 base = (day % self.slots) * self.slot_bytes
-                laid = _Layout(self._ring, self._key, base, base + self.slot_bytes)
+                laid = _Layout(ring, self._key, base, base + self.slot_bytes)
                 skeleton = laid.put(result)
                 answer = ("ok", day, skeleton if laid.fits else result)
                 data = pickle.dumps(answer, pickle.HIGHEST_PROTOCOL)
