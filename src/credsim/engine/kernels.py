@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from credsim.engine.prefetch import AHEAD, prefetch
+
 
 @njit(cache=True, nogil=True)
 def apply_points(
@@ -36,7 +38,14 @@ def apply_points(
     ``applied`` receives the actual change (0 for entities that are not scored). Items with a cap
     stop adding once an entity's absolute total from that item reaches the cap.
     """
-    for j in range(ids.shape[0]):
+    n = ids.shape[0]
+    for j in range(n):
+        if j + AHEAD < n:  # the entity AHEAD records on: its state on the way while this one runs
+            f = entity[ids[j + AHEAD]]
+            prefetch(score, f)
+            prefetch(scored, f)
+            prefetch(last_rec, f)
+            prefetch(last_neg, f)
         r = ids[j]
         e = entity[r]
         last_rec[e] = r

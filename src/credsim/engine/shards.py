@@ -22,6 +22,7 @@ from typing import Protocol
 import numpy as np
 from numba import njit
 
+from credsim.engine.prefetch import AHEAD, prefetch_read
 from credsim.population.types import ORGANIZATION, Population
 
 BLOCK_SIZE = 1 << 16
@@ -250,6 +251,9 @@ def draw_cells(  # noqa: PLR0913  # pragma: no cover - numba
                 tk = _cell_key(thin_key, k, b, g)
                 o = off[k, lb, g]
                 for i in range(c):
+                    if i + AHEAD < c:  # the entry AHEAD draws on: on its way while this one runs
+                        y = _bits(ck, i + AHEAD)
+                        prefetch_read(table, (r, s + np.int64(((y >> _SHIFT) * n) >> _SHIFT), 0))
                     x = _bits(ck, i)
                     j = s + np.int64(((x >> _SHIFT) * n) >> _SHIFT)
                     e = table[r, j]
