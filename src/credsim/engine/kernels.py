@@ -213,7 +213,10 @@ for _i in range(64):
 
 @njit(cache=True, nogil=True)
 def unique_ids(ids, mark):  # noqa: ANN001, ANN201
-    """The distinct values of ``ids`` (entity ids < len(mark)), sorted.
+    """The distinct values of ``ids`` (entity ids < len(mark)), sorted, as ``intp``: the day's
+    changed entities index a dozen per-entity arrays, and numpy gathers by ``intp`` indices
+    without casting them first (a third of the time: 0.12 against 0.40 ms for 134,000 of 3
+    million).
 
     Few ids: one pass with a marker array that is left all False again, then a sort of the
     distinct ones. Many (more than one in 512 entities): a bitset of all entities, read back in
@@ -221,7 +224,7 @@ def unique_ids(ids, mark):  # noqa: ANN001, ANN201
     m = ids.shape[0]
     n = mark.shape[0]
     if m * 512 < n:
-        out = np.empty(m, np.int32)
+        out = np.empty(m, np.intp)
         k = 0
         for i in range(m):
             e = ids[i]
@@ -237,7 +240,7 @@ def unique_ids(ids, mark):  # noqa: ANN001, ANN201
     for i in range(m):
         e = ids[i]
         words[e >> 6] |= one << np.uint64(e & 63)
-    out = np.empty(m, np.int32)
+    out = np.empty(m, np.intp)
     k = 0
     mul, top = np.uint64(_DEBRUIJN), np.uint64(58)
     for w in range(words.shape[0]):

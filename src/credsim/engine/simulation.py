@@ -209,7 +209,7 @@ class Simulation:
         ents = (
             kernels.unique_ids(np.concatenate(changed), self._mark)
             if changed
-            else np.zeros(0, np.int32)
+            else np.zeros(0, np.intp)
         )
         old = self.grade[ents]  # indexing by an array copies
         self._grade(ents)
