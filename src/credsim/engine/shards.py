@@ -194,6 +194,13 @@ _LOW = np.uint64(0xFFFFFFFF)
 _SHIFT = np.uint64(32)
 
 
+@njit(cache=True, inline="always")
+def _position(x: np.uint64, s: int, n: np.uint64) -> np.int64:  # pragma: no cover - numba
+    """The position a draw's number ``x`` picks in the segment of ``n`` starting at ``s``: its
+    high 32 bits scaled to ``n``."""
+    return s + np.int64(((x >> _SHIFT) * n) >> _SHIFT)
+
+
 def pack_alias(prob: np.ndarray, alias: np.ndarray, order: np.ndarray) -> np.ndarray:
     """The alias tables (:func:`segment_alias`, rows of positions in ``order``) packed for
     drawing: uint64[R, M, 2], for position j of row r: ``[r, j, 0]`` the coin threshold
@@ -252,10 +259,9 @@ def draw_cells(  # noqa: PLR0913  # pragma: no cover - numba
                 o = off[k, lb, g]
                 for i in range(c):
                     if i + AHEAD < c:  # the entry AHEAD draws on: on its way while this one runs
-                        y = _bits(ck, i + AHEAD)
-                        prefetch_read(table, (r, s + np.int64(((y >> _SHIFT) * n) >> _SHIFT), 0))
+                        prefetch_read(table, (r, _position(_bits(ck, i + AHEAD), s, n), 0))
                     x = _bits(ck, i)
-                    j = s + np.int64(((x >> _SHIFT) * n) >> _SHIFT)
+                    j = _position(x, s, n)
                     e = table[r, j]
                     hit_miss = e[1] if (x & _LOW) < e[0] else e[1] >> _SHIFT
                     who = np.int32(hit_miss & _LOW)
