@@ -261,7 +261,7 @@ class RecordEncoder:
         n_str = kinds.count("string")
         k = len(kinds) - n_str + 1
         if self._fixed.shape[0] != k or self._fixed.shape[1] < n:
-            self._fixed = np.empty((k, n), np.uint64)
+            self._fixed = np.empty((k, n + 8), np.uint64)  # (not a power of two apart: _PAD)
         fixed = self._fixed[:, :n]  # row 0: the null mask
         fixed_at = [0]
         strings = np.empty((n_str, n), np.intp)
