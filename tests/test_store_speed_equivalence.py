@@ -23,6 +23,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import credsim
 from credsim.engine.output import _dictionary, _labels, _nullable
@@ -289,6 +291,58 @@ def test_dictionary_and_nullable_arrays_match_arrow_built_ones() -> None:
     for bad in ([0, 2], [2, 2], [-2, 0]):
         with pytest.raises(IndexError, match="outside the 2 names"):
             _dictionary(np.array(bad, np.int8), ["a", "b"])
+
+
+def _hand_label_digest(values: list[str | None], name: str = "grade") -> str:
+    """A one-column string table's content digest, computed as docs/integrity.md words it:
+    validity bytes, int64 byte lengths (0 for null), the UTF-8 bytes of the present values."""
+    raw = [v.encode() if v is not None else b"" for v in values]
+    streams = (
+        bytes(v is not None for v in values),
+        b"".join(struct.pack("<q", len(r)) for r in raw),
+        b"".join(raw),
+    )
+    col = hashlib.sha256(b"credsim-column-v1\0" + name.encode() + b"\0" + b"string\0")
+    col.update(len(values).to_bytes(8, "little"))
+    col.update(b"".join(hashlib.sha256(x).digest() for x in streams))
+    table = hashlib.sha256(b"credsim-table-v1\0t\0" + (1).to_bytes(4, "little"))
+    table.update(col.digest())
+    return table.hexdigest()
+
+
+@settings(max_examples=120, deadline=None)
+@given(
+    st.lists(st.integers(-1, 3), max_size=60),
+    st.integers(0, 60),
+    st.sampled_from([np.int8, np.int16, np.int32, np.int64]),
+    st.integers(1, 3),
+)
+def test_label_columns_digest_from_their_codes_as_their_strings(
+    codes: list[int], start: int, dtype: type, chunks: int
+) -> None:
+    """A label column kept as a dictionary (the population's labels, the scores' grade) is
+    digested from its codes: the digest is the strings' digest, by hand and by the generic
+    path, for slices, chunks, index widths, nulls, empty and non-ASCII words."""
+    words = ["AAA", "bé", "", "数据"]
+    c = np.array(codes, dtype)
+    whole = _dictionary(c, words)
+    part = whole.slice(min(start, len(c)))
+    cut = [part.slice(i * len(part) // chunks, len(part) // chunks) for i in range(chunks)]
+    if chunks > 1:  # the chunks cover the part: the rest goes into the last one
+        cut[-1] = part.slice((chunks - 1) * (len(part) // chunks))
+    column = pa.chunked_array(cut, part.type)
+    schema = pa.schema([pa.field("grade", pa.string())])
+    values = column.to_pylist()
+    got = ledger.table_digest("t", pa.table({"grade": column}), schema)
+    plain = ledger.table_digest("t", pa.table({"grade": column.cast(pa.string())}), schema)
+    assert got == plain == _hand_label_digest(values)
+
+
+def test_label_column_digest_refuses_an_index_outside_its_words() -> None:
+    bad = pa.DictionaryArray.from_arrays(pa.array([0, 5], pa.int32()), pa.array(["a"]), safe=False)
+    schema = pa.schema([pa.field("grade", pa.string())])
+    with pytest.raises(credsim.errors.RunStoreError, match="outside its 1 values"):
+        ledger.table_digest("t", pa.table({"grade": bad}), schema)
 
 
 @pytest.fixture(scope="module")
