@@ -278,10 +278,13 @@ def test_dictionary_and_nullable_arrays_match_arrow_built_ones() -> None:
     for names in (["a", "bé", "", "xyz"], ["x"]):
         for n in (0, 1, 5, 1000):
             for codes in (rng.integers(-1, len(names), n), np.full(n, -1), np.full(n, 0)):
-                for dtype in (np.int8, np.int32, np.int64):
+                for dtype in (np.int8, np.int16, np.int32, np.int64):
                     c = codes.astype(dtype)
                     got = _dictionary(c, names)
                     got.validate(full=True)
+                    # narrow codes are the indices as they are; wider ones become int32
+                    narrow = np.dtype(dtype).itemsize <= 4
+                    assert got.indices.type == pa.from_numpy_dtype(dtype if narrow else np.int32)
                     assert got.cast(pa.string()).equals(_labels(c, names))
                     assert got.null_count == int((c == -1).sum())
                     plain = _nullable(c)
