@@ -94,6 +94,10 @@ def test_streamed_run_equals_the_run_written_at_once(
     meta = pq.ParquetFile(path).metadata
     item = meta.schema.names.index("item")
     assert "RLE_DICTIONARY" in meta.row_group(0).column(item).encodings
+    # row-group statistics where they can skip row groups: numbers, not labels or flags
+    stats = {c: meta.row_group(0).column(i).is_stats_set for i, c in enumerate(meta.schema.names)}
+    assert stats["day"] and stats["entity_id"] and stats["points"]
+    assert not stats["item"] and not stats["truthful"] and not stats["digest"]
     rec = streamed.simulation.records  # type: ignore[union-attr]
     assert rec.base > 0  # records were released during the run
     # so were the score snapshots, once written (their days kept); the table holds them all

@@ -67,7 +67,8 @@ def parquet_options(schema: pa.Schema) -> dict[str, Any]:
 
     Row-group statistics (min, max, nulls: what lets a query skip row groups) are kept for the
     numeric and date columns, not for strings: a row group holds nearly every label, so their
-    min and max skip nothing, and computing them was 20% of the time spent writing records.
+    min and max skip nothing, and computing them was 20% of the time spent writing records;
+    nor for flags (every row group holds both values: 5.7 against 4.6 ms a million rows).
 
     Integer identifiers are stored delta-encoded (Parquet's ``DELTA_BINARY_PACKED``, read by
     every Parquet reader) without compression: ascending ones (``record_id``, the population's
@@ -84,7 +85,13 @@ def parquet_options(schema: pa.Schema) -> dict[str, Any]:
         "compression": {c: "none" if c == DIGEST_COLUMN or c in delta else "zstd" for c in names},
         "use_dictionary": [c for c in names if c not in _DISTINCT and _few(schema.field(c).type)],
         "column_encoding": encodings,
-        "write_statistics": [c for c in names if c != DIGEST_COLUMN and c not in strings],
+        "write_statistics": [
+            c
+            for c in names
+            if c != DIGEST_COLUMN
+            and c not in strings
+            and not pa.types.is_boolean(schema.field(c).type)
+        ],
     }
 
 
