@@ -10,6 +10,7 @@ backlog, appeals, escalation windows, household spill-over) are all switched on.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,7 @@ from hypothesis import strategies as st
 
 import credsim
 from credsim import api
-from credsim.engine.records import COLUMNS, LAZY, RecordBuffer, Table
+from credsim.engine.records import COLUMNS, LAZY, PENDING, RecordBuffer, Table
 from credsim.errors import CredsimError
 from credsim.store import write_run
 from credsim.store.reader import RunStore
@@ -186,6 +187,38 @@ def test_release_gives_back_rows_and_keeps_the_rest() -> None:
     buf.append(day=np.zeros(2_000_000, np.int32))  # grows: released rows are not copied
     assert np.array_equal(buf.col("day")[:n], np.arange(n) // 1000)
     assert np.array_equal(buf.col("entity")[400_000:n], np.arange(400_000, n))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="mremap is Linux's")
+def test_released_pages_move_ahead_and_the_rows_written_there_are_the_appended_ones() -> None:
+    """Released pages are moved ahead of the rows (no fresh pages for the next appends): the
+    released rows read as zeros, the rows kept are intact, and the rows appended over the
+    moved pages (which still hold old values) are exactly the appended ones, scalars too."""
+    buf = RecordBuffer(3_000_000)
+    n = 1_000_000
+    ids = np.arange(n, dtype=np.int32)
+    buf.append(day=ids // 1000, entity=ids, points=ids * 0.5)
+    before = buf.col("entity").ctypes.data
+    buf.release(800_000, keep=("day",))
+    moved = buf._ahead["entity"] - (before + 4 * n)  # bytes of pages moved ahead
+    assert 0 < moved <= 4 * 800_000 and buf._ahead["entity"] % 4096 == 0
+    assert not buf.col("entity")[1024:799_000].any()  # released whole pages: zeros
+    assert np.array_equal(buf.col("day"), ids // 1000)  # kept whole
+    assert np.array_equal(buf.col("entity")[800_000:], ids[800_000:])
+    more = np.arange(n, 2 * n, dtype=np.int32)
+    buf.append(day=7, entity=more, points=more * 0.5)  # over the moved pages
+    assert buf.col("entity").ctypes.data == before  # the same array, not grown
+    assert np.array_equal(buf.col("entity")[n:], more)
+    assert np.array_equal(buf.col("points")[n:], more * 0.5)
+    assert (buf.col("day")[n:] == 7).all() and (buf.col("status")[n:] == PENDING).all()
+    assert np.array_equal(buf.col("entity")[800_000:n], ids[800_000:])
+    # no room ahead any more: the pages are given back instead, the rows as before
+    buf.append(entity=np.arange(900_000, dtype=np.int32))
+    ahead = dict(buf._ahead)
+    buf.release(2_800_000)
+    assert buf._ahead["entity"] == ahead["entity"]
+    assert not buf.col("entity")[801_024:2_790_000].any()  # (whole pages only)
+    assert np.array_equal(buf.col("entity")[2_800_000:], np.arange(800_000, 900_000))
 
 
 @settings(max_examples=60, deadline=None)

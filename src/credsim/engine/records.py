@@ -95,6 +95,9 @@ class Table:
         # an append does not give get their default there
         self._lazy = set(lazy)
         """Lazy columns with no array yet: every row holds the default."""
+        self._ahead: dict[str, int] = {}
+        """Per column: the address below which released pages were moved ahead of the rows
+        (:func:`_recycle`)."""
         self._cols: dict[str, np.ndarray] = {
             k: np.empty(self._cap, dt) for k, (dt, _) in columns.items() if k not in self._lazy
         }
@@ -110,6 +113,7 @@ class Table:
             lo = 0 if k in self.kept else self.base  # released rows are never copied
             new[lo : self.n] = self._cols[k][lo : self.n]
             self._cols[k] = new
+        self._ahead.clear()
         self._cap = cap
 
     def reserve(self, capacity: int) -> None:
@@ -198,7 +202,7 @@ class Table:
             return
         for k, arr in self._cols.items():
             if k not in keep:
-                _dontneed(arr, self.base, upto)
+                self._ahead[k] = _recycle(arr, self.base, upto, self.n, self._ahead.get(k, 0))
         self.base = upto
 
 
@@ -241,3 +245,42 @@ def _dontneed(arr: np.ndarray, lo: int, hi: int) -> None:
     b = end // page * page
     if b > a:
         fn(a, b - a, _MADV_DONTNEED)  # type: ignore[operator]
+
+
+RECYCLE = True
+"""Move released pages ahead of the rows (:func:`_recycle`) rather than give them back."""
+
+_MREMAP_MAYMOVE, _MREMAP_FIXED, _MREMAP_DONTUNMAP = 1, 2, 4
+
+
+def _mremap() -> object | None:
+    return linux_function(
+        "mremap",
+        (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_int, ctypes.c_void_p),
+        ctypes.c_void_p,
+    )
+
+
+def _recycle(arr: np.ndarray, lo: int, hi: int, n: int, ahead: int) -> int:
+    """Release rows ``lo`` .. ``hi`` of ``arr`` (filled up to row ``n``): their whole pages are
+    moved (Linux ``mremap``, the old addresses left empty, reading as zeros) to the unwritten
+    capacity after row ``n`` and after ``ahead`` (the end of pages moved there before), where
+    the next appends write without the system clearing fresh pages for them; where there is
+    no room left, or elsewhere than Linux, they are given back (:func:`_dontneed`). Returns
+    the new ``ahead``."""
+    fn = _mremap() if RECYCLE else None
+    page = 4096
+    base = arr.ctypes.data
+    a = -(-(base + lo * arr.itemsize) // page) * page
+    b = (base + hi * arr.itemsize) // page * page
+    if b <= a:
+        return ahead
+    dest = max(ahead, -(-(base + n * arr.itemsize) // page) * page)
+    end = (base + arr.shape[0] * arr.itemsize) // page * page
+    if fn is not None and dest + (b - a) <= end:
+        flags = _MREMAP_MAYMOVE | _MREMAP_FIXED | _MREMAP_DONTUNMAP
+        got = fn(a, b - a, b - a, flags, dest)  # type: ignore[operator]
+        if got == dest:
+            return dest + (b - a)
+    _dontneed(arr, lo, hi)
+    return ahead
