@@ -45,305 +45,83 @@ CODE_1 = "11010119880512457X"
 CODE_2 = "320102200101011234"
 CODE_3 = "91110108MA01ABCD2X"
 
-REC_COLS = [
-    "record_id",
-    "day",
-    "behaviour_day",
-    "entity_id",
-    "actor_id",
-    "item",
-    "behaviour",
-    "channel",
-    "source_agency",
-    "points",
-    "applied",
-    "status",
-    "truthful",
-    "basis",
-    "error",
-    "cause_record",
-    "review_day",
-    "appeal_day",
-    "appealed",
-]
+REC_COLS = ["record_id", "day", "behaviour_day", "entity_id", "actor_id", "item", "behaviour",
+            "channel", "source_agency", "points", "applied", "status", "truthful", "basis",
+            "error", "cause_record", "review_day", "appeal_day", "appealed"]
 RECORDS = [
-    (
-        1,
-        5,
-        5,
-        0,
-        0,
-        "speeding",
-        "speeding",
-        "camera",
-        "traffic-police",
-        -5.0,
-        -5.0,
-        "accepted",
-        True,
-        "behaviour",
-        None,
-        None,
-        None,
-        None,
-        False,
-    ),
-    (
-        2,
-        10,
-        9,
-        0,
-        2,
-        "speeding",
-        "speeding",
-        "camera",
-        "traffic-police",
-        -5.0,
-        -5.0,
-        "accepted",
-        False,
-        "behaviour",
-        "misidentification",
-        None,
-        None,
-        None,
-        False,
-    ),
-    (
-        3,
-        12,
-        None,
-        1,
-        None,
-        "noise",
-        "noise",
-        "informant",
-        "neighbourhood-committee",
-        -10.0,
-        0.0,
-        "rejected_in_review",
-        False,
-        "false_report",
-        "false_report",
-        None,
-        15,
-        None,
-        False,
-    ),
-    (
-        4,
-        20,
-        18,
-        3,
-        3,
-        "court-default",
-        "court-default",
-        "agency",
-        "court",
-        -50.0,
-        -50.0,
-        "accepted",
-        True,
-        "behaviour",
-        None,
-        None,
-        21,
-        None,
-        False,
-    ),
-    (
-        5,
-        10,
-        None,
-        1,
-        0,
-        "speeding",
-        None,
-        "association",
-        None,
-        -2.5,
-        -2.5,
-        "accepted",
-        False,
-        "association",
-        None,
-        1,
-        None,
-        None,
-        False,
-    ),
-    (
-        6,
-        40,
-        40,
-        2,
-        2,
-        "volunteering",
-        "volunteering",
-        "app",
-        "civil-affairs",
-        5.0,
-        0.0,
-        "accepted",
-        True,
-        "behaviour",
-        None,
-        None,
-        None,
-        None,
-        False,
-    ),
-    (
-        7,
-        50,
-        None,
-        1,
-        None,
-        "noise",
-        "noise",
-        "informant",
-        "neighbourhood-committee",
-        -10.0,
-        0.0,
-        "overturned_on_appeal",
-        False,
-        "false_report",
-        "false_report",
-        None,
-        51,
-        60,
-        True,
-    ),
-    (
-        8,
-        55,
-        54,
-        0,
-        1,
-        "unpaid-fine",
-        "unpaid-fine",
-        "agency",
-        "tax-bureau",
-        -20.0,
-        -20.0,
-        "accepted",
-        False,
-        "behaviour",
-        "data_entry",
-        None,
-        None,
-        70,
-        True,
-    ),
-    (
-        9,
-        89,
-        88,
-        3,
-        3,
-        "court-default",
-        "court-default",
-        "agency",
-        "court",
-        -50.0,
-        0.0,
-        "pending",
-        True,
-        "behaviour",
-        None,
-        None,
-        None,
-        None,
-        False,
-    ),
+    (1, 5, 5, 0, 0, "speeding", "speeding", "camera", "traffic-police", -5.0, -5.0,
+     "accepted", True, "behaviour", None, None, None, None, False),
+    (2, 10, 9, 0, 2, "speeding", "speeding", "camera", "traffic-police", -5.0, -5.0,
+     "accepted", False, "behaviour", "misidentification", None, None, None, False),
+    (3, 12, None, 1, None, "noise", "noise", "informant", "neighbourhood-committee", -10.0, 0.0,
+     "rejected_in_review", False, "false_report", "false_report", None, 15, None, False),
+    (4, 20, 18, 3, 3, "court-default", "court-default", "agency", "court", -50.0, -50.0,
+     "accepted", True, "behaviour", None, None, 21, None, False),
+    (5, 10, None, 1, 0, "speeding", None, "association", None, -2.5, -2.5,
+     "accepted", False, "association", None, 1, None, None, False),
+    (6, 40, 40, 2, 2, "volunteering", "volunteering", "app", "civil-affairs", 5.0, 0.0,
+     "accepted", True, "behaviour", None, None, None, None, False),
+    (7, 50, None, 1, None, "noise", "noise", "informant", "neighbourhood-committee", -10.0, 0.0,
+     "overturned_on_appeal", False, "false_report", "false_report", None, 51, 60, True),
+    (8, 55, 54, 0, 1, "unpaid-fine", "unpaid-fine", "agency", "tax-bureau", -20.0, -20.0,
+     "accepted", False, "behaviour", "data_entry", None, None, 70, True),
+    (9, 89, 88, 3, 3, "court-default", "court-default", "agency", "court", -50.0, 0.0,
+     "pending", True, "behaviour", None, None, None, None, False),
 ]
 
 
 def tables() -> dict[str, pa.Table]:
     """The fixture run's tables, with loose types (int64, plain lists) that conform() casts."""
     born = [dt.date(1990, 3, 7), dt.date(1988, 5, 12), dt.date(2001, 1, 1), None]
-    population = pa.table(
-        {
-            "entity_id": [0, 1, 2, 3],
-            "kind": ["person", "person", "person", "organization"],
-            "code": [CODE_0, CODE_1, CODE_2, CODE_3],
-            "district": ["dongcheng", "dongcheng", "xuanwu", "dongcheng"],
-            "group": ["local", "local", "migrant", None],
-            "sex": ["female", "male", "female", None],
-            "age": [34, 36, 23, None],
-            "birth_date": born,
-            "income_decile": [5, 7, 2, None],
-            "household_id": [0, 0, 1, None],
-            "employer_id": [3, None, None, None],
-            "enrolled": [True, True, False, True],
-        }
-    )
+    population = pa.table({
+        "entity_id": [0, 1, 2, 3],
+        "kind": ["person", "person", "person", "organization"],
+        "code": [CODE_0, CODE_1, CODE_2, CODE_3],
+        "district": ["dongcheng", "dongcheng", "xuanwu", "dongcheng"],
+        "group": ["local", "local", "migrant", None],
+        "sex": ["female", "male", "female", None],
+        "age": [34, 36, 23, None],
+        "birth_date": born,
+        "income_decile": [5, 7, 2, None],
+        "household_id": [0, 0, 1, None],
+        "employer_id": [3, None, None, None],
+        "enrolled": [True, True, False, True],
+    })
     records = pa.table({c: [r[i] for r in RECORDS] for i, c in enumerate(REC_COLS)})
-    scores = pa.table(
-        {
-            "entity_id": [0, 0, 0, 0, 1, 1, 3, 3, 3],
-            "day": [0, 10, 55, 89, 0, 89, 0, 20, 89],
-            "score": [1000.0, 990.0, 970.0, 970.0, 1000.0, 997.5, 1000.0, 950.0, 950.0],
-            "grade": ["A", "A", "B", "B", "A", "A", "A", "C", "C"],
-        }
-    )
-    lists = pa.table(
-        {
-            "entity_id": [3, 0, 2],
-            "list": ["court-defaulters", "traffic-blacklist", "honest-volunteers"],
-            "kind": ["black", "black", "red"],
-            "start_day": [21, 10, 40],
-            "end_day": [None, 40, None],
-            "rule": [
-                "one court-default record",
-                "two speeding records within 365 days",
-                "one volunteering record",
-            ],
-            "trigger_record": [4, 2, 6],
-            "end_reason": [None, "expired", None],
-            "published": [True, False, True],
-        }
-    )
-    measures = pa.table(
-        {
-            "entity_id": [3, 0, 0, 1, 0],
-            "measure": [
-                "no-subsidies",
-                "consumption-ban",
-                "no-plane",
-                "no-plane",
-                "deposit-waiver",
-            ],
-            "kind": [
-                "other",
-                "consumption_restriction",
-                "travel_ban_plane",
-                "travel_ban_plane",
-                "deposit_waiver",
-            ],
-            "reward": [False, False, False, False, True],
-            "start_day": [21, 21, 10, 10, 0],
-            "end_day": [None, None, 40, 40, None],
-            "cause": ["own", "association", "own", "association", "own"],
-            "via_entity": [3, 3, 0, 0, 0],
-            "trigger": [
-                "list:court-defaulters",
-                "list:court-defaulters",
-                "list:traffic-blacklist",
-                "list:traffic-blacklist",
-                "enrolled",
-            ],
-        }
-    )
+    scores = pa.table({
+        "entity_id": [0, 0, 0, 0, 1, 1, 3, 3, 3],
+        "day": [0, 10, 55, 89, 0, 89, 0, 20, 89],
+        "score": [1000.0, 990.0, 970.0, 970.0, 1000.0, 997.5, 1000.0, 950.0, 950.0],
+        "grade": ["A", "A", "B", "B", "A", "A", "A", "C", "C"],
+    })
+    lists = pa.table({
+        "entity_id": [3, 0, 2],
+        "list": ["court-defaulters", "traffic-blacklist", "honest-volunteers"],
+        "kind": ["black", "black", "red"],
+        "start_day": [21, 10, 40],
+        "end_day": [None, 40, None],
+        "rule": ["one court-default record", "two speeding records within 365 days",
+                 "one volunteering record"],
+        "trigger_record": [4, 2, 6],
+        "end_reason": [None, "expired", None],
+        "published": [True, False, True],
+    })
+    measures = pa.table({
+        "entity_id": [3, 0, 0, 1, 0],
+        "measure": ["no-subsidies", "consumption-ban", "no-plane", "no-plane", "deposit-waiver"],
+        "kind": ["other", "consumption_restriction", "travel_ban_plane", "travel_ban_plane",
+                 "deposit_waiver"],
+        "reward": [False, False, False, False, True],
+        "start_day": [21, 21, 10, 10, 0],
+        "end_day": [None, None, 40, 40, None],
+        "cause": ["own", "association", "own", "association", "own"],
+        "via_entity": [3, 3, 0, 0, 0],
+        "trigger": ["list:court-defaulters", "list:court-defaulters", "list:traffic-blacklist",
+                    "list:traffic-blacklist", "enrolled"],
+    })
     friendships = pa.table({"entity_id": [0, 2], "friend_id": [2, 0]})
-    return {
-        "population": population,
-        "records": records,
-        "scores": scores,
-        "lists": lists,
-        "measures": measures,
-        "friendships": friendships,
-    }
+    return {"population": population, "records": records, "scores": scores, "lists": lists,
+            "measures": measures, "friendships": friendships}
 
 
 def manifest() -> dict:
@@ -351,16 +129,9 @@ def manifest() -> dict:
     item = {"name": "Speeding", "points": -5, "source": "traffic-law"}
     return {
         "credsim_version": "0.1.0",
-        "scheme": {
-            "id": "testville",
-            "name": "Testville Honesty Points",
-            "sha256": "ab" * 32,
-            "path": "schemes/testville.yaml",
-        },
-        "seed": 42,
-        "population": 3,
-        "organizations": 1,
-        "days": 90,
+        "scheme": {"id": "testville", "name": "Testville Honesty Points", "sha256": "ab" * 32,
+                   "path": "schemes/testville.yaml"},
+        "seed": 42, "population": 3, "organizations": 1, "days": 90,
         "counts": {"records": 9},
         "timings": {"population": 0.25, "simulate": 1.5, "write": 0.25},
         "assumptions": [
@@ -371,62 +142,32 @@ def manifest() -> dict:
         "rules": {
             "items": {
                 "speeding": item,
-                "noise": {
-                    "name": "Noise nuisance",
-                    "points": -10,
-                    "assumption": "no published value",
-                },
-                "court-default": {
-                    "name": "Court judgment defaulted",
-                    "points": -50,
-                    "source": "traffic-law",
-                },
+                "noise": {"name": "Noise nuisance", "points": -10,
+                          "assumption": "no published value"},
+                "court-default": {"name": "Court judgment defaulted", "points": -50,
+                                  "source": "traffic-law"},
                 "unpaid-fine": {"name": "Unpaid fine", "points": -20, "source": "traffic-law"},
                 "volunteering": {"name": "Volunteering", "points": 5, "assumption": "guess"},
             },
             "lists": {
-                "court-defaulters": {
-                    "name": "Dishonest judgment defaulters",
-                    "kind": "black",
-                    "rule": "one court-default record",
-                    "published": True,
-                    "provenance": "traffic-law",
-                },
-                "traffic-blacklist": {
-                    "name": "Traffic blacklist",
-                    "kind": "black",
-                    "rule": "two speeding records",
-                    "published": False,
-                    "provenance": "assumption",
-                },
+                "court-defaulters": {"name": "Dishonest judgment defaulters", "kind": "black",
+                                     "rule": "one court-default record", "published": True,
+                                     "provenance": "traffic-law"},
+                "traffic-blacklist": {"name": "Traffic blacklist", "kind": "black",
+                                      "rule": "two speeding records", "published": False,
+                                      "provenance": "assumption"},
             },
             "measures": {
-                "consumption-ban": {
-                    "name": "High-consumption ban",
-                    "kind": "consumption_restriction",
-                    "reward": False,
-                    "trigger": "list:court-defaulters",
-                    "provenance": "x",
-                },
-                "no-plane": {
-                    "name": "No plane tickets",
-                    "kind": "travel_ban_plane",
-                    "reward": False,
-                    "trigger": "list:traffic-blacklist",
-                    "provenance": "x",
-                },
+                "consumption-ban": {"name": "High-consumption ban", "kind":
+                                    "consumption_restriction", "reward": False,
+                                    "trigger": "list:court-defaulters", "provenance": "x"},
+                "no-plane": {"name": "No plane tickets", "kind": "travel_ban_plane",
+                             "reward": False, "trigger": "list:traffic-blacklist",
+                             "provenance": "x"},
             },
-            "score": {
-                "base": 1000,
-                "min": 0,
-                "max": 1100,
-                "grades": [
-                    {"grade": "D", "min": 0},
-                    {"grade": "C", "min": 900},
-                    {"grade": "B", "min": 960},
-                    {"grade": "A", "min": 980},
-                ],
-            },
+            "score": {"base": 1000, "min": 0, "max": 1100, "grades": [
+                {"grade": "D", "min": 0}, {"grade": "C", "min": 900},
+                {"grade": "B", "min": 960}, {"grade": "A", "min": 980}]},
         },
     }
 
@@ -443,14 +184,8 @@ def test_write_and_read_back(run: Path) -> None:
     assert dt.datetime.fromisoformat(m["created"]).tzinfo is not None
     assert m["seed"] == 42 and m["scheme"]["id"] == "testville"
     assert set(m["tables"]) == set(SCHEMAS) == set(store.tables)
-    expected_rows = {
-        "population": 4,
-        "records": 9,
-        "scores": 9,
-        "lists": 3,
-        "measures": 5,
-        "friendships": 2,
-    }
+    expected_rows = {"population": 4, "records": 9, "scores": 9, "lists": 3, "measures": 5,
+                     "friendships": 2}
     for name, rows in expected_rows.items():
         table = store.table(name)
         assert table.schema.equals(SCHEMAS[name], check_metadata=False), name
@@ -469,10 +204,8 @@ def test_identifiers_delta_encoded_and_read_back_by_duckdb(run: Path) -> None:
     back."""
     duckdb = pytest.importorskip("duckdb")
     meta = pq.ParquetFile(run / "records.parquet").metadata
-    chunks = {
-        meta.row_group(0).column(i).path_in_schema: meta.row_group(0).column(i)
-        for i in range(meta.num_columns)
-    }
+    chunks = {meta.row_group(0).column(i).path_in_schema: meta.row_group(0).column(i)
+              for i in range(meta.num_columns)}
     for name in ("record_id", "entity_id", "actor_id", "cause_record"):
         assert "DELTA_BINARY_PACKED" in chunks[name].encodings, name
         assert chunks[name].compression == "UNCOMPRESSED", name
@@ -640,17 +373,12 @@ def test_query_counts(run: Path) -> None:
     got = query(run, "SELECT status, count(*) AS n FROM records GROUP BY status ORDER BY status")
     assert got.to_pydict() == {
         "status": ["accepted", "overturned_on_appeal", "pending", "rejected_in_review"],
-        "n": [6, 1, 1, 1],
-    }
-    wrong = query(
-        run, "SELECT count(*) AS n FROM records WHERE status = 'accepted' AND NOT truthful"
-    )
+        "n": [6, 1, 1, 1]}
+    wrong = query(run, "SELECT count(*) AS n FROM records WHERE status = 'accepted' "
+                       "AND NOT truthful")
     assert wrong.column("n").to_pylist() == [3]
-    joined = query(
-        run,
-        'SELECT p."group", count(*) AS n FROM records r JOIN population p '
-        "USING (entity_id) GROUP BY 1 ORDER BY 1 NULLS LAST",
-    )
+    joined = query(run, 'SELECT p."group", count(*) AS n FROM records r JOIN population p '
+                        'USING (entity_id) GROUP BY 1 ORDER BY 1 NULLS LAST')
     assert joined.to_pydict() == {"group": ["local", "migrant", None], "n": [6, 1, 2]}
     assert query(run, "SELECT count(*) AS n FROM friendships").column("n").to_pylist() == [2]
 
