@@ -38,7 +38,7 @@ from credsim.store import (
     summarize,
     write_run,
 )
-from credsim.store.schema import _used_values
+from credsim.store.dictcodes import used_values
 
 CODE_0 = "110101199003074578"
 CODE_1 = "11010119880512457X"
@@ -332,20 +332,20 @@ def test_used_values_are_the_valid_rows_dictionary_values(
     cut = [part.slice(i * len(part) // chunks, len(part) // chunks) for i in range(chunks)]
     column = pa.chunked_array(cut, part.type)
     expect = {v for chunk in cut for v in chunk.to_pylist() if v is not None}
-    assert set(_used_values(column)) == expect
+    assert set(used_values(column)) == expect
     # a null row whose index is not even in range is skipped too
     values = pa.py_buffer(np.array([1, 9], index_type.to_pandas_dtype()).tobytes())
     valid = pa.py_buffer(bytes([0b01]))  # row 1 null, its index 9 outside the dictionary
     indices = pa.Array.from_buffers(index_type, 2, [valid, values], null_count=1)
     nulled = pa.DictionaryArray.from_arrays(indices, words)
-    assert _used_values(pa.chunked_array([nulled])) == ["black"]
+    assert used_values(pa.chunked_array([nulled])) == ["black"]
 
 
 def test_used_values_refuses_an_index_outside_the_dictionary() -> None:
     words = pa.array(["black", "red"])
     bad = pa.DictionaryArray.from_arrays(pa.array([0, 2], pa.int32()), words, safe=False)
     with pytest.raises(RunStoreError, match="outside its 2 values"):
-        _used_values(pa.chunked_array([bad]))
+        used_values(pa.chunked_array([bad]))
 
 
 def test_missing_table_and_bad_runs(tmp_path: Path) -> None:

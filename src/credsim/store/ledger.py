@@ -41,12 +41,12 @@ import hashlib
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-import numba
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from credsim.errors import RunStoreError
+from credsim.store.dictcodes import label_streams
 from credsim.store.ledger_chain import (  # noqa: F401  (re-exported: the ledger's public API)
     ENCODING,
     ENCODING_V1,
@@ -176,85 +176,22 @@ class TableHasher:
 
 def _update_labels(column: pa.Array | pa.ChunkedArray, hv: Any, hx: Any, hd: Any) -> bool:
     """Hash a string column kept as a dictionary (labels as codes: the population's, the
-    scores' grade) straight from its codes: the same three streams as the strings it stands
-    for would give, without building them (casting a 3M-row grade column to strings and
-    filling its nulls took 52 to 112 ms of 102 to 167 for the whole snapshot). False, having
-    hashed nothing, for any other column (and a dictionary holding nulls itself)."""
+    scores' grade) straight from its codes (:func:`~credsim.store.dictcodes.label_streams`):
+    the same three streams as the strings it stands for, without building them (casting a
+    3M-row grade column to strings and filling its nulls took 52 to 112 ms of 102 to 167 for
+    the whole snapshot). False, having hashed nothing, for any other column (and for a
+    dictionary holding nulls itself)."""
     chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
     if not pa.types.is_dictionary(column.type) or column.type.value_type != pa.string():
         return False
     if any(chunk.dictionary.null_count for chunk in chunks):
         return False
     for chunk in chunks:
-        ind, words = chunk.indices, chunk.dictionary
-        n = len(ind)
-        if n == 0:
-            continue
-        validity, values = ind.buffers()[0], ind.buffers()[1]
-        assert values is not None  # (an integer array of at least one row)
-        ix = np.frombuffer(values, ind.type.to_pandas_dtype())[ind.offset : ind.offset + n]
-        bits = (
-            _NO_BITS
-            if validity is None or not ind.null_count
-            else np.frombuffer(validity, np.uint8)
-        )
-        w_off = np.frombuffer(words.buffers()[1], np.int32)[
-            words.offset : words.offset + len(words) + 1
-        ]
-        data = words.buffers()[2]
-        w_data = _NO_BITS if data is None else np.frombuffer(data, np.uint8)
-        valid = np.empty(n, np.uint8)
-        lengths = np.empty(n, np.int64)
-        total = _label_lengths(ix, bits, ind.offset, w_off, valid, lengths)
-        if total < 0:
-            raise RunStoreError(f"a dictionary index outside its {len(words)} values")
+        valid, lengths, data = label_streams(chunk)
         hv.update(_buf(valid))
         hx.update(_buf(lengths.astype("<i8", copy=False)))
-        if total:
-            out = np.empty(total, np.uint8)
-            _label_bytes(ix, valid, w_off, w_data, out)
-            hd.update(_buf(out))
+        hd.update(_buf(data))
     return True
-
-
-_NO_BITS = np.zeros(0, np.uint8)
-
-
-@numba.njit(cache=True, nogil=True)
-def _label_lengths(ix, bits, offset, w_off, valid, lengths):  # type: ignore[no-untyped-def]
-    """Each row's validity (``bits`` from bit ``offset``; empty: all valid) and its string's
-    byte length (0 when null); the total length, or -1 for an index outside the words."""
-    k = w_off.shape[0] - 1
-    masked = bits.shape[0] > 0
-    total = 0
-    for i in range(ix.shape[0]):
-        if masked:
-            j = offset + i
-            if not (bits[j >> 3] >> (j & 7)) & 1:
-                valid[i] = 0
-                lengths[i] = 0
-                continue
-        v = ix[i]
-        if v < 0 or v >= k:
-            return -1
-        m = w_off[v + 1] - w_off[v]
-        valid[i] = 1
-        lengths[i] = m
-        total += m
-    return total
-
-
-@numba.njit(cache=True, nogil=True)
-def _label_bytes(ix, valid, w_off, w_data, out):  # type: ignore[no-untyped-def]
-    """The valid rows' strings, one after the other."""
-    at = 0
-    for i in range(ix.shape[0]):
-        if valid[i]:
-            a = w_off[ix[i]]
-            m = w_off[ix[i] + 1] - a
-            for q in range(m):
-                out[at + q] = w_data[a + q]
-            at += m
 
 
 class _Digested:
