@@ -12,10 +12,12 @@ import os
 import threading
 from pathlib import Path
 
+import numba
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from numba.core.compiler_lock import global_compiler_lock
 
 from credsim.api import run, simulate
 from credsim.engine import ahead as ahead_module
@@ -305,6 +307,37 @@ def test_days_too_large_for_their_slot_come_through_the_pipe(
     piped = simulate("nanjing", **common)  # type: ignore[arg-type]
     assert piped.simulation._ahead.delivered == 29  # type: ignore[union-attr]
     _tables_equal(whole.tables, piped.tables)
+
+
+def _compile_in_the_child(day: int) -> int:
+    """A kernel of the child's own: compiling it takes Numba's compiler lock in the child."""
+    return int(numba.njit(lambda x: x + 1)(day))
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="the days ahead are drawn on a thread")
+def test_a_fork_while_another_thread_compiles_leaves_the_child_free_to_compile() -> None:
+    """Another thread of the run (the tables', the sealing one) may hold Numba's compiler lock
+    when the process drawing ahead is forked; the fork waits for it, else the child would
+    wait forever for a lock its owner's thread did not come along to release."""
+    held, go = threading.Event(), threading.Event()
+
+    def compile_elsewhere() -> None:
+        with global_compiler_lock:
+            held.set()
+            go.wait(5)
+
+    other = threading.Thread(target=compile_elsewhere)
+    other.start()
+    held.wait(5)
+    threading.Timer(0.3, go.set).start()  # the lock is let go while the fork waits for it
+    drawer = AheadProcess(_compile_in_the_child, slot_bytes=4096, depth=1)
+    try:
+        drawer.start(41)
+        assert drawer._conn is not None and drawer._conn.poll(60), "the child never answered"
+        assert drawer.take(41) == 42
+    finally:
+        drawer.close()
+        other.join()
 
 
 def test_days_are_drawn_in_turn_when_no_process_can_be_forked(

@@ -30,6 +30,7 @@ from multiprocessing.connection import Connection
 from typing import Generic, Protocol, TypeVar
 
 import numpy as np
+from numba.core.compiler_lock import global_compiler_lock
 
 from credsim.engine.shards import LocalRunner, Runner
 
@@ -261,8 +262,13 @@ class AheadProcess(Generic[T]):
         _RINGS[self._key] = mmap.mmap(-1, self.slots * self.slot_bytes)  # shared, anonymous
         parent, child = multiprocessing.Pipe(duplex=True)
         try:
-            with warnings.catch_warnings():  # Python 3.12+ warns of forking with threads:
-                warnings.simplefilter("ignore", DeprecationWarning)  # the child uses none
+            # Numba's compiler lock is held over the fork: another thread of the run (the
+            # tables', the sealing one) may be compiling or loading a kernel from the cache
+            # under it, and the child, which first calls its own kernels there, would wait
+            # forever for a lock whose owner it does not have.
+            with warnings.catch_warnings(), global_compiler_lock:
+                # Python 3.12+ warns of forking with threads: the child uses none
+                warnings.simplefilter("ignore", DeprecationWarning)
                 pid = os.fork()
         except OSError:
             parent.close()
