@@ -193,9 +193,10 @@ class Table:
         """Give back the memory of rows below ``upto`` (written out, never read again) except
         for the columns in ``keep``; row ids stay valid, so the other rows are untouched.
 
-        The pages are returned to the system (``madvise(MADV_DONTNEED)``, Linux); a released
-        row then reads as zeros, which is why only rows that nothing reads any more may go.
-        Elsewhere the memory is simply kept."""
+        The pages are moved ahead of the rows for the next appends (:func:`_recycle`) or
+        returned to the system (``madvise(MADV_DONTNEED)``), on Linux; a released row then
+        reads as zeros, which is why only rows that nothing reads any more may go. Elsewhere
+        the memory is simply kept."""
         upto = min(int(upto), self.n)
         self.kept = tuple(keep)
         if upto <= self.base:
@@ -233,16 +234,25 @@ def _madvise() -> object | None:
     return linux_function("madvise", (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int))
 
 
+_PAGE = 4096
+
+
+def _pages(arr: np.ndarray, lo: int, hi: int) -> tuple[int, int]:
+    """The addresses of the whole pages within rows ``lo`` .. ``hi`` of ``arr`` (a >= b:
+    none)."""
+    base = arr.ctypes.data
+    return (
+        -(-(base + lo * arr.itemsize) // _PAGE) * _PAGE,
+        (base + hi * arr.itemsize) // _PAGE * _PAGE,
+    )
+
+
 def _dontneed(arr: np.ndarray, lo: int, hi: int) -> None:
     """Return the whole pages of ``arr[lo:hi]`` to the system (they then read as zeros)."""
     fn = _madvise()
     if fn is None or hi <= lo:
         return
-    page = 4096
-    start = arr.ctypes.data + lo * arr.itemsize
-    end = arr.ctypes.data + hi * arr.itemsize
-    a = -(-start // page) * page
-    b = end // page * page
+    a, b = _pages(arr, lo, hi)
     if b > a:
         fn(a, b - a, _MADV_DONTNEED)  # type: ignore[operator]
 
@@ -269,14 +279,11 @@ def _recycle(arr: np.ndarray, lo: int, hi: int, n: int, ahead: int) -> int:
     no room left, or elsewhere than Linux, they are given back (:func:`_dontneed`). Returns
     the new ``ahead``."""
     fn = _mremap() if RECYCLE else None
-    page = 4096
-    base = arr.ctypes.data
-    a = -(-(base + lo * arr.itemsize) // page) * page
-    b = (base + hi * arr.itemsize) // page * page
+    a, b = _pages(arr, lo, hi)
     if b <= a:
         return ahead
-    dest = max(ahead, -(-(base + n * arr.itemsize) // page) * page)
-    end = (base + arr.shape[0] * arr.itemsize) // page * page
+    written, end = _pages(arr, n, arr.shape[0])  # (the page row n is on is written)
+    dest = max(ahead, written)
     if fn is not None and dest + (b - a) <= end:
         flags = _MREMAP_MAYMOVE | _MREMAP_FIXED | _MREMAP_DONTUNMAP
         got = fn(a, b - a, b - a, flags, dest)  # type: ignore[operator]
