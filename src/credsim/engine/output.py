@@ -110,21 +110,24 @@ def records_arrow(
 
     zeros: list[pa.Buffer] = []
 
+    def zero() -> pa.Buffer:
+        """One zero buffer (untouched pages) is every all-null column's validity and values
+        and every all-false flag column's bits."""
+        if not zeros:
+            zeros.append(pa.py_buffer(np.zeros(max(n, 1) * 8, np.uint8)))
+        return zeros[0]
+
     def nullable(name: str, type_: pa.DataType) -> pa.Array:
         v = cols[name]
         if v is not None:
             return _nullable(v)
-        if not zeros:  # one zero buffer is every all-null column's validity and values
-            zeros.append(pa.py_buffer(np.zeros(max(n, 1) * 8, np.uint8)))  # untouched pages
-        return pa.Array.from_buffers(type_, n, [zeros[0], zeros[0]], null_count=n)
+        return pa.Array.from_buffers(type_, n, [zero(), zero()], null_count=n)
 
     def flags(name: str) -> pa.Array:
         v = cols[name]
         if v is not None:
             return pa.array(v)
-        if not zeros:
-            zeros.append(pa.py_buffer(np.zeros(max(n, 1) * 8, np.uint8)))
-        return pa.Array.from_buffers(pa.bool_(), n, [None, zeros[0]])  # all false, no copy
+        return pa.Array.from_buffers(pa.bool_(), n, [None, zero()])  # all false, no copy
 
     labels = {  # string columns from codes: remembered with their codes for the ledger
         "item": (c("item"), names["item"]),

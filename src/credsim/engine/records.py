@@ -257,9 +257,6 @@ def _dontneed(arr: np.ndarray, lo: int, hi: int) -> None:
         fn(a, b - a, _MADV_DONTNEED)  # type: ignore[operator]
 
 
-RECYCLE = True
-"""Move released pages ahead of the rows (:func:`_recycle`) rather than give them back."""
-
 _MREMAP_MAYMOVE, _MREMAP_FIXED, _MREMAP_DONTUNMAP = 1, 2, 4
 
 
@@ -278,7 +275,7 @@ def _recycle(arr: np.ndarray, lo: int, hi: int, n: int, ahead: int) -> int:
     the next appends write without the system clearing fresh pages for them; where there is
     no room left, or elsewhere than Linux, they are given back (:func:`_dontneed`). Returns
     the new ``ahead``."""
-    fn = _mremap() if RECYCLE else None
+    fn = _mremap()
     a, b = _pages(arr, lo, hi)
     if b <= a:
         return ahead
