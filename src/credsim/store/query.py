@@ -26,6 +26,8 @@ def connect(run: str | Path | RunStore) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection with one view per table file present in ``run``."""
     store = run if isinstance(run, RunStore) else RunStore(run)
     con = duckdb.connect(":memory:")
+    # a progress bar of its own would be printed into the text of a summary or report
+    con.execute("SET enable_progress_bar = false")
     for name in store.tables:
         literal = str(store.path(name)).replace("'", "''")
         try:
