@@ -499,3 +499,41 @@ def test_a_result_laid_out_in_the_ring_reads_back_the_same() -> None:
     small.put(result)
     assert not small.fits
     del _RINGS[-1]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    sizes=st.lists(st.integers(0, 40), min_size=1, max_size=12),
+    threads=st.integers(2, 5),
+    seed=st.integers(0, 2**16),
+)
+def test_alias_tables_built_on_threads_are_the_same(
+    sizes: list[int], threads: int, seed: int
+) -> None:
+    """Segments split among threads give the tables, totals and packed entries of one thread;
+    the packed entries are those of the rule spelled out in numpy."""
+    rng = np.random.default_rng(seed)
+    seg = np.concatenate(([0], np.cumsum(sizes))).astype(np.int64)
+    w = rng.gamma(0.5, 2.0, int(seg[-1])) * (rng.random(int(seg[-1])) < 0.8)
+    one = segment_alias(w, seg)
+    many = segment_alias(w, seg, threads)
+    for a, b in zip(one, many, strict=True):
+        np.testing.assert_array_equal(a, b)
+    prob, alias, _ = one
+    order = rng.permutation(int(seg[-1])).astype(np.int32)
+    want = np.empty((1, order.shape[0], 2), np.uint64)
+    want[0, :, 0] = np.ceil(prob * 2.0**32).astype(np.uint64)
+    want[0, :, 1] = order.astype(np.uint64) | (order[alias].astype(np.uint64) << np.uint64(32))
+    for t in (1, threads):
+        np.testing.assert_array_equal(pack_alias(prob[None], alias[None], order, threads=t), want)
+
+
+def test_a_behaviour_set_up_on_threads_is_the_same() -> None:
+    cs, pop = _population("suzhou", 3000)
+    traits = draw_traits(cs, pop, np.random.default_rng(1))
+    one = Behaviour(cs, pop, traits, 100)
+    many = Behaviour(cs, pop, traits, 100, blocks=partition(pop, len(cs.groups), 100), threads=3)
+    assert one.table.shape[0] >= 2  # several weightings: several rows of tables
+    np.testing.assert_array_equal(one.table, many.table)
+    np.testing.assert_array_equal(one.lam, many.lam)
+    np.testing.assert_array_equal(one.blocks.order, many.blocks.order)

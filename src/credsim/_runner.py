@@ -129,7 +129,9 @@ def prepare(req: Request, *, fresh: bool = True) -> Prepared:
         Streams(req.seed).seed_sequence("population"),
         with_friends=req.cs.needs_friends,
     )
-    sim = Simulation(req.cs, pop, req.seed, req.execution.block_size)
+    ex = req.execution
+    threads = ex.n_workers() if ex.backend == "local" else 1  # (Ray's workers: not here)
+    sim = Simulation(req.cs, pop, req.seed, ex.block_size, threads=threads)
     # room for the records expected (and a margin), so that they are not copied as they grow
     sim.records.reserve(int(1.25 * budget.expected_records(req.cs, pop.n, req.days)) + 1024)
     sim.timings["population"] = time.perf_counter() - tp

@@ -18,6 +18,7 @@ import numpy as np
 
 from credsim.engine.shards import (
     BLOCK_SIZE,
+    Blocks,
     LocalRunner,
     Runner,
     group_with_orgs,
@@ -40,11 +41,21 @@ class Behaviour:
     cells: on this process's threads (:class:`LocalRunner`) or on Ray actors."""
 
     def __init__(
-        self, cs: Compiled, pop: Population, traits: np.ndarray, block_size: int = BLOCK_SIZE
+        self,
+        cs: Compiled,
+        pop: Population,
+        traits: np.ndarray,
+        block_size: int = BLOCK_SIZE,
+        *,
+        blocks: Blocks | None = None,
+        threads: int = 1,
     ) -> None:
+        """``blocks``: the population's :func:`~credsim.engine.shards.partition` (made here
+        when not given); ``threads``: threads that may build the alias tables (the same
+        tables)."""
         self.cs = cs
         G = len(cs.groups)
-        self.blocks = bl = partition(pop, G, block_size)
+        self.blocks = bl = partition(pop, G, block_size) if blocks is None else blocks
         K = len(cs.behaviours)
         # one alias table per distinct weighting: trait x income multiplier
         key_of = [(int(cs.trait_of[k]), tuple(cs.income_mult[k].tolist())) for k in range(K)]
@@ -60,8 +71,8 @@ class Behaviour:
             w = np.ones(pop.n) if t < 0 else traits[t].copy()
             if any(x != 1.0 for x in income):
                 w *= np.asarray(income)[decile]
-            prob, alias, tot = segment_alias(w[bl.order], bl.seg)
-            self.table[r] = pack_alias(prob[None], alias[None], bl.order)[0]
+            prob, alias, tot = segment_alias(w[bl.order], bl.seg, threads)
+            pack_alias(prob[None], alias[None], bl.order, self.table[r : r + 1], threads)
             totals[r] = tot.reshape(bl.n_blocks, bl.n_groups)
             del prob, alias
         # expected candidates per day of each (behaviour, block, group) cell

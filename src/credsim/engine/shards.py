@@ -15,8 +15,10 @@ manifest); the shard count and the worker count are not: they change only who co
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from typing import Protocol
 
 import numpy as np
@@ -104,23 +106,66 @@ def partition(pop: Population, n_groups: int, block_size: int = BLOCK_SIZE) -> B
     return Blocks(order, seg, blk.astype(np.int32), nb, G1)
 
 
-@njit(cache=True)
 def segment_alias(
-    w: np.ndarray, seg: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # pragma: no cover - numba
+    w: np.ndarray, seg: np.ndarray, threads: int = 1
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Walker's alias tables of the weights ``w`` within each segment (Vose's construction),
     and each segment's total weight. Drawing position ``j`` uniformly in a segment and keeping
     it if a uniform is below ``prob[j]``, else taking ``alias[j]``, picks each position with
     probability proportional to its weight, in constant time. Computed segment by segment, so a
-    shard builds exactly the tables the whole run would."""
+    shard builds exactly the tables the whole run would, and ``threads`` threads may each build
+    a run of segments (the same tables)."""
     m = w.shape[0]
     prob = np.ones(m, np.float64)
-    alias = np.arange(m).astype(np.int32)
+    alias = np.arange(m, dtype=np.int32)
     total = np.zeros(seg.shape[0] - 1, np.float64)
+    w = np.ascontiguousarray(w, np.float64)
+    fill = partial(_segment_alias_into, w, seg)
+    on_threads(lambda a, b: fill(a, b, prob, alias, total), seg_ranges(seg, threads))
+    return prob, alias, total
+
+
+def seg_ranges(seg: np.ndarray, parts: int) -> list[tuple[int, int]]:
+    """``parts`` (at most) contiguous ranges of the segments of ``seg`` holding about as many
+    positions each."""
+    k = seg.shape[0] - 1
+    parts = max(1, min(int(parts), k))
+    cuts = np.searchsorted(seg[1:], seg[-1] * np.arange(1, parts) / parts, side="left") + 1
+    edges = np.unique(np.concatenate(([0], np.minimum(cuts, k), [k])))
+    return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:], strict=True)]
+
+
+def on_threads(fn: Callable[[int, int], None], ranges: list[tuple[int, int]]) -> None:
+    """``fn(a, b)`` for each range, the first on this thread and the others on threads of
+    their own (``fn`` is a kernel that releases the interpreter's lock)."""
+    if len(ranges) <= 1:
+        for a, b in ranges:
+            fn(a, b)
+        return
+    with ThreadPoolExecutor(len(ranges) - 1, thread_name_prefix="credsim-setup") as ex:
+        rest = [ex.submit(fn, a, b) for a, b in ranges[1:]]
+        fn(*ranges[0])
+        for f in rest:
+            f.result()
+
+
+@njit(cache=True, nogil=True)
+def _segment_alias_into(  # noqa: PLR0913  # pragma: no cover - numba
+    w: np.ndarray,
+    seg: np.ndarray,
+    s0: int,
+    s1: int,
+    prob: np.ndarray,
+    alias: np.ndarray,
+    total: np.ndarray,
+) -> None:
+    """:func:`segment_alias` for segments ``s0`` .. ``s1``, into its arrays."""
+    a0, a1 = seg[s0], seg[s1]
+    m = a1 - a0
     small = np.empty(m, np.int64)
     large = np.empty(m, np.int64)
     scaled = np.empty(m, np.float64)
-    for s in range(seg.shape[0] - 1):
+    for s in range(s0, s1):
         a, e = seg[s], seg[s + 1]
         acc = 0.0
         for j in range(a, e):
@@ -132,8 +177,8 @@ def segment_alias(
         ns = 0
         nl = 0
         for j in range(a, e):
-            scaled[j] = w[j] * n / acc
-            if scaled[j] < 1.0:
+            scaled[j - a0] = w[j] * n / acc
+            if scaled[j - a0] < 1.0:
                 small[ns] = j
                 ns += 1
             else:
@@ -143,10 +188,10 @@ def segment_alias(
             ns -= 1
             lo = small[ns]
             hi = large[nl - 1]
-            prob[lo] = scaled[lo]
+            prob[lo] = scaled[lo - a0]
             alias[lo] = hi
-            scaled[hi] = (scaled[hi] + scaled[lo]) - 1.0
-            if scaled[hi] < 1.0:
+            scaled[hi - a0] = (scaled[hi - a0] + scaled[lo - a0]) - 1.0
+            if scaled[hi - a0] < 1.0:
                 nl -= 1
                 small[ns] = hi
                 ns += 1
@@ -155,7 +200,6 @@ def segment_alias(
             prob[large[i]] = 1.0
         for i in range(ns):
             prob[small[i]] = 1.0
-    return prob, alias, total
 
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
@@ -201,24 +245,47 @@ def _position(x: np.uint64, s: int, n: np.uint64) -> np.int64:  # pragma: no cov
     return s + np.int64(((x >> _SHIFT) * n) >> _SHIFT)
 
 
-def pack_alias(prob: np.ndarray, alias: np.ndarray, order: np.ndarray) -> np.ndarray:
+def pack_alias(
+    prob: np.ndarray,
+    alias: np.ndarray,
+    order: np.ndarray,
+    out: np.ndarray | None = None,
+    threads: int = 1,
+) -> np.ndarray:
     """The alias tables (:func:`segment_alias`, rows of positions in ``order``) packed for
     drawing: uint64[R, M, 2], for position j of row r: ``[r, j, 0]`` the coin threshold
     ``ceil(prob[r, j] * 2**32)`` and ``[r, j, 1]`` the entity at j (low 32 bits) and the entity
-    at ``alias[r, j]`` (high 32 bits).
+    at ``alias[r, j]`` (high 32 bits). Into ``out`` when given; on ``threads`` threads, each
+    packing a run of positions.
 
     A draw then reads one aligned 16-byte entry (one cache line) instead of three scattered
     arrays. The threshold decides exactly as the probability did: for the coin's 32 bits m,
     ``m / 2**32 < p`` if and only if ``m < ceil(p * 2**32)`` (m is an integer; p * 2**32 is
     exact in floating point)."""
     R, M = prob.shape
-    table = np.empty((R, M, 2), np.uint64)
-    table[:, :, 0] = np.ceil(prob * 4294967296.0).astype(np.uint64)
-    hit = order.astype(np.uint32).astype(np.uint64)
+    table = np.empty((R, M, 2), np.uint64) if out is None else out
+    prob = np.ascontiguousarray(prob, np.float64)
+    alias, order = np.ascontiguousarray(alias), np.ascontiguousarray(order)
+    parts = max(1, min(int(threads), M))
+    edges = [M * i // parts for i in range(parts + 1)]
+    ranges = [(a, b) for a, b in zip(edges[:-1], edges[1:], strict=True) if b > a]
     for r in range(R):
-        miss = order[alias[r]].astype(np.uint32).astype(np.uint64)
-        table[r, :, 1] = hit | (miss << np.uint64(32))
+        on_threads(partial(_pack_into, prob[r], alias[r], order, table[r]), ranges)
     return table
+
+
+@njit(cache=True, nogil=True)
+def _pack_into(  # pragma: no cover - numba
+    prob: np.ndarray, alias: np.ndarray, order: np.ndarray, out: np.ndarray, a: int, b: int
+) -> None:
+    """Positions ``a`` .. ``b`` of one row of :func:`pack_alias`."""
+    scale = 4294967296.0
+    low = np.uint64(0xFFFFFFFF)
+    for j in range(a, b):
+        out[j, 0] = np.uint64(np.ceil(prob[j] * scale))
+        hit = np.uint64(order[j]) & low
+        miss = np.uint64(order[alias[j]]) & low
+        out[j, 1] = hit | (miss << np.uint64(32))
 
 
 @njit(cache=True, nogil=True)

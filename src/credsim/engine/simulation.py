@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -31,7 +32,7 @@ from credsim.engine.records import (
     RecordBuffer,
 )
 from credsim.engine.rng import Streams
-from credsim.engine.shards import BLOCK_SIZE
+from credsim.engine.shards import BLOCK_SIZE, partition
 from credsim.population.types import ORGANIZATION, PERSON, Population
 from credsim.schemes.compile import ALL_CHANNELS, Compiled
 
@@ -55,8 +56,16 @@ def draw_enrolment(cs: Compiled, pop: Population, rng: np.random.Generator) -> n
 
 class Simulation:
     def __init__(
-        self, cs: Compiled, pop: Population, seed: int, block_size: int = BLOCK_SIZE
+        self,
+        cs: Compiled,
+        pop: Population,
+        seed: int,
+        block_size: int = BLOCK_SIZE,
+        *,
+        threads: int = 1,
     ) -> None:
+        """``threads``: threads the set-up may use (the population's blocks are cut while the
+        propensities are drawn, and the alias tables built in parts): the same state."""
         self.cs, self.pop = cs, pop
         self.streams = Streams(seed)
         self.timings: dict[str, float] = defaultdict(float)
@@ -65,14 +74,23 @@ class Simulation:
         self.item_assoc, self.item_recovery = self.n_items, self.n_items + 1
         self.item_favour = self.n_items + 2
         self.item_names = [*cs.items, "association-spillover", "score-recovery", "official-favour"]
-        traits = draw_traits(cs, pop, self.streams.get("traits"))
+        helper = ThreadPoolExecutor(1, thread_name_prefix="credsim-setup") if threads > 1 else None
+        cut = (  # the blocks (sorting the population) while this thread draws
+            helper.submit(partition, pop, len(cs.groups), block_size) if helper else None
+        )
+        try:
+            traits = draw_traits(cs, pop, self.streams.get("traits"))
+            blocks = cut.result() if cut is not None else None
+        finally:
+            if helper is not None:
+                helper.shutdown()
         self.enrolled = draw_enrolment(cs, pop, self.streams.get("enrolment"))
         self.scored = self.enrolled & cs.has_score
         self.score = np.full(n, cs.base if cs.has_score else np.nan)
         self.grade = np.full(n, -1, np.int16)
         self.last_rec = np.full(n, -1, np.int64)
         self.last_neg = np.full(n, NEVER, np.int32)
-        self.behave = Behaviour(cs, pop, traits, block_size)
+        self.behave = Behaviour(cs, pop, traits, block_size, blocks=blocks, threads=threads)
         g = group_with_orgs(pop, len(cs.groups))
         order = np.argsort(g, kind="stable").astype(np.int32)
         gstart = np.searchsorted(g[order], np.arange(len(cs.groups) + 2)).astype(np.int64)
