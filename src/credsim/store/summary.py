@@ -281,9 +281,9 @@ def latest_scores(con: Any) -> str:
     Every score snapshot of a run lists the same entities (those scored from the start,
     :attr:`~credsim.engine.simulation.Simulation.scored_ids`), so when every snapshot day holds
     as many rows as the last one, the latest rows are the last snapshot's, read from its own
-    row groups (13M persons: about 1 s, where ranking the 182M rows of every snapshot took
-    more than 20). A table of other snapshots (hand-made, or of some other tool) is ranked
-    row by row."""
+    row groups: the summary of a 13M-person run took 5.2 s, 26.2 s when the 182M rows of
+    every snapshot were ranked. A table of other snapshots (hand-made, or of some other tool)
+    is ranked row by row."""
     days = rows(
         con,
         "SELECT min(n) AS lo, max(n) AS hi, max(day) AS last "
