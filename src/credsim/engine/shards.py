@@ -120,12 +120,11 @@ def segment_alias(
     alias = np.arange(m, dtype=np.int32)
     total = np.zeros(seg.shape[0] - 1, np.float64)
     w = np.ascontiguousarray(w, np.float64)
-    fill = partial(_segment_alias_into, w, seg)
-    on_threads(lambda a, b: fill(a, b, prob, alias, total), seg_ranges(seg, threads))
+    _on_threads(partial(_segment_alias_into, w, seg, prob, alias, total), _seg_ranges(seg, threads))
     return prob, alias, total
 
 
-def seg_ranges(seg: np.ndarray, parts: int) -> list[tuple[int, int]]:
+def _seg_ranges(seg: np.ndarray, parts: int) -> list[tuple[int, int]]:
     """``parts`` (at most) contiguous ranges of the segments of ``seg`` holding about as many
     positions each."""
     k = seg.shape[0] - 1
@@ -135,7 +134,7 @@ def seg_ranges(seg: np.ndarray, parts: int) -> list[tuple[int, int]]:
     return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:], strict=True)]
 
 
-def on_threads(fn: Callable[[int, int], None], ranges: list[tuple[int, int]]) -> None:
+def _on_threads(fn: Callable[[int, int], None], ranges: list[tuple[int, int]]) -> None:
     """``fn(a, b)`` for each range, the first on this thread and the others on threads of
     their own (``fn`` is a kernel that releases the interpreter's lock)."""
     if len(ranges) <= 1:
@@ -153,11 +152,11 @@ def on_threads(fn: Callable[[int, int], None], ranges: list[tuple[int, int]]) ->
 def _segment_alias_into(  # noqa: PLR0913  # pragma: no cover - numba
     w: np.ndarray,
     seg: np.ndarray,
-    s0: int,
-    s1: int,
     prob: np.ndarray,
     alias: np.ndarray,
     total: np.ndarray,
+    s0: int,
+    s1: int,
 ) -> None:
     """:func:`segment_alias` for segments ``s0`` .. ``s1``, into its arrays."""
     a0, a1 = seg[s0], seg[s1]
@@ -270,7 +269,7 @@ def pack_alias(
     edges = [M * i // parts for i in range(parts + 1)]
     ranges = [(a, b) for a, b in zip(edges[:-1], edges[1:], strict=True) if b > a]
     for r in range(R):
-        on_threads(partial(_pack_into, prob[r], alias[r], order, table[r]), ranges)
+        _on_threads(partial(_pack_into, prob[r], alias[r], order, table[r]), ranges)
     return table
 
 
