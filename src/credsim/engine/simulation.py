@@ -74,16 +74,12 @@ class Simulation:
         self.item_assoc, self.item_recovery = self.n_items, self.n_items + 1
         self.item_favour = self.n_items + 2
         self.item_names = [*cs.items, "association-spillover", "score-recovery", "official-favour"]
-        helper = ThreadPoolExecutor(1, thread_name_prefix="credsim-setup") if threads > 1 else None
-        cut = (  # the blocks (sorting the population) while this thread draws
-            helper.submit(partition, pop, len(cs.groups), block_size) if helper else None
-        )
-        try:
+        # the blocks (sorting the population) on another thread while this one draws (an
+        # executor starts no thread before its first task)
+        with ThreadPoolExecutor(1, thread_name_prefix="credsim-setup") as helper:
+            cut = helper.submit(partition, pop, len(cs.groups), block_size) if threads > 1 else None
             traits = draw_traits(cs, pop, self.streams.get("traits"))
             blocks = cut.result() if cut is not None else None
-        finally:
-            if helper is not None:
-                helper.shutdown()
         self.enrolled = draw_enrolment(cs, pop, self.streams.get("enrolment"))
         self.scored = self.enrolled & cs.has_score
         self.score = np.full(n, cs.base if cs.has_score else np.nan)
