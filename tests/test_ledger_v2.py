@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 import credsim
 from credsim._manifest import record_labels
 from credsim.errors import RunStoreError
-from credsim.store import labels, ledger, ledger_chain, sha_ni, write_run
+from credsim.store import ledger, ledger_chain, sha_ni, write_run
 from credsim.store.schema import RECORDS_CONTENT, conform
 from credsim.store.verify import verify
 
@@ -133,12 +133,10 @@ def test_vocabularies_take_the_labels_then_the_unseen_values_sorted() -> None:
     assert ledger.vocabularies(given, unused, ["s"]) == {"s": ["z", "a", "unused"]}
 
 
-def test_remembered_codes_outside_the_labels_extend_the_vocabulary() -> None:
+def test_dictionary_codes_outside_the_labels_extend_the_vocabulary() -> None:
     names = ["x", "y", "w"]
-    codes = labels.compact_codes(np.array([2, -1, 0]), names, -1)
-    t = pa.table({"s": pa.array(["w", None, "x"])})
-    labels.remember(t, {"s": (codes, names)})
-    assert labels.codes_of(t.column("s").chunk(0)) is not None
+    codes = pa.array([2, None, 0], pa.int8())  # as the engine builds its label columns
+    t = pa.table({"s": pa.DictionaryArray.from_arrays(codes, pa.array(names))})
     assert ledger.vocabularies({"s": ["y", "x"]}, t, ["s"]) == {"s": ["y", "x", "w"]}
     layout = ledger.PackedLayout.of_schema(t.schema, {"s": ["y", "x", "w"]})
     rows = ledger.PackedEncoder(layout).encode(t)
@@ -146,6 +144,19 @@ def test_remembered_codes_outside_the_labels_extend_the_vocabulary() -> None:
         struct.pack("<IH", 0, 2),
         struct.pack("<IH", 1, 0),
         struct.pack("<IH", 0, 1),
+    ]
+    # an int8 index of a dictionary of 128 names: its nulls (at code 128) still encode
+    many = [f"n{i:03d}" for i in range(128)]
+    wide = pa.DictionaryArray.from_arrays(pa.array([127, None, 0], pa.int8()), pa.array(many))
+    t = pa.table({"s": wide})
+    layout = ledger.PackedLayout.of_schema(t.schema, {"s": many})
+    rows = ledger.PackedEncoder(layout).encode(t)
+    plain = ledger.PackedEncoder(layout).encode(pa.table({"s": wide.cast(pa.string())}))
+    assert np.array_equal(rows, plain)
+    assert [r.tobytes() for r in rows] == [
+        struct.pack("<IH", 0, 127),
+        struct.pack("<IH", 1, 0),  # null: its bit set, code 0
+        struct.pack("<IH", 0, 0),
     ]
 
 

@@ -30,7 +30,7 @@ import credsim
 from credsim.engine.output import _dictionary, _labels, _nullable
 from credsim.engine.records import BASIS, ERRORS, STATUS
 from credsim.schemes.compile import ALL_CHANNELS
-from credsim.store import labels, ledger, write_run
+from credsim.store import ledger, write_run
 from credsim.store.reader import RunStore
 from credsim.store.schema import RECORDS_CONTENT, SCHEMAS, conform
 from credsim.store.verify import verify
@@ -294,6 +294,8 @@ def test_dictionary_and_nullable_arrays_match_arrow_built_ones() -> None:
     for bad in ([0, 2], [2, 2], [-2, 0]):
         with pytest.raises(IndexError, match="outside the 2 names"):
             _dictionary(np.array(bad, np.int8), ["a", "b"])
+    with pytest.raises(ValueError, match="repeated label names"):  # pandas: unique categories
+        _dictionary(np.array([0, 1], np.int8), ["a", "a"])
 
 
 def _hand_label_digest(values: list[str | None], name: str = "grade") -> str:
@@ -387,27 +389,33 @@ def test_written_chain_matches_the_reference(small_run: tuple[Path, dict[str, pa
     assert prev.hex() == m["ledger"]["head"]
 
 
-def test_remembered_label_codes_give_the_same_rows() -> None:
+def test_label_columns_are_dictionaries_of_the_engine_codes() -> None:
     result = credsim.simulate("nanjing", population=400, days=30, seed=2)
-    part = conform("records", result.tables["records"]).slice(5, 200)
+    records = result.tables["records"]
+    sim = result.simulation
+    assert sim is not None
+    part = conform("records", records, dictionaries=True).slice(5, 200)
     names_of = [f.name for f in RECORDS_CONTENT if f.type == pa.string()]
+    engine = {"item": "item", "behaviour": "behaviour", "channel": "channel"}
+    engine |= {"source_agency": "agency", "status": "status", "basis": "basis"}
     for name in names_of:
-        found = labels.codes_of(part.column(name).chunk(0))
-        assert found is not None, name
-        codes, names = found
-        decoded = [None if c == len(names) else names[c] for c in codes]
-        assert decoded == part.column(name).to_pylist(), name
-    copy = pa.Table.from_pylist(part.to_pylist(), schema=part.schema)  # new buffers: not known
-    assert all(labels.codes_of(copy.column(n).chunk(0)) is None for n in names_of)
+        arr = part.column(name).chunk(0)
+        assert pa.types.is_dictionary(arr.type), name
+        assert arr.dictionary.to_pylist() == result.manifest["labels"][name], name
+        if name in engine:  # the indices are the engine's codes, as they are
+            codes = sim.records.view(engine[name])[5:205]
+            assert np.array_equal(arr.indices.to_numpy(zero_copy_only=False), codes), name
+    copy = pa.Table.from_pylist(part.to_pylist(), schema=RECORDS_CONTENT)  # strings
+    assert copy.equals(conform("records", part))
     rows = ledger.RecordEncoder().encode(part).copy()
     assert np.array_equal(rows, ledger.RecordEncoder().encode(copy))
-    assert np.array_equal(rows, reference_rows(part))
-    # v2: the remembered codes are the vocabulary's (the labels), taken as they are
-    layout = v2_layout(part, result.manifest["labels"])
+    assert np.array_equal(rows, reference_rows(copy))
+    # v2: the dictionaries are the vocabulary's (the labels), their codes taken as they are
+    layout = v2_layout(copy, result.manifest["labels"])
     assert layout.vocabularies == result.manifest["labels"]
     rows = ledger.PackedEncoder(layout).encode(part).copy()
     assert np.array_equal(rows, ledger.PackedEncoder(layout).encode(copy))
-    assert np.array_equal(rows, reference_rows_v2(part, _section(layout)))
+    assert np.array_equal(rows, reference_rows_v2(copy, _section(layout)))
 
 
 def test_records_needing_casts_are_conformed_first(

@@ -51,6 +51,14 @@ def _as_type(arr: pa.Array | pa.ChunkedArray, type_: pa.DataType) -> pa.Array:
     return arr if arr.type == type_ else arr.cast(type_)
 
 
+def _room_for(indices: pa.Array, k: int) -> pa.Array:
+    """Dictionary ``indices`` as a type that holds the value ``k`` (that of null rows, one past
+    the dictionary's last entry): an int8 index holds at most 127."""
+    t = indices.type
+    fits = pa.types.is_integer(t) and (1 << (t.bit_width - 1)) > k
+    return indices if fits else indices.cast(pa.int64())
+
+
 def canonical_json(value: Any) -> bytes:
     """UTF-8 JSON with sorted keys, no whitespace, no ASCII escaping, no NaN (Python's json)."""
     return json.dumps(

@@ -24,8 +24,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from credsim.errors import RunStoreError
-from credsim.store.labels import codes_of
-from credsim.store.ledger_chain import ENCODING_V1, _as_type, _fast, _fill_chain_kernel, chain
+from credsim.store.ledger_chain import (
+    ENCODING_V1,
+    _as_type,
+    _fast,
+    _fill_chain_kernel,
+    _room_for,
+    chain,
+)
 from credsim.store.schema import DIGEST_COLUMN, RECORDS_CONTENT
 
 STRING_HASH_BYTES = 16
@@ -212,9 +218,9 @@ class RecordEncoder:
     """Encodes batches of records into canonical rows (reusing one buffer between batches).
 
     Strings are categories: each distinct value is hashed once (cached) and rows take their
-    hash through the column's dictionary indices: the codes the column was built from when it
-    is remembered (:mod:`credsim.store.labels`), Parquet's own dictionary when the batch was
-    read with ``read_dictionary``, else :func:`pyarrow.compute.dictionary_encode`.
+    hash through the column's dictionary indices: those of a dictionary array (the engine's
+    codes, as it builds its label columns, or Parquet's own dictionary when the batch was read
+    with ``read_dictionary``), else :func:`pyarrow.compute.dictionary_encode`.
     """
 
     def __init__(self, layout: RecordLayout | None = None) -> None:
@@ -299,10 +305,6 @@ class RecordEncoder:
     def _strings(self, arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
         """(table, idx): row i's 16 bytes are table[idx[i]]; the last table row (zeros) is
         for null rows (and only they point to it)."""
-        known = codes_of(arr)  # built from codes (credsim.store.labels): no need to hash
-        if known is not None:
-            codes, names = known
-            return self._table(names), codes
         if pa.types.is_dictionary(arr.type):
             dictionary, indices = arr.dictionary, arr.indices
             if not pa.types.is_string(dictionary.type):
@@ -314,7 +316,7 @@ class RecordEncoder:
         k = len(words)
         table = self._table(words)
         if indices.null_count:
-            indices = pc.fill_null(indices, k)
+            indices = pc.fill_null(_room_for(indices, k), k)
         idx = np.asarray(indices.to_numpy(zero_copy_only=False)).astype(np.intp, copy=False)
         return table, idx
 

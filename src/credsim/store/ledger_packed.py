@@ -14,9 +14,9 @@ byte.
 A vocabulary is the run's labels for that column (the manifest's ``labels``: the engine's names,
 fixed before the first record, the same whether the records are streamed or written at once),
 then any value the records hold that the labels lack, sorted (ascending UTF-8 bytes): see
-:func:`vocabularies`. Records built from the engine's codes over those names
-(:mod:`credsim.store.labels`, dictionary arrays) take their codes as they are; other string
-columns are mapped through the vocabulary, a few distinct values at a time.
+:func:`vocabularies`. Records as the engine builds them (dictionary arrays of its codes over
+those names) take their codes as they are; other string columns are mapped through the
+vocabulary, a few distinct values at a time.
 
 :class:`PackedEncoder` writes the rows with Numba kernels: each column becomes one int64 per row
 (values straight from the Arrow buffers, as for v1; codes for strings), and each row is
@@ -37,8 +37,7 @@ import pyarrow.compute as pc
 
 from credsim.errors import RunStoreError
 from credsim.store import ledger_packed_std, sha_ni
-from credsim.store.labels import codes_of
-from credsim.store.ledger_chain import ENCODING_V2, _as_type, _fast, chain
+from credsim.store.ledger_chain import ENCODING_V2, _as_type, _fast, _room_for, chain
 from credsim.store.ledger_encode import _ARROW_TYPES, _column, _put_fixed
 from credsim.store.schema import DIGEST_COLUMN
 
@@ -95,19 +94,12 @@ def _distinct(names: Iterable[str]) -> list[str]:
 
 def _values_outside(column: pa.ChunkedArray | pa.Array, known: set[str]) -> set[str]:
     """The values of a string column (nulls aside) that are not in ``known``. Cheap for label
-    columns built from codes or as dictionaries over known names: their rows are not looked
-    at unless their names hold an unknown value."""
+    columns given as dictionaries over known names (as the engine builds them): their rows are
+    not looked at unless their names hold an unknown value."""
     chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
     out: set[str] = set()
     for arr in chunks:
         if len(arr) == arr.null_count:
-            continue
-        remembered = codes_of(arr)
-        if remembered is not None:
-            codes, names = remembered
-            if not set(names) <= known:
-                used = np.bincount(codes, minlength=len(names) + 1)[: len(names)]
-                out.update(names[i] for i in np.flatnonzero(used) if names[i] not in known)
             continue
         if pa.types.is_dictionary(arr.type):
             words = _as_type(arr.dictionary, pa.string()).to_pylist()
@@ -462,19 +454,15 @@ class PackedEncoder:
             if n:
                 nulls |= np.uint64(1) << np.uint64(j)
             return
-        known = codes_of(arr)  # built from codes (credsim.store.labels)
-        if known is not None:
-            idx, words = known  # null where idx == len(words)
+        if pa.types.is_dictionary(arr.type):  # as the engine builds them: its codes
+            dictionary, indices = arr.dictionary, arr.indices
         else:
-            if pa.types.is_dictionary(arr.type):
-                dictionary, indices = arr.dictionary, arr.indices
-            else:
-                enc = pc.dictionary_encode(_as_type(arr, pa.string()))
-                dictionary, indices = enc.dictionary, enc.indices
-            words = _as_type(dictionary, pa.string()).to_pylist()
-            if indices.null_count:
-                indices = pc.fill_null(indices, len(words))
-            idx = np.asarray(indices.to_numpy(zero_copy_only=False))
+            enc = pc.dictionary_encode(_as_type(arr, pa.string()))
+            dictionary, indices = enc.dictionary, enc.indices
+        words = _as_type(dictionary, pa.string()).to_pylist()
+        if indices.null_count:
+            indices = pc.fill_null(_room_for(indices, len(words)), len(words))
+        idx = np.asarray(indices.to_numpy(zero_copy_only=False))
         vocab = self.layout.vocabularies[name]
         k = len(words)
         if arr.null_count == 0 and words == vocab[:k]:

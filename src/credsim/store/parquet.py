@@ -107,13 +107,29 @@ def _is_string(t: pa.DataType) -> bool:
 
 
 def label_writer(path: Path, schema: pa.Schema) -> pq.ParquetWriter:
-    """A Parquet writer for tables whose label columns are dictionary arrays (as built by
-    ``records_arrow(..., dictionary=True)``), so that no string is built per row.
+    """A Parquet writer for tables whose label columns are dictionary arrays (as the engine
+    builds them, :func:`credsim.engine.output.records_arrow`), so that no string is built per
+    row.
 
     Parquet stores such a column as it stores strings: dictionary pages and indices. The Arrow
     schema kept in the file (``ARROW:schema``, what Arrow readers restore) is the plain one, so
     the file reads back exactly as if written from strings: the same types, values and schema.
     """
+    labelled, options = _as_strings(schema)
+    return pq.ParquetWriter(path, labelled, **options)
+
+
+def write_labelled(table: pa.Table, path: Path) -> None:
+    """Write ``table`` whole (one row group a :data:`ROW_GROUP_ROWS` rows), its dictionary
+    columns stored as strings (:func:`label_writer`)."""
+    labelled, options = _as_strings(table.schema)
+    table = table.replace_schema_metadata(labelled.metadata)
+    pq.write_table(table, path, row_group_size=ROW_GROUP_ROWS, **options)
+
+
+def _as_strings(schema: pa.Schema) -> tuple[pa.Schema, dict[str, Any]]:
+    """``schema`` with the plain schema (dictionary columns as their values' type) as the
+    Arrow schema a Parquet file keeps, and the options that write it so."""
     plain = pa.schema(
         [
             pa.field(
@@ -127,12 +143,8 @@ def label_writer(path: Path, schema: pa.Schema) -> pq.ParquetWriter:
         metadata=schema.metadata,
     )
     arrow_schema = base64.b64encode(plain.serialize().to_pybytes())
-    return pq.ParquetWriter(
-        path,
-        schema.with_metadata({**(schema.metadata or {}), b"ARROW:schema": arrow_schema}),
-        store_schema=False,
-        **parquet_options(plain),
-    )
+    labelled = schema.with_metadata({**(schema.metadata or {}), b"ARROW:schema": arrow_schema})
+    return labelled, {"store_schema": False, **parquet_options(plain)}
 
 
 class Follower:

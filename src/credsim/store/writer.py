@@ -29,8 +29,9 @@ from credsim.store.parquet import (
     ROW_GROUP_ROWS,
     Follower,
     StreamedTable,
-    parquet_options,
+    label_writer,
     sha256_file,
+    write_labelled,
 )
 from credsim.store.schema import (
     IMPORT_TABLES,
@@ -91,9 +92,9 @@ def write_run(
         rest = {**first, **{n: tables[n] for n in names if n not in first and n != "records"}}
         del first
         records = tables["records"]
-        as_is = streamed is not None or [(f.name, f.type) for f in records.schema] == _CONTENT
+        as_is = streamed is not None or _content(records.schema) == _CONTENT
         if not as_is:
-            records = conform("records", records)
+            records = conform("records", records, dictionaries=True)
         # The main thread chains the records (serial; the longest part); a second writes their
         # row groups, each while the next is chained; a third writes the other tables one at a
         # time meanwhile. Written files are fsynced and hashed in the background too.
@@ -107,7 +108,7 @@ def write_run(
                 os.replace(streamed.path, path)
                 files["records"] = _done(streamed.sha256)
             else:
-                conformed = pool.submit(conform, "records", records) if as_is else None
+                conformed = pool.submit(_conform_labels, "records", records) if as_is else None
                 files["records"] = _done(_write_records(pool, sealer, records, path, conformed))
                 del conformed
             del records
@@ -165,6 +166,21 @@ def _seal_manifest(sealer: Sealer, manifest: dict[str, Any]) -> dict[str, Any]:
 _CONTENT = [(f.name, f.type) for f in RECORDS_CONTENT]
 
 
+def _content(schema: pa.Schema) -> list[tuple[str, pa.DataType]]:
+    """The names and types of ``schema``, a dictionary column's as its values' type (as
+    :func:`_conform_labels` leaves it, the same values)."""
+    return [
+        (f.name, f.type.value_type if pa.types.is_dictionary(f.type) else f.type) for f in schema
+    ]
+
+
+def _conform_labels(name: str, table: pa.Table) -> pa.Table:
+    """``table`` conformed to its schema, its dictionary columns (the label columns of a
+    simulation's tables, :mod:`credsim.engine.output`) kept as they are and written as strings
+    (:func:`~credsim.store.parquet.label_writer`): no string is built per row."""
+    return conform(name, table, dictionaries=True)
+
+
 def _write_records(
     pool: ThreadPoolExecutor,
     sealer: Sealer,
@@ -203,7 +219,7 @@ def _write_groups(
             if writer is None:
                 final = conformed.result() if conformed is not None else table
                 schema = final.schema.append(DIGEST_FIELD)
-                writer = pq.ParquetWriter(path, schema, **parquet_options(schema))
+                writer = label_writer(path, schema)
             if conformed is not None:
                 part = final.slice(start, part.num_rows)
             start += part.num_rows
@@ -247,16 +263,16 @@ def _write_others(
         if hasattr(given, "parts"):  # built part by part (engine.output.TableParts)
             _write_parts(sealer, name, given.parts(), path)
         else:
-            table = conform(name, given)  # (a no-op for one conformed already)
+            table = _conform_labels(name, given)  # (a no-op for one conformed already)
             table = _seal_table(sealer, name, table)  # every table gets a content digest
-            pq.write_table(table, path, **parquet_options(table.schema))
+            write_labelled(table, path)
             del table
         del given
         files[name] = pool.submit(_finish_file, path)
 
 
 def _conformed(name: str, table: Any) -> Any:
-    return table if isinstance(table, StreamedTable) else conform(name, table)
+    return table if isinstance(table, StreamedTable) else _conform_labels(name, table)
 
 
 def _write_parts(sealer: Sealer, name: str, parts: Any, path: Path) -> None:
@@ -268,9 +284,9 @@ def _write_parts(sealer: Sealer, name: str, parts: Any, path: Path) -> None:
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="credsim-parts") as pool:
         try:
             for part in parts:
-                table = _seal_table(sealer, name, conform(name, part))
+                table = _seal_table(sealer, name, _conform_labels(name, part))
                 if writer is None:
-                    writer = pq.ParquetWriter(path, table.schema, **parquet_options(table.schema))
+                    writer = label_writer(path, table.schema)
                 if pending is not None:
                     pending.result()
                 pending = pool.submit(writer.write_table, table, row_group_size=ROW_GROUP_ROWS)
