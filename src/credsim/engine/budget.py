@@ -26,10 +26,10 @@ PER_ENTITY = 188
 PER_TRAIT = 28  # trait value, packed alias table entry (16 B, per weighting), block order
 PER_RECORD = 200  # buffer with growth slack, Arrow column copies, Parquet writer
 # A record of a run held in memory (``simulate``): the engine's columns with growth slack and
-# its Arrow table, whose labels are dictionary arrays over the engine's codes. Measured: the
-# reference model's peak resident set at 1M, 2M and 3M persons, 1.67, 3.07 and 4.45 GB, grows
-# by 1.39 GB per million persons (16.9M records), about 65 B a record beside the persons' own.
-# (With the labels as strings, 2M persons peaked at 5.27 GB: about 130 B a record.)
+# its Arrow table, whose labels that cannot be null are dictionary arrays over the engine's
+# codes. Measured: the reference model's peak resident set at 1M, 2M and 3M persons, 2.08,
+# 3.85 and 5.60 GB, grows by 1.76 GB per million persons (16.9M records), about 86 B a record
+# beside the persons' own. (With every label a string, 2M persons peaked at 5.27 GB.)
 PER_RECORD_HELD = 100
 PER_SNAPSHOT_ROW = 36  # entity, day, score, grade, in memory and in Arrow
 SHARE_USABLE = 0.85

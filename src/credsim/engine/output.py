@@ -15,6 +15,7 @@ from credsim.engine.records import BASIS, ERRORS, STATUS, default_column
 from credsim.engine.simulation import Simulation
 from credsim.population.types import ORGANIZATION
 from credsim.schemes.compile import ALL_CHANNELS
+from credsim.store.schema import RECORDS_CONTENT, SCHEMAS
 
 
 def _nullable(arr: np.ndarray, null: int = -1, type_: pa.DataType | None = None) -> pa.Array:
@@ -49,19 +50,36 @@ def _labels(codes: np.ndarray, names: list[str], null: int = -1) -> pa.Array:
     return pc.take(pa.array(names, pa.string()), ix)
 
 
-def population_table(sim: Simulation) -> pa.Table:
-    """The population as the run store's table, its labels as dictionary arrays over their
-    names (:func:`records_arrow`)."""
+def _label_maker(table: str, stored: bool) -> Callable[[str, np.ndarray, list[str]], pa.Array]:
+    """How the label columns of ``table`` are built from their codes and names: as dictionary
+    arrays over the names (no string built per row), except, unless the table is ``stored``
+    (written, never handed to the caller), a column that may hold nulls, built as strings:
+    pyarrow (26) decodes a null of a dictionary column as a value in ``ChunkedArray.to_numpy``
+    (``table.column(name).to_numpy()``), the null row's index taken as it lies in memory."""
+    schema = RECORDS_CONTENT if table == "records" else SCHEMAS[table]
+
+    def make(name: str, codes: np.ndarray, names: list[str]) -> pa.Array:
+        if stored or not schema.field(name).nullable:
+            return _dictionary(codes, names)
+        return _labels(codes, names)
+
+    return make
+
+
+def population_table(sim: Simulation, *, stored: bool = False) -> pa.Table:
+    """The population as the run store's table, its labels as :func:`_label_maker` builds
+    them."""
     pop = sim.pop
     org = pop.kind == ORGANIZATION
+    label = _label_maker("population", stored)
     return pa.table(
         {
             "entity_id": pa.array(np.arange(pop.n, dtype=np.int32)),
-            "kind": _dictionary(pop.kind.astype(np.int32), ["person", "organization"]),
+            "kind": label("kind", pop.kind.astype(np.int32), ["person", "organization"]),
             "code": pop.code_array(),  # over the population's bytes, no str objects
-            "district": _dictionary(pop.district.astype(np.int32), pop.district_ids),
-            "group": _dictionary(np.where(org, -1, pop.group).astype(np.int32), pop.group_ids),
-            "sex": _dictionary(np.where(org, -1, pop.sex).astype(np.int32), ["female", "male"]),
+            "district": label("district", pop.district.astype(np.int32), pop.district_ids),
+            "group": label("group", np.where(org, -1, pop.group).astype(np.int32), pop.group_ids),
+            "sex": label("sex", np.where(org, -1, pop.sex).astype(np.int32), ["female", "male"]),
             "age": pa.array(pop.age.astype(np.int16), mask=org),
             "birth_date": pa.array(pop.birth_date.astype(np.int32), mask=org).cast(pa.date32()),
             "income_decile": pa.array(pop.income_decile.astype(np.int8), mask=org),
@@ -91,17 +109,19 @@ def records_arrow(
     cols: Mapping[str, np.ndarray | None],
     start: int,
     names: dict[str, list[str]],
+    *,
+    stored: bool = False,
 ) -> pa.Table:
     """Records given as engine columns (:data:`~credsim.engine.records.COLUMNS`; None: every
     row at the column's default, :meth:`~credsim.engine.records.Table.view`), the first with
     id ``start``, as the run store's Arrow table.
 
-    The label columns (``item``, ``status``, ...) are dictionary arrays over their names: the
-    values the schema's strings hold (stored as strings, :func:`credsim.store.parquet.
-    label_writer`; pandas: categorical), without a string built per row. Built as strings,
-    they took two thirds of the time of the tables at 1e5 persons (1.7M records, 7 columns of
-    about 12 bytes a row on fresh pages: 0.07 to 0.14 s against 0.03 s for all the tables),
-    and 120 against 50 bytes of memory a record."""
+    The label columns (``item``, ``status``, ...) that cannot be null are dictionary arrays
+    over their names: the values the schema's strings hold (stored as strings,
+    :func:`credsim.store.parquet.label_writer`; pandas: categorical), without a string built
+    per row; so are the others when ``stored`` (:func:`_label_maker`). Built as strings, the
+    seven took two thirds of the time of the tables at 1e5 persons (1.7M records, about 12
+    bytes a row each on fresh pages)."""
     c = cast(Callable[[str], np.ndarray], cols.__getitem__)  # columns never lazy
     n = c("day").shape[0]
 
@@ -138,7 +158,8 @@ def records_arrow(
             ERRORS,
         ),
     }
-    s = {k: _dictionary(codes, nm) for k, (codes, nm) in labels.items()}
+    label = _label_maker("records", stored)
+    s = {k: label(k, codes, nm) for k, (codes, nm) in labels.items()}
     plain = {
         "record_id": pa.array(np.arange(start, start + n, dtype=np.int64)),
         "behaviour_day": _nullable(c("behaviour_day")),
@@ -231,16 +252,19 @@ NO_SNAPSHOT = (np.zeros(0, np.int32), 0, np.zeros(0), np.zeros(0, np.int16))
 def score_part(
     sim: Simulation,
     snap: tuple[np.ndarray, int, np.ndarray, np.ndarray],
+    *,
+    stored: bool = False,
 ) -> pa.Table:
-    """One snapshot ``(entities, day, scores, grades)`` as rows of the scores table, the
-    grades a dictionary array (:func:`records_arrow`)."""
+    """One snapshot ``(entities, day, scores, grades)`` as rows of the scores table (the
+    grades as :func:`_label_maker` builds them)."""
+    label = _label_maker("scores", stored)
     ents, day, score, grade = snap
     return pa.table(
         {
             "entity_id": pa.array(ents.astype(np.int32, copy=False)),
             "day": pa.array(np.full(ents.shape[0], day, np.int32)),
             "score": pa.array(score),
-            "grade": _dictionary(grade.astype(np.int32), sim.cs.grade_names or [""]),
+            "grade": label("grade", grade.astype(np.int32), sim.cs.grade_names or [""]),
         }
     )
 

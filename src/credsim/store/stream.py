@@ -321,7 +321,7 @@ class RecordStream:
     def _whole(self, name: str) -> None:
         """Write a table the run never changes (built here)."""
         if name == "population":
-            table = population_table(self.sim)
+            table = population_table(self.sim, stored=True)
         else:
             table = friendships_table(self.sim)
         if table is None:
@@ -336,7 +336,7 @@ class RecordStream:
         file = self._files.get(name)
         if file is None:
             file = self._files[name] = TableFile(name, self.folder / PARTIAL_TABLE.format(name))
-        file.add(part if isinstance(part, pa.Table) else score_part(self.sim, part))
+        file.add(part if isinstance(part, pa.Table) else score_part(self.sim, part, stored=True))
 
     def _finish_table(self, name: str) -> None:
         self.tables[name] = self._files.pop(name).finish()
@@ -357,7 +357,7 @@ class RecordStream:
         rows = cols["import_row"]  # None: no record so far was imported
         if rows is not None and (imp := rows >= 0).any():
             self._imports.append((np.nonzero(imp)[0] + first, rows[imp].copy()))
-        table = records_arrow(cols, first, self.names)
+        table = records_arrow(cols, first, self.names, stored=True)
         final = conform("records", table, dictionaries=True)  # same values; schema nullability
         groups = []
         at = 0
