@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
-from credsim._fsio import fsync_dir, fsync_file, replace_atomically
+from credsim._fsio import fsync_dir, replace_atomically
 from credsim.engine.output import (
     NO_SNAPSHOT,
     friendships_table,
@@ -99,6 +99,7 @@ class RecordStream:
         self.snapshots: list[dict[str, Any]] = []  # score snapshots saved: name, day, sha256
         self._seg: ipc.RecordBatchFileWriter | None = None
         self._seg_info: dict[str, Any] | None = None
+        self._seg_follower: Follower | None = None  # hashes the open segment as it grows
         self._writer: pq.ParquetWriter | None = None
         self._pending: Future[None] | None = None
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="credsim-seal")
@@ -233,6 +234,7 @@ class RecordStream:
                         pass
             self._writer = self._seg = None
             self._follower.close()
+            self._close_seg_follower()
             self.path.unlink(missing_ok=True)  # unreadable without its footer; segments stay
 
     # -- resuming ------------------------------------------------------------------------
@@ -396,14 +398,17 @@ class RecordStream:
             name = f"records-{first:012d}.arrow"
             self._seg_info = {"name": name, "first": first, "rows": 0}
             self._seg = ipc.new_file(self.seg_dir / name, batch.schema, options=_IPC)
-        assert self._seg_info is not None
+            self._seg_follower = Follower(self.seg_dir / name)
+        assert self._seg_info is not None and self._seg_follower is not None
         self._seg.write_batch(batch)
         self._seg_info["rows"] += batch.num_rows
+        self._seg_follower.catch_up()  # hashed now: a checkpoint need not read it back
 
     def _drop_open_segment(self) -> None:
         if self._seg is None or self._seg_info is None:
             return
         self._seg.close()
+        self._close_seg_follower()
         (self.seg_dir / self._seg_info["name"]).unlink(missing_ok=True)
         self._seg = self._seg_info = None
 
@@ -411,11 +416,17 @@ class RecordStream:
         if self._seg is None or self._seg_info is None:
             return
         self._seg.close()
-        path = self.seg_dir / self._seg_info["name"]
-        fsync_file(path)
+        assert self._seg_follower is not None
+        sha = self._seg_follower.finish()  # the rest hashed, the file synced
+        self._seg_follower = None
         fsync_dir(self.seg_dir)
-        self.segments.append({**self._seg_info, "sha256": sha256_file(path)})
+        self.segments.append({**self._seg_info, "sha256": sha})
         self._seg = self._seg_info = None
+
+    def _close_seg_follower(self) -> None:
+        if self._seg_follower is not None:
+            self._seg_follower.close()
+            self._seg_follower = None
 
 
 def discard(folder: Path) -> None:
