@@ -160,19 +160,13 @@ def records_arrow(
     }
     label = _label_maker("records", stored)
     s = {k: label(k, codes, nm) for k, (codes, nm) in labels.items()}
-    plain = {
-        "record_id": pa.array(np.arange(start, start + n, dtype=np.int64)),
-        "behaviour_day": _nullable(c("behaviour_day")),
-        "actor_id": _nullable(c("actor")),
-        "import_row": nullable("import_row", pa.int32()),
-    }
     return pa.table(
         {
-            "record_id": plain["record_id"],
+            "record_id": pa.array(np.arange(start, start + n, dtype=np.int64)),
             "day": pa.array(c("day")),
-            "behaviour_day": plain["behaviour_day"],
+            "behaviour_day": _nullable(c("behaviour_day")),
             "entity_id": pa.array(c("entity")),
-            "actor_id": plain["actor_id"],
+            "actor_id": _nullable(c("actor")),
             "item": s["item"],
             "behaviour": s["behaviour"],
             "channel": s["channel"],
@@ -187,7 +181,7 @@ def records_arrow(
             "review_day": nullable("review_day", pa.int32()),
             "appeal_day": nullable("appeal_day", pa.int32()),
             "appealed": flags("appealed"),
-            "import_row": plain["import_row"],
+            "import_row": nullable("import_row", pa.int32()),
             "excused": flags("excused"),
         }
     )
