@@ -317,7 +317,9 @@ def run_credsim(
 
     simulate(loaded, population=1000, days=2, seed=seed)  # load numba's cache outside the timing
     times, loops = [], []
+    res = None
     for _ in range(repeat):
+        res = None  # the run before let go first (its tables and state), as in the probe's runs
         gc.collect()
         t = time.perf_counter()
         p = prepare(check(loaded, n, YEAR, seed, None))
@@ -326,6 +328,8 @@ def run_credsim(
         loops.append(time.perf_counter() - t1)
         res = finish(p)
         times.append(time.perf_counter() - t)
+        del p
+    assert res is not None
     sim_s = _median(times)
     beh = res.tables["records"].column("behaviour").to_pylist()
     recs = [0] * len(prm.behaviours)
