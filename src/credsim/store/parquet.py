@@ -120,7 +120,7 @@ def label_writer(path: Path, schema: pa.Schema) -> pq.ParquetWriter:
 
 
 def write_labelled(table: pa.Table, path: Path) -> None:
-    """Write ``table`` whole (one row group a :data:`ROW_GROUP_ROWS` rows), its dictionary
+    """Write ``table`` whole (in row groups of :data:`ROW_GROUP_ROWS` rows), its dictionary
     columns stored as strings (:func:`label_writer`)."""
     labelled, options = _as_strings(table.schema)
     table = table.replace_schema_metadata(labelled.metadata)
