@@ -54,6 +54,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SCHEME = ROOT / "benchmarks" / "reference.yaml"
 YEAR = 365
 LIST_NAME = "reference-black"
+TARGET_RATIO = 300.0  # the target: credsim's throughput at least 300 times Mesa's,
+TARGET_PERSONS = 100_000  # on the side-by-side benchmark at 10^5 persons
 
 
 # -- the model's numbers, from credsim's own compiler -------------------------------------------
@@ -744,6 +746,17 @@ def main() -> int:
             f"{_median(pairs.ratios_sim):,.0f}x (simulate; {min(pairs.ratios_sim):,.0f} to "
             f"{max(pairs.ratios_sim):,.0f})"
         )
+        for scope, ratios in (
+            ("the days (Mesa's scope)", pairs.ratios_days),
+            ("simulate() as a whole", pairs.ratios_sim),
+        ):
+            verdict = "met" if _median(ratios) >= TARGET_RATIO else "NOT met"
+            if args.persons != TARGET_PERSONS:
+                verdict = f"(the target is judged at {TARGET_PERSONS:,} persons)"
+            print(
+                f"target: throughput >= {TARGET_RATIO:.0f}x Mesa's, {scope}: paired median "
+                f"{_median(ratios):,.0f}x, {verdict}"
+            )
     if frames is not None:
         print(
             f"credsim/mesa-frames throughput ratio: {cs_days.rate / frames.rate:,.1f}x (days), "
