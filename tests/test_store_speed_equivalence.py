@@ -448,3 +448,17 @@ def _manifest(out: Path) -> dict[str, Any]:
     m = json.loads((out / "manifest.json").read_text())
     added = ("complete", "tables", "created", "ledger", "table_digests", "field_digests")
     return {k: v for k, v in m.items() if k not in (*added, "manifest_digest")}
+
+
+def test_records_built_with_a_column_aside_are_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
+    from credsim.engine import output
+
+    result = credsim.simulate("nanjing", population=400, days=30, seed=2)
+    sim = result.simulation
+    assert sim is not None
+    monkeypatch.setattr(output, "SPLIT_ROWS", 1)  # the first string column on a second thread
+    aside = output.records_table(sim)
+    monkeypatch.setattr(output, "SPLIT_ROWS", 10**12)  # every column on this thread
+    together = output.records_table(sim)
+    assert aside.num_rows > 0 and aside.equals(together)
+    assert aside.equals(result.tables["records"])
