@@ -60,11 +60,16 @@ def _label_maker(table: str, stored: bool) -> Callable[[str, np.ndarray, list[st
     schema = RECORDS_CONTENT if table == "records" else SCHEMAS[table]
 
     def make(name: str, codes: np.ndarray, names: list[str]) -> pa.Array:
-        if stored or not schema.field(name).nullable:
-            return _dictionary(codes, names)
-        return _labels(codes, names)
+        if _as_strings(schema, name, stored):
+            return _labels(codes, names)
+        return _dictionary(codes, names)
 
     return make
+
+
+def _as_strings(schema: pa.Schema, name: str, stored: bool) -> bool:
+    """Whether :func:`_label_maker` builds label column ``name`` of ``schema`` as strings."""
+    return not stored and schema.field(name).nullable
 
 
 def population_table(sim: Simulation, *, stored: bool = False) -> pa.Table:
@@ -160,7 +165,7 @@ def records_arrow(
         ),
     }
     label = _label_maker("records", stored)
-    strings = [k for k in labels if not stored and RECORDS_CONTENT.field(k).nullable]
+    strings = [k for k in labels if _as_strings(RECORDS_CONTENT, k, stored)]
 
     def ids() -> pa.Array:
         return pa.array(np.arange(start, start + n, dtype=np.int64))
