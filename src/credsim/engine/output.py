@@ -170,16 +170,17 @@ def records_arrow(
     def ids() -> pa.Array:
         return pa.array(np.arange(start, start + n, dtype=np.int64))
 
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="credsim-labels") as pool:
-        # the first column built as strings (12 ns a row) and the ids (fresh memory: 3 to 15
-        # ns a row) on a second thread while this one builds the others (Arrow's take and
-        # numpy's arange release the interpreter's lock)
-        split = n >= SPLIT_ROWS
-        aside = {k: pool.submit(label, k, *labels[k]) for k in strings[:1] if split}
-        record_id = pool.submit(ids) if split else None
-        s = {k: label(k, *labels[k]) for k in labels if k not in aside}
-        s |= {k: f.result() for k, f in aside.items()}
-        s["record_id"] = ids() if record_id is None else record_id.result()
+    if strings and n >= SPLIT_ROWS:  # (never when stored: every label is a dictionary)
+        first = strings[0]
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="credsim-labels") as pool:
+            # the first column built as strings (12 ns a row) and the ids (fresh memory: 3 to
+            # 15 ns a row) on a second thread while this one builds the others (Arrow's take
+            # and numpy's arange release the interpreter's lock)
+            aside, record_id = pool.submit(label, first, *labels[first]), pool.submit(ids)
+            s = {k: label(k, *labels[k]) for k in labels if k != first}
+            s |= {first: aside.result(), "record_id": record_id.result()}
+    else:
+        s = {k: label(k, *labels[k]) for k in labels} | {"record_id": ids()}
     return pa.table(
         {
             "record_id": s["record_id"],
