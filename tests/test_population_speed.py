@@ -7,8 +7,10 @@ moved to Numba: the kernels must reproduce it bit for bit, random draws included
 from __future__ import annotations
 
 import hashlib
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from stdnum.cn import ric, uscc
@@ -63,6 +65,36 @@ def test_output_pinned_to_the_numpy_generator() -> None:
     suzhou = load_scheme("suzhou").scheme.population
     pop = generate_population(suzhou, 30_000, np.random.SeedSequence(9), with_friends=False)
     assert digest(pop) == "ffb6bbde0779dab4"
+
+
+def test_codes_written_on_a_helper_are_the_same() -> None:
+    """The identity codes (and the birth dates they move) written on another thread while
+    the friendships are made: the same population, complete once :meth:`complete` returns."""
+    with ThreadPoolExecutor(1) as helper:
+        pop = generate_population(SPEC, 30_000, 5, with_friends=True, helper=helper)
+        assert pop.pending is not None
+        pop.complete()
+        assert pop.pending is None
+    assert digest(pop) == "2cf91a1d9a8aa8c5"
+    assert not pop.code_bytes.flags.writeable  # (Arrow columns are built over them)
+    with ThreadPoolExecutor(1) as helper:  # codes and code_array wait themselves
+        later = generate_population(SPEC, 2_000, 5, with_friends=False, helper=helper)
+        assert (
+            later.codes.tolist()
+            == generate_population(SPEC, 2_000, 5, with_friends=False).codes.tolist()
+        )
+        assert later.pending is None
+
+
+def test_an_error_writing_the_codes_is_raised_by_complete(monkeypatch) -> None:  # noqa: ANN001
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("no codes")
+
+    monkeypatch.setattr("credsim.population.identifiers.ric_code_bytes", broken)
+    with ThreadPoolExecutor(1) as helper:
+        pop = generate_population(SPEC, 1_000, 5, with_friends=False, helper=helper)
+        with pytest.raises(RuntimeError, match="no codes"):
+            pop.complete()
 
 
 def test_codes_are_str_and_valid() -> None:

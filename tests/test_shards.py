@@ -26,6 +26,7 @@ from credsim.engine.behave import Behaviour, draw_traits
 from credsim.engine.shards import (
     Execution,
     LocalRunner,
+    counting_order,
     pack_alias,
     partition,
     segment_alias,
@@ -537,3 +538,39 @@ def test_a_behaviour_set_up_on_threads_is_the_same() -> None:
     np.testing.assert_array_equal(one.table, many.table)
     np.testing.assert_array_equal(one.lam, many.lam)
     np.testing.assert_array_equal(one.blocks.order, many.blocks.order)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(0, 6), max_size=300), st.integers(0, 3))
+def test_counting_order_is_a_stable_argsort(keys: list[int], spare: int) -> None:
+    """The order numpy's stable sort gives, and where each key's run starts (keys that never
+    occur, ``spare`` of them past the largest, have empty runs)."""
+    key = np.array(keys, np.int64)
+    n_keys = (max(keys) + 1 if keys else 0) + spare
+    order, start = counting_order(key, n_keys)
+    assert order.dtype == np.int32
+    assert order.tolist() == np.argsort(key, kind="stable").tolist()
+    assert start.tolist() == np.searchsorted(key[order], np.arange(n_keys + 1)).tolist()
+    for bad in (-1, n_keys):
+        with pytest.raises(ValueError, match="keys must lie in"):
+            counting_order(np.append(key, bad), n_keys)
+
+
+def test_partition_orders_as_lexsort() -> None:
+    """Entities by (block, group), ties in entity order: ``np.lexsort`` over the blocks and the
+    groups (organisations the last group), and each segment where the sorted cells change."""
+    cs = compile_scheme(load_scheme("suzhou").scheme)
+    pop = generate_population(cs.scheme.population, 6_000, 4, with_friends=False)
+    bl = partition(pop, len(cs.groups), 500)
+    g = np.where(pop.kind == 1, len(cs.groups), pop.group)
+    assert bl.order.tolist() == np.lexsort((g, bl.block)).tolist()
+    cell = bl.block[bl.order].astype(np.int64) * bl.n_groups + g[bl.order]
+    assert (
+        bl.seg.tolist() == np.searchsorted(cell, np.arange(bl.n_blocks * bl.n_groups + 1)).tolist()
+    )
+    # every block holds whole households of one district
+    hh = pop.household[: pop.n_persons]
+    assert (bl.block[: pop.n_persons] == bl.block[pop.hh_start[hh]]).all()
+    for b in range(bl.n_blocks):
+        members = np.flatnonzero(bl.block == b)
+        assert np.unique(pop.district[members]).shape[0] == 1

@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -123,15 +124,19 @@ def prepare(req: Request, *, fresh: bool = True) -> Prepared:
     up day 0 (a resumed run gets both from its checkpoint instead)."""
     tp = time.perf_counter()
     s = req.loaded.scheme
-    pop = generate_population(
-        s.population,
-        req.n,
-        Streams(req.seed).seed_sequence("population"),
-        with_friends=req.cs.needs_friends,
-    )
     ex = req.execution
     threads = ex.n_workers() if ex.backend == "local" else 1  # (Ray's workers: not here)
-    sim = Simulation(req.cs, pop, req.seed, ex.block_size, threads=threads)
+    # the identity codes on another thread while the simulation is set up (it reads none)
+    with ThreadPoolExecutor(1, thread_name_prefix="credsim-codes") as helper:
+        pop = generate_population(
+            s.population,
+            req.n,
+            Streams(req.seed).seed_sequence("population"),
+            with_friends=req.cs.needs_friends,
+            helper=helper if threads > 1 else None,
+        )
+        sim = Simulation(req.cs, pop, req.seed, ex.block_size, threads=threads)
+        pop.complete()  # (should the simulation fail, leaving the block waits for the codes)
     # room for the records expected (and a margin), so that they are not copied as they grow
     sim.records.reserve(int(1.25 * budget.expected_records(req.cs, pop.n, req.days)) + 1024)
     sim.timings["population"] = time.perf_counter() - tp

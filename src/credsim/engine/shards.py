@@ -45,18 +45,44 @@ def _blocks_of(district: np.ndarray, sizes: np.ndarray, block_size: int) -> np.n
     if district.shape[0] == 0:
         return np.zeros(0, np.int64)
     d = district.astype(np.int64)
-    ho = np.argsort(d, kind="stable")
+    d -= d.min()
+    ho, at = counting_order(d, int(d.max()) + 1)
     sz = sizes[ho].astype(np.int64)
     start = np.cumsum(sz) - sz
     ds = d[ho]
-    first = np.searchsorted(ds, ds, side="left")
-    local = (start - start[first]) // block_size
+    local = (start - start[at[ds]]) // block_size  # persons before, within the district
     change = np.ones(ds.shape[0], bool)
     change[1:] = (ds[1:] != ds[:-1]) | (local[1:] != local[:-1])
     label = np.cumsum(change) - 1
     out = np.empty(ds.shape[0], np.int64)
     out[ho] = label
     return out
+
+
+def counting_order(key: np.ndarray, n_keys: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(order, start)``: ``order`` (int32) sorts ``key`` (integers in ``[0, n_keys)``) stably,
+    as ``np.argsort(key, kind="stable")`` does, and key ``k``'s entries are
+    ``order[start[k] : start[k + 1]]``. A counting sort: two passes over the keys, where
+    numpy's stable sort of 13M keys took 0.3 s (one int32 key) to 3 s (``np.lexsort`` of two)."""
+    if key.shape[0] and (int(key.min()) < 0 or int(key.max()) >= n_keys):
+        raise ValueError(f"keys must lie in [0, {n_keys})")
+    order = np.empty(key.shape[0], np.int32)
+    start = np.zeros(n_keys + 1, np.int64)
+    _counting_order(key, order, start)
+    return order, start
+
+
+@njit(cache=True, nogil=True)
+def _counting_order(key, order, start):  # noqa: ANN001, ANN202  # pragma: no cover - numba
+    for i in range(key.shape[0]):
+        start[key[i] + 1] += 1
+    for k in range(1, start.shape[0]):
+        start[k] += start[k - 1]
+    at = start[:-1].copy()
+    for i in range(key.shape[0]):
+        k = key[i]
+        order[at[k]] = i
+        at[k] += 1
 
 
 @dataclass
@@ -99,10 +125,10 @@ def partition(pop: Population, n_groups: int, block_size: int = BLOCK_SIZE) -> B
         olabel = _blocks_of(pop.district[np_:], np.ones(pop.n_orgs, np.int64), block_size)
         blk[np_:] = nb + olabel
         nb += int(olabel.max()) + 1
-    g = group_with_orgs(pop, n_groups)
-    order = np.lexsort((g, blk)).astype(np.int32)
-    cell = blk[order] * G1 + g[order]
-    seg = np.searchsorted(cell, np.arange(nb * G1 + 1)).astype(np.int64)
+    # entities by (block, group), stably: as np.lexsort((group, block)) orders them
+    cell = blk * G1
+    cell += group_with_orgs(pop, n_groups)
+    order, seg = counting_order(cell, nb * G1)
     return Blocks(order, seg, blk.astype(np.int32), nb, G1)
 
 

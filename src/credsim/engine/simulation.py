@@ -32,7 +32,7 @@ from credsim.engine.records import (
     RecordBuffer,
 )
 from credsim.engine.rng import Streams
-from credsim.engine.shards import BLOCK_SIZE, partition
+from credsim.engine.shards import BLOCK_SIZE, counting_order, partition
 from credsim.population.types import ORGANIZATION, PERSON, Population
 from credsim.schemes.compile import ALL_CHANNELS, Compiled
 
@@ -87,9 +87,7 @@ class Simulation:
         self.last_rec = np.full(n, -1, np.int64)
         self.last_neg = np.full(n, NEVER, np.int32)
         self.behave = Behaviour(cs, pop, traits, block_size, blocks=blocks, threads=threads)
-        g = group_with_orgs(pop, len(cs.groups))
-        order = np.argsort(g, kind="stable").astype(np.int32)
-        gstart = np.searchsorted(g[order], np.arange(len(cs.groups) + 2)).astype(np.int64)
+        order, gstart = counting_order(group_with_orgs(pop, len(cs.groups)), len(cs.groups) + 1)
         self.observer = Observer(cs, pop, order, gstart)
         self.records = RecordBuffer(max(1024, n // 4))
         self.records.kept = self.kept_columns

@@ -113,7 +113,7 @@ def date_parts(days: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return year, year * 10000 + month * 100 + day
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _running_count(key: np.ndarray, n_keys: int) -> np.ndarray:  # pragma: no cover (numba)
     """Rank of each element among the earlier elements with the same (dense) key: O(n)."""
     seen = np.zeros(n_keys, dtype=np.int32)
@@ -125,7 +125,7 @@ def _running_count(key: np.ndarray, n_keys: int) -> np.ndarray:  # pragma: no co
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _pair_counts(
     area_index: np.ndarray, birth: np.ndarray, d0: int, yoff: np.ndarray, n_years: int, size: int
 ) -> np.ndarray:  # pragma: no cover (numba)
@@ -137,7 +137,7 @@ def _pair_counts(
     return counts
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _ric_key(
     i: int,
     area_index: np.ndarray,
@@ -155,7 +155,7 @@ def _ric_key(
     return (dense[np.int64(area_index[i]) * n_years + yoff[day]] * n_days + day) * 2 + sex[i]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _ric_keys(
     area_index: np.ndarray,
     birth: np.ndarray,
@@ -173,7 +173,7 @@ def _ric_keys(
     return key
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _ric_ranks(
     area_index: np.ndarray,
     birth: np.ndarray,
@@ -307,7 +307,7 @@ def _ric_tables(
     return tuple(out)  # type: ignore[return-value]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _put_ric(
     rows: np.ndarray,
     r: int,
@@ -335,7 +335,7 @@ def _put_ric(
     rows[r, 18] = 10
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _ric_rows_of(
     area_index: np.ndarray,
     birth: np.ndarray,
@@ -364,7 +364,7 @@ def _ric_rows_of(
         _put_ric(rows, r, a_digits, a_sums, pair, d_digits, d_sums, day, s_digits, s_sums, seq)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _ric_rows(
     a_idx: np.ndarray,
     d_idx: np.ndarray,

@@ -15,7 +15,7 @@ from numba import njit
 GUIDE = 4096  # buckets of the categorical-draw guide table (a power of two: j / GUIDE is exact)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def categorical(u: np.ndarray, cdf: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover
     """``out[:] = minimum(searchsorted(cdf, u * cdf[-1], side="right"), len(cdf) - 1)``.
 
@@ -41,7 +41,7 @@ def categorical(u: np.ndarray, cdf: np.ndarray, out: np.ndarray) -> None:  # pra
         out[i] = min(idx, k - 1)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def clipped_sizes(draws: np.ndarray, cap: int) -> tuple[np.ndarray, int]:  # pragma: no cover
     """``1 + minimum(draws, cap - 1)`` as int64, and its sum."""
     out = np.empty(draws.shape[0], np.int64)
@@ -53,7 +53,7 @@ def clipped_sizes(draws: np.ndarray, cap: int) -> tuple[np.ndarray, int]:  # pra
     return out, total
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def expand_households(
     hh_start: np.ndarray,
     hh_district: np.ndarray,
@@ -74,7 +74,7 @@ def expand_households(
             decile[p] = c
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def split_ages(
     ages: np.ndarray, n_hh: int, need: int, adult_age: int, n_values: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # pragma: no cover
@@ -97,7 +97,7 @@ def split_ages(
     return head, spouse, pool
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _stable_rank(key: np.ndarray) -> np.ndarray:  # pragma: no cover
     """Position of each key in a stable sort (``rank[argsort(key, kind="stable")] = arange``),
     by counting: the keys span a small range."""
@@ -124,7 +124,7 @@ def _stable_rank(key: np.ndarray) -> np.ndarray:  # pragma: no cover
     return rank
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def place_heads_and_spouses(
     out: np.ndarray,
     hh_start: np.ndarray,
@@ -154,7 +154,7 @@ def place_heads_and_spouses(
         out[hh_start[couples[c]] + 1] = by_rank[rank_h[c]]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def place_rest(
     out: np.ndarray, hh_start: np.ndarray, head: np.ndarray, gap: np.ndarray, pool: np.ndarray
 ) -> None:  # pragma: no cover
@@ -183,7 +183,7 @@ def place_rest(
             s += 1
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def sexes(
     u: np.ndarray, p: float, hh_start: np.ndarray, couples: np.ndarray, out: np.ndarray
 ) -> None:  # pragma: no cover
@@ -195,7 +195,7 @@ def sexes(
         out[s + 1] = 1 - out[s]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def birth_dates(
     u: np.ndarray, age: np.ndarray, win_start: np.ndarray, win_len: np.ndarray, out: np.ndarray
 ) -> None:  # pragma: no cover
@@ -205,7 +205,7 @@ def birth_dates(
         out[i] = win_start[a] + np.int64(np.floor(u[i] * np.float64(win_len[a])))
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def employable(age: np.ndarray, u: np.ndarray, rate: float, lo: int, hi: int) -> np.ndarray:
     """``flatnonzero((age >= lo) & (age <= hi) & (u < rate))``."""  # pragma: no cover
     who = np.empty(age.shape[0], np.int64)
@@ -217,7 +217,7 @@ def employable(age: np.ndarray, u: np.ndarray, rate: float, lo: int, hi: int) ->
     return who[:k]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def assign_employers(
     who: np.ndarray,
     district: np.ndarray,
@@ -252,7 +252,7 @@ def assign_employers(
             out[p] = n + anywhere[i]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def pair_keys(a: np.ndarray, b: np.ndarray) -> np.ndarray:  # pragma: no cover
     """Packed ``min << 32 | max`` of the pairs ``(a, b)`` that are not self loops."""
     keys = np.empty(a.shape[0], np.int64)
@@ -265,7 +265,7 @@ def pair_keys(a: np.ndarray, b: np.ndarray) -> np.ndarray:  # pragma: no cover
     return keys[:k]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def friend_csr(keys: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover
     """Symmetric CSR (indptr int64, neighbours int32) of the sorted packed pair keys, repeats
     dropped. Row ``r`` receives first its smaller neighbours (pairs where it is the larger end,

@@ -13,7 +13,8 @@ same codes as an object array of str, is made on first use only.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from concurrent.futures import Future
+from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
@@ -44,6 +45,17 @@ class Population:
     group_ids: list[str]
     friends_indptr: np.ndarray | None = None  # int64[n_persons+1] CSR over persons
     friends: np.ndarray | None = None  # int32[...] friend entity ids (symmetric graph)
+    pending: Future[None] | None = field(default=None, repr=False, compare=False)
+    """The identity codes (and the birth dates they move) being written on another thread
+    (:func:`~credsim.population.generate.generate_population`'s ``helper``): see
+    :meth:`complete`."""
+
+    def complete(self) -> None:
+        """Wait until :attr:`code_bytes` and :attr:`birth_date` are written (raising the error
+        that stopped them); at once if they were written with the rest."""
+        if self.pending is not None:
+            self.pending.result()
+            self.pending = None
 
     @property
     def n(self) -> int:
@@ -57,10 +69,12 @@ class Population:
     def codes(self) -> np.ndarray:
         """object[N] of str: the identity codes as Python strings (made on first use, then
         kept; a run does not need them: see :meth:`code_array`)."""
+        self.complete()
         return code_strings(self.code_bytes)
 
     def code_array(self) -> pa.Array | pa.ChunkedArray:
         """The identity codes as an Arrow string array over :attr:`code_bytes` (no copy)."""
+        self.complete()
         return codes_arrow(self.code_bytes)
 
 
