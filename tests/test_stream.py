@@ -9,7 +9,9 @@ backlog, appeals, escalation windows, household spill-over) are all switched on.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import mmap
 import sys
 from pathlib import Path
 
@@ -23,7 +25,9 @@ import credsim
 from credsim import api
 from credsim.engine.records import COLUMNS, LAZY, PENDING, RecordBuffer, Table
 from credsim.errors import CredsimError
+from credsim.store import parquet as parquet_module
 from credsim.store import write_run
+from credsim.store.parquet import Follower, sha256_file
 from credsim.store.reader import RunStore
 from credsim.store.runfolder import RunFolder
 from credsim.store.schema import SCHEMAS
@@ -302,3 +306,43 @@ def test_follower_hashes_a_growing_file_in_small_reads(tmp_path_factory, parts):
     whole = b"".join(parts)
     assert digest == hashlib.sha256(whole).hexdigest()
     assert path.read_bytes() == whole
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    st.lists(st.integers(0, 3 * mmap.ALLOCATIONGRANULARITY), min_size=1, max_size=8),
+    st.integers(0, 4),
+)
+def test_follower_hashes_a_growing_file_mapped_or_read(
+    tmp_path_factory: pytest.TempPathFactory, pieces: list[int], fail_after: int
+) -> None:
+    """A file appended in pieces of any size, hashed after each by :class:`Follower` through
+    windows of the file mapped into memory (here a window is one allocation granule, so that
+    pieces straddle windows), and by reading where mapping fails (after ``fail_after``
+    mappings): the sha256 of the whole file, as :func:`sha256_file` gives it too."""
+    path = tmp_path_factory.mktemp("follow") / "f.bin"
+    rng = np.random.default_rng(len(pieces) + fail_after)
+    maps = {"left": fail_after}
+    real = mmap.mmap
+
+    def flaky(*args: object, **kwargs: object) -> mmap.mmap:
+        if maps["left"] == 0:
+            raise OSError("cannot map")
+        maps["left"] -= 1
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(parquet_module, "_WINDOW", mmap.ALLOCATIONGRANULARITY)
+        mp.setattr(parquet_module.mmap, "mmap", flaky)
+        follower = Follower(path)
+        whole = b""
+        with path.open("ab") as out:
+            for n in pieces:
+                piece = rng.integers(0, 256, n, dtype=np.uint8).tobytes()
+                out.write(piece)
+                out.flush()
+                whole += piece
+                follower.catch_up()
+        assert follower.finish() == hashlib.sha256(whole).hexdigest()
+        maps["left"] = fail_after
+        assert sha256_file(path) == hashlib.sha256(whole).hexdigest()
