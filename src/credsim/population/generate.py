@@ -213,9 +213,9 @@ def generate_population(
 
     ``helper``: an executor on which the identity codes (and the birth dates they move) are
     written while this thread makes the friendships and, once the population is returned, goes
-    on with what needs neither (a 13M-person reference run: 1.1 s of its set-up's 5.5, on the
-    second core). :meth:`Population.complete` waits for them; until then ``code_bytes`` and
-    ``birth_date`` must not be read. The same arrays either way.
+    on with what needs neither (at 13M persons the codes take 1.2 s of one core). Until
+    :meth:`Population.complete` has returned, ``code_bytes`` and ``birth_date`` must not be
+    read. The same arrays either way.
     """
     if n_persons < 1:
         raise ValueError("n_persons must be at least 1")
