@@ -41,9 +41,10 @@ since the last one (or the start): a checkpoint waits for the records written so
 one-minute run would otherwise spend a third of its time checkpointing (1M-person reference
 model: 26 s with a checkpoint every 30 days, 17.6 s without). Only when checkpoints are taken
 changes; never what the run computes."""
-RECORD_SECONDS = 0.8e-6
+RECORD_SECONDS = 0.4e-6
 """Run time per expected record of a run written to a folder on the 2-core machine (reference
-model: 13.1 s for 16.9M records at 1M persons, 154 s for 220M at 13M). By default a run
+model, sixteenth speed session, without checkpoints: 7.2 s for 16.9M records at 1M persons,
+56.5 s for 169M at 10M, 74.6 s for 220M at 13M; 0.8 us when first measured). By default a run
 expected to take less than :data:`CHECKPOINT_SECONDS` takes no checkpoint, and so does not keep
 its records in segments for resuming either (that costs about 15%); killed, it starts again
 from day 0."""
