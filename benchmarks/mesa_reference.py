@@ -54,6 +54,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SCHEME = ROOT / "benchmarks" / "reference.yaml"
 YEAR = 365
 LIST_NAME = "reference-black"
+INSTALL_MESA = "pip install 'credsim[bench]', or python3 dev.py test, whose environment has it"
 TARGET_RATIO = 300.0  # the target: credsim's throughput at least 300 times Mesa's,
 TARGET_PERSONS = 100_000  # on the side-by-side benchmark at 10^5 persons
 
@@ -691,7 +692,7 @@ def main() -> int:
     mesa_year: Outcome | None = None
     pairs: Pairs | None = None
     if mesa_v is None:
-        print("Mesa is not installed (pip install mesa): Mesa runs skipped")
+        print(f"Mesa is not installed ({INSTALL_MESA}): Mesa runs skipped")
     else:
         print(f"Running Mesa ({args.mesa_days} days, then the year) ...", flush=True)
         mesa_short, mesa_year, decision, pairs = run_mesa(prm, args)
@@ -757,6 +758,8 @@ def main() -> int:
                 f"target: throughput >= {TARGET_RATIO:.0f}x Mesa's, {scope}: paired median "
                 f"{_median(ratios):,.0f}x, {verdict}"
             )
+    if mesa_v is None:
+        print(f"target: throughput >= {TARGET_RATIO:.0f}x Mesa's: not measured ({INSTALL_MESA})")
     if frames is not None:
         print(
             f"credsim/mesa-frames throughput ratio: {cs_days.rate / frames.rate:,.1f}x (days), "
@@ -766,7 +769,8 @@ def main() -> int:
 
     ok = rates_table(prm, stats_runs)
     ok &= listing_table(prm, listing_runs)
-    print(f"\nEquivalence: {'PASS' if ok else 'FAIL'}")
+    scope = "" if mesa_v is not None else " (credsim against the analytic expectation only)"
+    print(f"\nEquivalence{scope}: {'PASS' if ok else 'FAIL'}")
     return 0 if ok else 1
 
 
