@@ -24,7 +24,7 @@ from credsim.engine.records import (
     E_NONE,
     E_PURCHASE,
 )
-from credsim.population.types import ORGANIZATION, Population
+from credsim.population.types import Population
 from credsim.schemes.compile import ALL_CHANNELS, Compiled
 
 CAMERA = ALL_CHANNELS.index("camera")
@@ -176,16 +176,24 @@ class _Own(dict):  # type: ignore[type-arg]
 
 class Observer:
     def __init__(
-        self, cs: Compiled, pop: Population, order: np.ndarray, gstart: np.ndarray
+        self,
+        cs: Compiled,
+        pop: Population,
+        group: np.ndarray,
+        order: np.ndarray,
+        gstart: np.ndarray,
     ) -> None:
+        """``group``: each entity's group, organisations an extra last one
+        (:func:`~credsim.engine.shards.group_with_orgs`); ``order``: the entities sorted by
+        it, group ``g``'s at ``order[gstart[g] : gstart[g + 1]]``."""
         self.cs = cs
         self.pop = pop
-        self.order = order  # entities sorted by group (organisations last)
+        self.group = group
+        self.order = order
         self.gstart = gstart
         self.agencies = sorted(set(cs.ch_agency))
         self.ch_agency_ix = np.array([self.agencies.index(a) for a in cs.ch_agency], np.int32)
         self.pending: dict[int, list[Batch]] = defaultdict(list)
-        self.group = np.where(pop.kind == ORGANIZATION, len(cs.groups), pop.group).astype(np.int32)
         self.sex = np.clip(pop.sex, 0, 1).astype(np.int8)
         C = cs.ch_behaviour.shape[0]
         # per channel: the constant columns, and whether detection is its only draw

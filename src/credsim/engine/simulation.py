@@ -87,8 +87,9 @@ class Simulation:
         self.last_rec = np.full(n, -1, np.int64)
         self.last_neg = np.full(n, NEVER, np.int32)
         self.behave = Behaviour(cs, pop, traits, block_size, blocks=blocks, threads=threads)
-        order, gstart = counting_order(group_with_orgs(pop, len(cs.groups)), len(cs.groups) + 1)
-        self.observer = Observer(cs, pop, order, gstart)
+        group = group_with_orgs(pop, len(cs.groups))
+        order, gstart = counting_order(group, len(cs.groups) + 1)
+        self.observer = Observer(cs, pop, group, order, gstart)
         self.records = RecordBuffer(max(1024, n // 4))
         self.records.kept = self.kept_columns
         capped = np.nonzero(np.isfinite(cs.cap))[0]
