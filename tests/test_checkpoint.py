@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from credsim.engine import checkpoint
 from credsim.engine.output import all_tables
-from credsim.engine.simulation import Simulation
+from credsim.engine.simulation import ENTITY_STATE, Simulation
 from credsim.errors import CredsimError
 from credsim.population import generate_population
 from credsim.schemes.compile import compile_scheme
@@ -106,6 +107,8 @@ def test_resume_from_checkpoint_gives_identical_tables(tmp_path: Path, scheme_na
     assert meta["day"] == cut and meta["seed"] == seed
     resumed = _fresh(scheme, persons, seed)
     checkpoint.restore(resumed, z)
+    for field in ENTITY_STATE.names:  # put back into the entities' state, not beside it
+        assert np.shares_memory(getattr(resumed, field), resumed.state), field
     _run(resumed, cut + 1, days, days)
 
     a, b = all_tables(whole), all_tables(resumed)

@@ -21,7 +21,7 @@ import numpy as np
 
 from credsim._fsio import replace_atomically
 from credsim.engine.records import Table
-from credsim.engine.simulation import Simulation
+from credsim.engine.simulation import ENTITY_STATE, Simulation
 from credsim.errors import CredsimError
 
 FORMAT = "credsim-checkpoint-v1"
@@ -130,7 +130,10 @@ def restore(
                 f"checkpoint does not fit this run: '{name}' is {saved.dtype}{saved.shape}, "
                 f"expected {cur.dtype}{cur.shape}"
             )
-        _set(sim, path, np.array(saved, copy=True))
+        if name in ENTITY_STATE.names:  # a field of the entities' state: keep it one array
+            cur[...] = saved
+        else:
+            _set(sim, path, np.array(saved, copy=True))
     for name, path in TABLES.items():
         t: Table = _get(sim, path)
         cols = {c: z[f"t.{name}.{c}"] for c in t.columns}

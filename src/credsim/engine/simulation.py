@@ -42,6 +42,22 @@ CH_ASSOCIATION = ALL_CHANNELS.index("association")
 CH_REPAIR = ALL_CHANNELS.index("repair")
 NEVER = -(10**6)
 
+ENTITY_STATE = np.dtype(
+    [
+        ("score", np.float64),
+        ("last_rec", np.int64),
+        ("last_neg", np.int32),
+        ("grade", np.int16),
+        ("scored", np.bool_),
+    ],
+    align=True,
+)
+"""An entity's state that the per-record kernels read and write at entities that follow no
+order (24 bytes): kept side by side, one record in one cache line, so that a record's update
+waits for one line of memory instead of four. :class:`Simulation` holds these fields as views
+(``score``, ``last_rec``, ...) of one array of this type; ``apply_points`` took 26 against 51 ns
+a record at 13 million persons."""
+
 
 def draw_enrolment(cs: Compiled, pop: Population, rng: np.random.Generator) -> np.ndarray:
     e = cs.scheme.enrolment
@@ -81,11 +97,18 @@ class Simulation:
             traits = draw_traits(cs, pop, self.streams.get("traits"))
             blocks = cut.result() if cut is not None else None
         self.enrolled = draw_enrolment(cs, pop, self.streams.get("enrolment"))
-        self.scored = self.enrolled & cs.has_score
-        self.score = np.full(n, cs.base if cs.has_score else np.nan)
-        self.grade = np.full(n, -1, np.int16)
-        self.last_rec = np.full(n, -1, np.int64)
-        self.last_neg = np.full(n, NEVER, np.int32)
+        self.state = np.empty(n, ENTITY_STATE)
+        """The entities' hot state (:data:`ENTITY_STATE`); its fields are these views:"""
+        self.scored = self.state["scored"]
+        self.score = self.state["score"]
+        self.grade = self.state["grade"]
+        self.last_rec = self.state["last_rec"]
+        self.last_neg = self.state["last_neg"]
+        np.logical_and(self.enrolled, cs.has_score, out=self.scored)
+        self.score[:] = cs.base if cs.has_score else np.nan
+        self.grade[:] = -1
+        self.last_rec[:] = -1
+        self.last_neg[:] = NEVER
         self.behave = Behaviour(cs, pop, traits, block_size, blocks=blocks, threads=threads)
         group = group_with_orgs(pop, len(cs.groups))
         order, gstart = counting_order(group, len(cs.groups) + 1)
