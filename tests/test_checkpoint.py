@@ -9,7 +9,7 @@ import pytest
 
 from credsim.engine import checkpoint
 from credsim.engine.output import all_tables
-from credsim.engine.simulation import ENTITY_STATE, Simulation
+from credsim.engine.simulation import STATE_FIELDS, Simulation
 from credsim.errors import CredsimError
 from credsim.population import generate_population
 from credsim.schemes.compile import compile_scheme
@@ -107,7 +107,7 @@ def test_resume_from_checkpoint_gives_identical_tables(tmp_path: Path, scheme_na
     assert meta["day"] == cut and meta["seed"] == seed
     resumed = _fresh(scheme, persons, seed)
     checkpoint.restore(resumed, z)
-    for field in ENTITY_STATE.names:  # put back into the entities' state, not beside it
+    for field in STATE_FIELDS:  # put back into the entities' state, not beside it
         assert np.shares_memory(getattr(resumed, field), resumed.state), field
     _run(resumed, cut + 1, days, days)
 

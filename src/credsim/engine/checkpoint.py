@@ -21,7 +21,7 @@ import numpy as np
 
 from credsim._fsio import replace_atomically
 from credsim.engine.records import Table
-from credsim.engine.simulation import ENTITY_STATE, Simulation
+from credsim.engine.simulation import STATE_FIELDS, Simulation
 from credsim.errors import CredsimError
 
 FORMAT = "credsim-checkpoint-v1"
@@ -130,7 +130,7 @@ def restore(
                 f"checkpoint does not fit this run: '{name}' is {saved.dtype}{saved.shape}, "
                 f"expected {cur.dtype}{cur.shape}"
             )
-        if name in ENTITY_STATE.names:  # a field of the entities' state: keep it one array
+        if name in STATE_FIELDS:  # a field of the entities' state: keep it one array
             cur[...] = saved
         else:
             _set(sim, path, np.array(saved, copy=True))
