@@ -47,17 +47,19 @@ ENTITY_STATE = np.dtype(
         ("score", np.float64),
         ("last_rec", np.int64),
         ("last_neg", np.int32),
-        ("grade", np.int16),
         ("scored", np.bool_),
     ],
     align=True,
 )
-"""An entity's state that the per-record kernels read and write at entities that follow no
-order (24 bytes): kept side by side, one record in one cache line, so that a record's update
-waits for one line of memory instead of four. :class:`Simulation` holds these fields as views
-(``score``, ``last_rec``, ...) of one array of this type. ``apply_points`` took 25 to 31 ns a
-record at 13 million persons, alone, against 36 to 55 with an array per field; in 3M-person
-runs it took 1.9 to 2.4 s of CPU a year against 2.7 to 3.0."""
+"""An entity's state that ``apply_points`` reads and writes for every record, at entities that
+follow no order (24 bytes): kept side by side, so that a record's update waits for one line of
+memory instead of four. :class:`Simulation` holds these fields as views (``score``,
+``last_rec``, ...) of one array of this type. ``apply_points`` took 25 to 31 ns a record at 13
+million persons, alone, against 36 to 55 with an array per field; in 3M-person runs (3
+alternating pairs) 1.8 to 2.0 s of CPU a year against 2.1 to 2.3, the day's step 4.2 to 4.7 s
+against 4.6 to 4.9. The grade is not among them: the day's changed entities' grades are read
+apart from their scores, and as an array of their own (2 bytes an entity) they stay in cache;
+in the 24-byte records those two reads made the step 1.3 s a year slower at 3M persons."""
 STATE_FIELDS: tuple[str, ...] = tuple(ENTITY_STATE.names or ())
 
 
@@ -103,12 +105,11 @@ class Simulation:
         """The entities' hot state (:data:`ENTITY_STATE`); its fields are these views:"""
         self.scored = self.state["scored"]
         self.score = self.state["score"]
-        self.grade = self.state["grade"]
         self.last_rec = self.state["last_rec"]
         self.last_neg = self.state["last_neg"]
         np.logical_and(self.enrolled, cs.has_score, out=self.scored)
         self.score[:] = cs.base if cs.has_score else np.nan
-        self.grade[:] = -1
+        self.grade = np.full(n, -1, np.int16)
         self.last_rec[:] = -1
         self.last_neg[:] = NEVER
         self.behave = Behaviour(cs, pop, traits, block_size, blocks=blocks, threads=threads)
