@@ -53,7 +53,8 @@ ENTITY_STATE = np.dtype(
 )
 """An entity's state that ``apply_points`` reads and writes for every record, at entities that
 follow no order (24 bytes): kept side by side, so that a record's update waits for one line of
-memory instead of four. :class:`Simulation` holds these fields as views (``score``,
+memory (two for a quarter of the entities, whose 24 bytes straddle two 64-byte lines) instead
+of four. :class:`Simulation` holds these fields as views (``score``,
 ``last_rec``, ...) of one array of this type. ``apply_points`` took 25 to 31 ns a record at 13
 million persons, alone, against 36 to 55 with an array per field; in 3M-person runs (3
 alternating pairs) 1.8 to 2.0 s of CPU a year against 2.1 to 2.3, the day's step 4.2 to 4.7 s
