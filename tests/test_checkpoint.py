@@ -9,7 +9,8 @@ import pytest
 
 from credsim.engine import checkpoint
 from credsim.engine.output import all_tables
-from credsim.engine.simulation import STATE_FIELDS, Simulation
+from credsim.engine.simulation import Simulation
+from credsim.engine.state import STATE_FIELDS
 from credsim.errors import CredsimError
 from credsim.population import generate_population
 from credsim.schemes.compile import compile_scheme

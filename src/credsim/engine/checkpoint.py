@@ -21,7 +21,8 @@ import numpy as np
 
 from credsim._fsio import replace_atomically
 from credsim.engine.records import Table
-from credsim.engine.simulation import STATE_FIELDS, Simulation
+from credsim.engine.simulation import Simulation
+from credsim.engine.state import STATE_FIELDS
 from credsim.errors import CredsimError
 
 FORMAT = "credsim-checkpoint-v1"

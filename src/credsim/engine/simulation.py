@@ -33,6 +33,7 @@ from credsim.engine.records import (
 )
 from credsim.engine.rng import Streams
 from credsim.engine.shards import BLOCK_SIZE, counting_order, partition
+from credsim.engine.state import entity_state
 from credsim.population.types import ORGANIZATION, PERSON, Population
 from credsim.schemes.compile import ALL_CHANNELS, Compiled
 
@@ -40,28 +41,6 @@ SNAPSHOT_EVERY = 30
 CH_ESCALATION = ALL_CHANNELS.index("escalation")
 CH_ASSOCIATION = ALL_CHANNELS.index("association")
 CH_REPAIR = ALL_CHANNELS.index("repair")
-NEVER = -(10**6)
-
-ENTITY_STATE = np.dtype(
-    [
-        ("score", np.float64),
-        ("last_rec", np.int64),
-        ("last_neg", np.int32),
-        ("scored", np.bool_),
-    ],
-    align=True,
-)
-"""An entity's state that ``apply_points`` reads and writes for every record, at entities that
-follow no order (24 bytes): kept side by side, so that a record's update waits for one line of
-memory (two for a quarter of the entities, whose 24 bytes straddle two 64-byte lines) instead
-of four. :class:`Simulation` holds these fields as views (``score``,
-``last_rec``, ...) of one array of this type. ``apply_points`` took 25 to 31 ns a record at 13
-million persons, alone, against 36 to 55 with an array per field; in 3M-person runs (3
-alternating pairs) 1.8 to 2.0 s of CPU a year against 2.1 to 2.3, the day's step 4.2 to 4.7 s
-against 4.6 to 4.9. The grade is not among them: the day's changed entities' grades are read
-apart from their scores, and as an array of their own (2 bytes an entity) they stay in cache;
-in the 24-byte records those two reads made the step 1.3 s a year slower at 3M persons."""
-STATE_FIELDS: tuple[str, ...] = tuple(ENTITY_STATE.names or ())
 
 
 def draw_enrolment(cs: Compiled, pop: Population, rng: np.random.Generator) -> np.ndarray:
@@ -102,17 +81,11 @@ class Simulation:
             traits = draw_traits(cs, pop, self.streams.get("traits"))
             blocks = cut.result() if cut is not None else None
         self.enrolled = draw_enrolment(cs, pop, self.streams.get("enrolment"))
-        self.state = np.empty(n, ENTITY_STATE)
-        """The entities' hot state (:data:`ENTITY_STATE`); its fields are these views:"""
-        self.scored = self.state["scored"]
-        self.score = self.state["score"]
-        self.last_rec = self.state["last_rec"]
-        self.last_neg = self.state["last_neg"]
-        np.logical_and(self.enrolled, cs.has_score, out=self.scored)
-        self.score[:] = cs.base if cs.has_score else np.nan
+        self.state = entity_state(self.enrolled, cs.has_score, cs.base)
+        """The entities' hot state (:data:`~credsim.engine.state.ENTITY_STATE`); its fields:"""
+        self.score, self.scored = self.state["score"], self.state["scored"]
+        self.last_rec, self.last_neg = self.state["last_rec"], self.state["last_neg"]
         self.grade = np.full(n, -1, np.int16)
-        self.last_rec[:] = -1
-        self.last_neg[:] = NEVER
         self.behave = Behaviour(cs, pop, traits, block_size, blocks=blocks, threads=threads)
         group = group_with_orgs(pop, len(cs.groups))
         order, gstart = counting_order(group, len(cs.groups) + 1)
