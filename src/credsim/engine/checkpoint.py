@@ -22,7 +22,6 @@ import numpy as np
 from credsim._fsio import replace_atomically
 from credsim.engine.records import Table
 from credsim.engine.simulation import Simulation
-from credsim.engine.state import STATE_FIELDS
 from credsim.errors import CredsimError
 
 FORMAT = "credsim-checkpoint-v1"
@@ -131,10 +130,10 @@ def restore(
                 f"checkpoint does not fit this run: '{name}' is {saved.dtype}{saved.shape}, "
                 f"expected {cur.dtype}{cur.shape}"
             )
-        if name in STATE_FIELDS:  # a field of the entities' state: keep it one array
-            cur[...] = saved
-        else:
+        if name in GROWING:
             _set(sim, path, np.array(saved, copy=True))
+        else:  # into the simulation's own array (the entities' state fields are views of one)
+            cur[...] = saved
     for name, path in TABLES.items():
         t: Table = _get(sim, path)
         cols = {c: z[f"t.{name}.{c}"] for c in t.columns}
