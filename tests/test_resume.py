@@ -24,6 +24,11 @@ from credsim.store.runfolder import RunFolder
 
 TABLES = ("population", "records", "scores", "lists", "measures")
 
+KEPT = [".records.parquet.partial", ".segments", "checkpoint.npz", "manifest.json"]
+"""What an interrupted run that checkpointed leaves: the records file (its first bytes a whole
+Parquet file of the records stored by the last checkpoint), the score snapshots saved for
+resuming, the checkpoint and the manifest saying it is incomplete."""
+
 
 def _same_tables(a: Path, b: Path) -> None:
     for name in TABLES:
@@ -140,9 +145,9 @@ def test_full_disk_keeps_the_last_checkpoint_and_resume_finishes(
         run("nanjing", 3000, 100, 5, out, checkpoint_every=10)
     m = json.loads((out / "manifest.json").read_text())
     assert m["complete"] is False and m["checkpoint_day"] == 20
-    # besides the checkpoint, .segments with the score snapshots it lists (saved once; a
-    # resume deletes any it does not list)
-    assert sorted(p.name for p in out.iterdir()) == [".segments", "checkpoint.npz", "manifest.json"]
+    # besides the checkpoint, the records file as far as it kept it and .segments with the
+    # score snapshots it lists (saved once; a resume deletes any it does not list)
+    assert sorted(p.name for p in out.iterdir()) == KEPT
     assert (out / ".segments" / "scores-000000.arrow").is_file()
     z, meta = checkpoint.load(out / "checkpoint.npz")
     assert meta["day"] == 20
@@ -220,8 +225,9 @@ def test_failed_final_write_leaves_an_incomplete_folder_to_resume(
     )
     m = json.loads((out / "manifest.json").read_text())
     assert m["complete"] is False and m["checkpoint_day"] == 30
-    # the checkpoint, and the score snapshots it lists in .segments (saved once)
-    assert sorted(p.name for p in out.iterdir()) == [".segments", "checkpoint.npz", "manifest.json"]
+    # the checkpoint, the records file as far as it kept it (then complete), and the score
+    # snapshots it lists in .segments (saved once)
+    assert sorted(p.name for p in out.iterdir()) == KEPT
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp left
     monkeypatch.setattr(pq_mod, "write_table", real)
     assert cli_main(["run", "--resume", str(out), "--quiet"]) == 0
@@ -256,7 +262,7 @@ def test_a_table_that_cannot_be_written_during_the_run_stops_it_cleanly(
     assert len(seen) == 3
     m = json.loads((out / "manifest.json").read_text())
     assert m["complete"] is False and m["checkpoint_day"] == 50
-    assert sorted(p.name for p in out.iterdir()) == [".segments", "checkpoint.npz", "manifest.json"]
+    assert sorted(p.name for p in out.iterdir()) == KEPT
     monkeypatch.setattr(parquet.TableFile, "add", real)
     resume(out)
     run("nanjing", 3000, 100, 5, tmp_path / "whole", checkpoint_every=0)

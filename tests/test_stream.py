@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 
 import credsim
 from credsim import api
+from credsim.engine import checkpoint
 from credsim.engine.records import COLUMNS, LAZY, PENDING, RecordBuffer, Table
 from credsim.errors import CredsimError
 from credsim.store import parquet as parquet_module
@@ -31,7 +32,7 @@ from credsim.store.parquet import Follower, sha256_file
 from credsim.store.reader import RunStore
 from credsim.store.runfolder import RunFolder
 from credsim.store.schema import SCHEMAS
-from credsim.store.stream import SEGMENTS
+from credsim.store.stream import PARTIAL, SEGMENTS
 from credsim.store.verify import verify
 
 TABLES = ("population", "records", "scores", "lists", "measures")
@@ -122,25 +123,48 @@ def test_streamed_run_equals_the_run_written_at_once(
         assert np.nanmax(waited) > 0  # the backlog held records over days
 
 
-def test_resume_rebuilds_the_records_file_from_segments(
+def _killed_after_checkpoint(
+    monkeypatch: pytest.MonkeyPatch, out: Path, day: int, *args: object, **kw: object
+) -> dict:
+    """Run until the checkpoint of ``day`` is taken, then stop; that checkpoint's meta."""
+    real = RunFolder.checkpoint
+
+    def die_after(self: RunFolder, save: object, d: int) -> None:
+        real(self, save, d)
+        if d == day:
+            raise KeyboardInterrupt  # the process stops right after a checkpoint
+
+    monkeypatch.setattr(RunFolder, "checkpoint", die_after)
+    with pytest.raises(KeyboardInterrupt):
+        credsim.run(*args, out=out, **kw)  # type: ignore[arg-type]
+    monkeypatch.setattr(RunFolder, "checkpoint", real)
+    return checkpoint.load(out / "checkpoint.npz")[1]
+
+
+def test_resume_goes_on_from_the_records_file_the_checkpoint_closed(
     tmp_path: Path, every_day: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     kw = {"population": 3000, "days": 90, "seed": 4, "scenarios": ["appeal"]}  # review too
     out = tmp_path / "killed"
-    real = RunFolder.checkpoint
-
-    def die_after_third(self: RunFolder, save: object, day: int) -> None:
-        real(self, save, day)
-        if day == 30:
-            raise KeyboardInterrupt  # the process stops right after a checkpoint
-
-    monkeypatch.setattr(RunFolder, "checkpoint", die_after_third)
-    with pytest.raises(KeyboardInterrupt):
-        credsim.run("suzhou", out=out, checkpoint_every=10, **kw)
-    monkeypatch.setattr(RunFolder, "checkpoint", real)
-    segs = sorted((out / SEGMENTS).iterdir())
-    assert segs, "records were handed over before the checkpoint of day 30"
-    (out / SEGMENTS / "records-999999999999.arrow").write_bytes(b"written after the checkpoint")
+    meta = _killed_after_checkpoint(monkeypatch, out, 30, "suzhou", checkpoint_every=10, **kw)
+    kept = meta["stream"]["records_file"]
+    done = meta["stream"]["done"]
+    assert done > 0, "records were handed over before the checkpoint of day 30"
+    # the checkpoints of days 10, 20 and 30 each closed a part: the file's first bytes are a
+    # whole Parquet file of the records stored by then, the last digest the ledger's head
+    partial = out / PARTIAL
+    prefix = tmp_path / "prefix.parquet"
+    prefix.write_bytes(partial.read_bytes()[: kept["length"]])
+    assert hashlib.sha256(prefix.read_bytes()).hexdigest() == kept["sha256"]
+    held = pq.read_table(prefix)
+    assert held.num_rows == done == meta["stream"]["ledger"]["records"]
+    assert held["record_id"].to_pylist() == list(range(done))
+    assert held["digest"][-1].as_py().hex() == meta["stream"]["ledger"]["head"]
+    assert pq.ParquetFile(prefix).metadata.num_row_groups >= 3
+    # records written after the checkpoint (lost with the process) are cut off
+    with open(partial, "ab") as fh:
+        fh.write(b"written after the checkpoint")
+    (out / SEGMENTS / "scores-999999.arrow").write_bytes(b"saved after the checkpoint")
     resumed = api.resume(out)
     assert not (out / SEGMENTS).exists()
     # a run that checkpoints lets its score snapshots go too (each saved once, when written)
@@ -150,34 +174,42 @@ def test_resume_rebuilds_the_records_file_from_segments(
     whole = credsim.run("suzhou", out=tmp_path / "whole", checkpoint_every=0, **kw)
     _same(out, whole.path)  # type: ignore[arg-type]
     assert RunStore(out).manifest["resumed_from"] == [30]
+    assert verify(out).ok
+    # the same rows in more row groups (each part's), the resumed file beginning with the
+    # bytes the checkpoint kept
+    assert (out / "records.parquet").read_bytes()[: kept["length"]] == prefix.read_bytes()
 
 
-def test_a_changed_segment_refuses_to_resume(
+def test_a_changed_records_file_or_snapshot_refuses_to_resume(
     tmp_path: Path, every_day: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     out = tmp_path / "run"
-    real = RunFolder.checkpoint
-
-    def die(self: RunFolder, save: object, day: int) -> None:
-        real(self, save, day)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(RunFolder, "checkpoint", die)
-    with pytest.raises(KeyboardInterrupt):
-        credsim.run("benchmarks/reference.yaml", 2000, 40, 1, out, checkpoint_every=20)
-    monkeypatch.setattr(RunFolder, "checkpoint", real)
-    (seg,) = (out / SEGMENTS).glob("records-*.arrow")
+    args = ("benchmarks/reference.yaml", 2000, 40, 1)
+    meta = _killed_after_checkpoint(monkeypatch, out, 20, *args, checkpoint_every=20)
+    length = meta["stream"]["records_file"]["length"]
+    partial = out / PARTIAL
     (snap,) = (out / SEGMENTS).glob("scores-*.arrow")  # the snapshot of day 0
-    for path, what in ((snap, "score snapshot"), (seg, "segment of the records")):
+    original = partial.read_bytes()
+    for path, at, what in (
+        (snap, None, "score snapshot"),
+        (partial, length // 2, "records written before the checkpoint"),
+        (partial, length - 1, "records written before the checkpoint"),  # in the footer
+    ):
         data = bytearray(path.read_bytes())
-        data[len(data) // 2] ^= 0xFF
+        at = len(data) // 2 if at is None else at
+        data[at] ^= 0xFF
         path.write_bytes(bytes(data))
-        with pytest.raises(CredsimError, match=f"{what} .* missing or changed"):
+        with pytest.raises(CredsimError, match=f"{what} .*(missing or changed)"):
             api.resume(out)
-        data[len(data) // 2] ^= 0xFF
+        data[at] ^= 0xFF
         path.write_bytes(bytes(data))
-    api.resume(out)  # restored: it resumes
+    partial.write_bytes(original[: length - 1])  # shorter than the checkpoint kept
+    with pytest.raises(CredsimError, match="shorter than .* records written before"):
+        api.resume(out)
+    partial.write_bytes(original)  # restored: it resumes
+    api.resume(out)
     assert RunStore(out).manifest["resumed_from"] == [20]
+    assert verify(out).ok
 
 
 def test_release_gives_back_rows_and_keeps_the_rest() -> None:

@@ -38,16 +38,16 @@ CHECKPOINT_EVERY = 30
 CHECKPOINT_SECONDS = 60.0
 """By default a checkpoint is skipped when less than this many seconds of run time have passed
 since the last one (or the start): a checkpoint waits for the records written so far, and a
-one-minute run would otherwise spend a third of its time checkpointing (1M-person reference
-model: 26 s with a checkpoint every 30 days, 17.6 s without). Only when checkpoints are taken
+one-minute run would otherwise spend a large part of its time checkpointing (1M-person
+reference model: 10.2 to 11.0 s with a checkpoint every 30 days, 6.5 s without, eighteenth
+speed session; 26 and 17.6 s when checkpoints needed segments). Only when checkpoints are taken
 changes; never what the run computes."""
 RECORD_SECONDS = 0.4e-6
 """Run time per expected record of a run written to a folder on the 2-core machine (reference
 model, sixteenth speed session, without checkpoints: 7.2 s for 16.9M records at 1M persons,
 56.5 s for 169M at 10M, 74.6 s for 220M at 13M; 0.8 us when first measured). By default a run
-expected to take less than :data:`CHECKPOINT_SECONDS` takes no checkpoint, and so does not keep
-its records in segments for resuming either (that costs about 15%); killed, it starts again
-from day 0."""
+expected to take less than :data:`CHECKPOINT_SECONDS` takes no checkpoint; killed, it starts
+again from day 0."""
 
 
 def simulate(
@@ -226,7 +226,14 @@ def _run_to_end(
     # sealed and stored while it runs rather than after it (from 2^16 to 2^20 records)
     batch = budget.expected_records(p.req.cs, p.req.n, days) / 16
     flush = int(min(FLUSH_ROWS, max(FLUSH_ROWS >> 4, batch)))
-    p.stream = RecordStream(p.sim, folder.path, basis, durable=every > 0, flush_rows=flush)
+    p.stream = RecordStream(
+        p.sim,
+        folder.path,
+        basis,
+        durable=every > 0,
+        flush_rows=flush,
+        resuming=streamed is not None,
+    )
     if streamed is not None:
         t = time.perf_counter()
         try:

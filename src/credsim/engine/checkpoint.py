@@ -24,7 +24,9 @@ from credsim.engine.records import Table
 from credsim.engine.simulation import Simulation
 from credsim.errors import CredsimError
 
-FORMAT = "credsim-checkpoint-v1"
+FORMAT = "credsim-checkpoint-v2"
+"""v2: the records written before the checkpoint are the first bytes of the records file
+(:mod:`credsim.store.parts`), no longer segments beside it (v1)."""
 ARRAYS = {
     "score": ("score",),
     "grade": ("grade",),
@@ -189,5 +191,11 @@ def load(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     except (OSError, ValueError, KeyError, zipfile.BadZipFile, json.JSONDecodeError) as exc:
         raise CredsimError(f"{p}: cannot read the checkpoint ({exc})") from None
     if meta.get("format") != FORMAT:
+        made = meta.get("format")
+        if isinstance(made, str) and made.startswith("credsim-checkpoint-"):
+            raise CredsimError(
+                f"{p}: a {made} file, made by another version of credsim than this one "
+                f"({FORMAT}); resume the run with that version, or start it again"
+            )
         raise CredsimError(f"{p}: not a {FORMAT} file")
     return z, meta

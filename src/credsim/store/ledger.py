@@ -410,6 +410,30 @@ class Sealer:
         self._first_id, self._next_id = other._first_id, other._next_id
         self._contiguous = other._contiguous
 
+    def state(self) -> dict[str, Any]:
+        """What :meth:`restore` needs to go on chaining after the records chained so far (JSON;
+        a checkpoint keeps it): the ``ledger`` section and the next record id."""
+        if self._encoder is None:  # nothing chained: the layout is not fixed yet
+            return {"records": 0}
+        return {**self.ledger(), "next_record_id": self._next_id}
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        """Go on after the records a checkpoint's :meth:`state` describes (v2), refusing a
+        state made for another run (genesis) or another encoding."""
+        if not state.get("records"):
+            return
+        if state.get("encoding") != self.encoding or self.encoding != ENCODING_V2:
+            raise RunStoreError(f"the checkpoint's records were chained as {state.get('encoding')}")
+        encoder = PackedEncoder(PackedLayout.parse(state["columns"], state["vocabularies"]))
+        genesis = layout_genesis(self._basis, encoder.layout)
+        if genesis.hex() != state["genesis"]:
+            raise RunStoreError("the checkpoint's records were chained for another run (genesis)")
+        self._hashers["records"] = None
+        self._encoder, self._genesis = encoder, genesis
+        self._head, self._records = bytes.fromhex(state["head"]), int(state["records"])
+        self._first_id, self._next_id = state["first_record_id"], state["next_record_id"]
+        self._contiguous = bool(state["contiguous_ids"])
+
     def _ids(self, column: pa.ChunkedArray) -> None:
         """Follow the record ids: the first, and whether they run first, first + 1, ..."""
         ids = np.asarray(column.to_numpy())

@@ -107,7 +107,7 @@ def _is_string(t: pa.DataType) -> bool:
     return pa.types.is_string(t.value_type if pa.types.is_dictionary(t) else t)
 
 
-def label_writer(path: Path, schema: pa.Schema) -> pq.ParquetWriter:
+def label_writer(path: Path | pa.NativeFile, schema: pa.Schema) -> pq.ParquetWriter:
     """A Parquet writer for tables whose label columns are dictionary arrays (as the engine
     builds them, :func:`credsim.engine.output.records_arrow`), so that no string is built per
     row.
@@ -177,6 +177,12 @@ class Follower:
             _drop_cached(self._fd, self._dropped, self._lag)
             self._dropped = self._lag
         self._lag = self._done
+
+    def settle(self) -> tuple[int, str]:
+        """fsync; (bytes hashed, their sha256): the file so far, if :meth:`catch_up` was
+        called since the last write."""
+        os.fsync(self._fd)
+        return self._done, self._sha.copy().hexdigest()
 
     def finish(self) -> str:
         """Hash the rest, fsync; the file's sha256."""

@@ -8,12 +8,14 @@ ledger and appends it to the records file as row groups; then the records' memor
 change, not every record of the run. The run folder ends up with exactly what writing all records
 at the end gives: the same rows, digests and ledger head; only the row groups of the file differ.
 
-Resuming. A Parquet file is readable only once closed, so a run that checkpoints also appends each
-settled batch, as raw engine columns, to a segment file (Arrow IPC, lz4) in ``DIR/.segments/``.
-A checkpoint closes the current segment and lists the closed ones with their row counts and
-sha256; a resumed run checks them, reads them back into a new records file (the same chain, the
-same digests) and goes on from there. Segments not listed (written after the last checkpoint)
-are deleted. When the run is committed the segments go.
+Resuming. A checkpoint closes the part of the records file being written, so that the file's
+first bytes are a whole Parquet file of every record stored so far (:mod:`credsim.store.parts`),
+and keeps their length and sha256 with the ledger's state (the head of the chain, its count, its
+vocabularies). A resumed run checks those bytes, cuts off what was written after them, reads
+back the little it needs of them (the records' days, where escalation looks back; the imported
+records' rows) and goes on from the head: nothing is chained or stored twice. The score
+snapshots (written to a table of their own on another thread) are saved for resuming as each is
+written, in ``DIR/.segments/``; when the run is committed they go.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
-from credsim._fsio import fsync_dir, replace_atomically
+from credsim._fsio import replace_atomically
 from credsim.engine.output import (
     NO_SNAPSHOT,
     friendships_table,
@@ -37,28 +39,28 @@ from credsim.engine.output import (
     records_arrow,
     score_part,
 )
-from credsim.engine.records import COLUMNS, with_defaults
+from credsim.engine.records import COLUMNS
 from credsim.engine.simulation import Simulation
-from credsim.errors import CredsimError
+from credsim.errors import CredsimError, RunStoreError
 from credsim.store.ledger import DIGEST_FIELD, Sealer, digest_array
 from credsim.store.parquet import (
     ROW_GROUP_ROWS,
-    Follower,
     StreamedTable,
     TableFile,
     label_writer,
     sha256_file,
 )
+from credsim.store.parts import PartedFile
 from credsim.store.schema import conform
 
 PARTIAL = ".records.parquet.partial"
 PARTIAL_TABLE = ".{}.parquet.partial"
 """The other tables written while the run goes on (population, friendships, scores)."""
 SEGMENTS = ".segments"
+"""Where a run that checkpoints saves its score snapshots for resuming."""
 FLUSH_ROWS = 1 << 20
 """Settled records gathered before a batch goes to the writer thread."""
 
-_IPC = ipc.IpcWriteOptions(compression="lz4")
 _NO_ENTS, _NO_SCORES, _NO_GRADES = np.zeros(0, np.int32), np.zeros(0), np.zeros(0, np.int16)
 
 
@@ -76,7 +78,8 @@ class RecordStream:
     ``basis``: the manifest fields the ledger's genesis is derived from (scheme sha256, seed,
     and the label columns' vocabularies from ``labels``: :func:`credsim._manifest.record_labels`,
     the names the records' dictionaries are built over, so their indices are the codes).
-    ``durable``: keep segments for resuming (a run that checkpoints)."""
+    ``durable``: save the score snapshots for resuming (a run that checkpoints).
+    ``resuming``: keep the records file for :meth:`resume`."""
 
     def __init__(
         self,
@@ -86,6 +89,7 @@ class RecordStream:
         *,
         durable: bool,
         flush_rows: int | None = None,
+        resuming: bool = False,
     ) -> None:
         self.sim, self.folder, self.durable = sim, folder, durable
         self.flush_rows = max(1, int(FLUSH_ROWS if flush_rows is None else flush_rows))
@@ -95,19 +99,13 @@ class RecordStream:
         self.names = record_names(sim)
         self.done = 0  # records handed to the writer thread
         self._batch_first = 0  # first record of the last batch handed over
-        self.segments: list[dict[str, Any]] = []  # closed segments: name, first, rows, sha256
         self.snapshots: list[dict[str, Any]] = []  # score snapshots saved: name, day, sha256
-        self._seg: ipc.RecordBatchFileWriter | None = None
-        self._seg_info: dict[str, Any] | None = None
-        self._seg_follower: Follower | None = None  # hashes the open segment as it grows
-        self._writer: pq.ParquetWriter | None = None
         self._pending: Future[None] | None = None
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="credsim-seal")
         self._out = ThreadPoolExecutor(max_workers=1, thread_name_prefix="credsim-store")
         self._stored: Future[None] | None = None  # the last batch given to the file thread
         self._imports: list[tuple[np.ndarray, np.ndarray]] = []
-        self.path.unlink(missing_ok=True)
-        self._follower = Follower(self.path)
+        self._file = PartedFile(self.path, label_writer, resuming=resuming)
         # The population (and friendships), fixed from the start, and each score snapshot
         # as it is taken are written on a thread of their own, in order, while the days run.
         self.tables: dict[str, StreamedTable] = {}
@@ -132,7 +130,7 @@ class RecordStream:
         if upto - self.done >= self.flush_rows:
             self._hand_over(upto)
 
-    def _hand_over(self, upto: int, segment: bool = True) -> None:
+    def _hand_over(self, upto: int) -> None:
         """Give records ``done`` .. ``upto`` to the sealing thread. At most one batch is being
         sealed and one stored: the last batch must be sealed before the next goes, and once
         it is, the one before it is stored, so its records' memory can go."""
@@ -143,19 +141,23 @@ class RecordStream:
             rec.release(self._batch_first, self.sim.kept_columns)  # stored: read no more
         # views (never written again); None: a column every record holds at its default
         cols = {k: rec.view(k, self.done, upto) for k in COLUMNS}
-        self._pending = self._pool.submit(self._write, cols, self.done, segment)
+        self._pending = self._pool.submit(self._write, cols, self.done)
         self._batch_first, self.done = self.done, upto
 
     def checkpoint(self) -> dict[str, Any]:
-        """Close the current segment (durable on disk), wait until every score snapshot taken
-        so far is saved (the tables thread saves each as it writes it), and return what the
-        checkpoint keeps of both."""
+        """Close the records file's part (every record handed over stored, the file a whole
+        Parquet file, synced), wait until every score snapshot taken so far is saved (the
+        tables thread saves each as it writes it), and return what the checkpoint keeps."""
         self._wait()
-        self._close_segment()
+        length, sha = self._file.close_part()
         self._send_snapshots()
         self._drain_tables()
-        snapshots = list(self.snapshots)
-        return {"done": self.done, "segments": list(self.segments), "snapshots": snapshots}
+        return {
+            "done": self.done,
+            "records_file": {"length": length, "sha256": sha},
+            "ledger": self.sealer.state(),
+            "snapshots": list(self.snapshots),
+        }
 
     def saved_snapshots(
         self, saved: dict[str, Any]
@@ -184,20 +186,15 @@ class RecordStream:
         if self._snaps_sent == 0:  # a table with no snapshot: its schema, no rows
             self._submit(self._part, "scores", NO_SNAPSHOT)
         self._submit(self._finish_table, "scores")
-        if self.sim.records.n > self.done:  # no checkpoint follows: no segment for the rest
-            self._hand_over(self.sim.records.n, segment=False)
+        if self.sim.records.n > self.done:
+            self._hand_over(self.sim.records.n)
         self._wait()
-        self._drop_open_segment()  # written after the last checkpoint: of no use to a resume
         rows = self.sealer.ledger()["records"]
-        if self._writer is None:  # no records at all: an empty file with the schema
+        if rows == 0:  # no records at all: the schema, no rows
             empty: dict[str, np.ndarray] = {k: np.zeros(0, dt) for k, (dt, _) in COLUMNS.items()}
-            self._open(
-                conform("records", records_arrow(empty, 0, self.names)).schema.append(DIGEST_FIELD)
-            )
-        assert self._writer is not None
-        self._writer.close()
-        self._writer = None
-        sha = self._follower.finish()
+            schema = conform("records", records_arrow(empty, 0, self.names)).schema
+            self._file.write_table(schema.append(DIGEST_FIELD).empty_table(), ROW_GROUP_ROWS)
+        sha = self._file.finish()
         self._pool.shutdown()
         self._out.shutdown()
         self.sim.records.release(self.done, self.sim.kept_columns)
@@ -226,54 +223,39 @@ class RecordStream:
                 file.close()
             for table in self.tables.values():
                 table.path.unlink(missing_ok=True)
-            for closer in (self._writer, self._seg):
-                if closer is not None:
-                    try:
-                        closer.close()
-                    except (OSError, pa.ArrowException):
-                        pass
-            self._writer = self._seg = None
-            self._follower.close()
-            self._close_seg_follower()
-            self.path.unlink(missing_ok=True)  # unreadable without its footer; segments stay
+            self._file.close()  # kept as far as a checkpoint kept it
 
     # -- resuming ------------------------------------------------------------------------
     def resume(self, saved: dict[str, Any]) -> None:
-        """Rebuild the records file from the segments a checkpoint lists (checked), drop any
-        other segment, and go on after them."""
-        listed = {s["name"] for s in (*saved["segments"], *saved.get("snapshots", []))}
+        """Go on from a checkpoint: the records file cut back to what the checkpoint kept
+        (checked), the chain from its head, and the score snapshots it lists kept (the other
+        saved snapshots, taken after it, deleted)."""
+        listed = {s["name"] for s in saved.get("snapshots", [])}
         if self.seg_dir.is_dir():
             for f in self.seg_dir.iterdir():
                 if f.name not in listed:
                     f.unlink()
-        first = 0
-        for s in saved["segments"]:
-            path = self.seg_dir / s["name"]
-            if int(s["first"]) != first or not path.is_file() or sha256_file(path) != s["sha256"]:
-                raise CredsimError(
-                    f"{path}: this segment of the records written before the checkpoint is "
-                    "missing or changed; the run cannot be resumed (start it again)"
-                )
-            with ipc.open_file(path) as f:
-                for i in range(f.num_record_batches):
-                    b = f.get_batch(i)
-                    cols = {k: b.column(k).to_numpy(zero_copy_only=False) for k in COLUMNS}
-                    for k in self.sim.kept_columns:  # read for settled records too
-                        self.sim.records.raw(k)[first : first + b.num_rows] = cols[k]
-                    self._pending = self._pool.submit(self._write, cols, first, False)
-                    self._wait()
-                    first += b.num_rows
-            if first != int(s["first"]) + int(s["rows"]):
-                raise CredsimError(
-                    f"{path}: holds {first - int(s['first'])} records, "
-                    f"the checkpoint says {s['rows']}"
-                )
-        if first != int(saved["done"]):
+        done, kept = int(saved["done"]), saved["records_file"]
+        try:
+            meta = self._file.resume(int(kept["length"]), str(kept["sha256"]))
+            if (0 if meta is None else meta.num_rows) != done:
+                raise RunStoreError(f"{self.path}: does not hold the {done} records it should")
+            self.sealer.restore(saved["ledger"])
+        except RunStoreError as exc:
             raise CredsimError(
-                f"{self.seg_dir}: the segments hold {first} records, the checkpoint {saved['done']}"
-            )
-        self.segments = list(saved["segments"])
-        self.done = first
+                f"{exc}: the records written before the checkpoint are missing or changed; "
+                "the run cannot be resumed (start it again)"
+            ) from None
+        if done:
+            # what the run reads of its settled records (their days), and the imported ones
+            read = pq.read_table(self.path, columns=["import_row", *self.sim.kept_columns])
+            for k in self.sim.kept_columns:
+                self.sim.records.raw(k)[:done] = read.column(k).to_numpy()
+            rows = read.column("import_row").combine_chunks()
+            if rows.null_count < done:
+                at = np.nonzero(np.asarray(rows.is_valid()))[0]
+                self._imports.append((at, np.asarray(rows.drop_null()).astype(np.int32)))
+        self.done = self._batch_first = done
 
     # -- the tables thread ----------------------------------------------------------------
     def _submit(self, fn: Any, *args: Any) -> None:
@@ -353,7 +335,7 @@ class RecordStream:
             stored, self._stored = self._stored, None
             stored.result()
 
-    def _write(self, cols: dict[str, np.ndarray | None], first: int, segment: bool = True) -> None:
+    def _write(self, cols: dict[str, np.ndarray | None], first: int) -> None:
         """Seal a batch (this thread: the chain is serial) and have the file thread store it
         while the next batch is sealed."""
         rows = cols["import_row"]  # None: no record so far was imported
@@ -370,63 +352,12 @@ class RecordStream:
         del table, final
         if self._stored is not None:  # at most one batch waits for the file thread
             self._stored.result()
-        self._stored = self._out.submit(self._store, groups, cols, first, segment)
+        self._stored = self._out.submit(self._store, groups)
 
-    def _store(
-        self,
-        groups: list[pa.Table],
-        cols: dict[str, np.ndarray | None],
-        first: int,
-        segment: bool,
-    ) -> None:
+    def _store(self, groups: list[pa.Table]) -> None:
         for sealed in groups:
-            if self._writer is None:
-                self._open(sealed.schema)
-            assert self._writer is not None
-            self._writer.write_table(sealed, row_group_size=ROW_GROUP_ROWS)
-        self._follower.catch_up()
-        if segment and self.durable:
-            self._segment_write(cols, first)
-
-    def _open(self, schema: pa.Schema) -> None:
-        self._writer = label_writer(self.path, schema)
-
-    def _segment_write(self, cols: dict[str, np.ndarray | None], first: int) -> None:
-        batch = pa.record_batch({k: pa.array(v) for k, v in with_defaults(cols).items()})
-        if self._seg is None:
-            self.seg_dir.mkdir(exist_ok=True)
-            name = f"records-{first:012d}.arrow"
-            self._seg_info = {"name": name, "first": first, "rows": 0}
-            self._seg = ipc.new_file(self.seg_dir / name, batch.schema, options=_IPC)
-            self._seg_follower = Follower(self.seg_dir / name)
-        assert self._seg_info is not None and self._seg_follower is not None
-        self._seg.write_batch(batch)
-        self._seg_info["rows"] += batch.num_rows
-        self._seg_follower.catch_up()  # hashed now: a checkpoint need not read it back
-
-    def _drop_open_segment(self) -> None:
-        if self._seg is None or self._seg_info is None:
-            return
-        self._seg.close()
-        self._close_seg_follower()
-        (self.seg_dir / self._seg_info["name"]).unlink(missing_ok=True)
-        self._seg = self._seg_info = None
-
-    def _close_segment(self) -> None:
-        if self._seg is None or self._seg_info is None:
-            return
-        self._seg.close()
-        assert self._seg_follower is not None
-        sha = self._seg_follower.finish()  # the rest hashed, the file synced
-        self._seg_follower = None
-        fsync_dir(self.seg_dir)
-        self.segments.append({**self._seg_info, "sha256": sha})
-        self._seg = self._seg_info = None
-
-    def _close_seg_follower(self) -> None:
-        if self._seg_follower is not None:
-            self._seg_follower.close()
-            self._seg_follower = None
+            self._file.write_table(sealed, ROW_GROUP_ROWS)
+        self._file.catch_up()
 
 
 def discard(folder: Path) -> None:

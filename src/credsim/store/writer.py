@@ -77,6 +77,7 @@ def write_run(
         what = [f"unknown table(s) {unknown}"] if unknown else []
         what += [f"missing table(s) {missing}"] if missing else []
         raise RunStoreError(f"cannot write run {out}: {'; '.join(what)}")
+    streamed = tables["records"] if hasattr(tables["records"], "sealer") else None
     tmp = staging_dir(out)
     try:
         full = _plain(dict(manifest))
@@ -84,7 +85,6 @@ def write_run(
         names = [n for n in (*SCHEMAS, *IMPORT_TABLES) if n in tables]  # the fixed order
         sealer.reserve(names)
         rows = {name: tables[name].num_rows for name in names}
-        streamed = tables["records"] if hasattr(tables["records"], "sealer") else None
         # conformed in order (the first unfit table is the one named): the tables before the
         # records here, the records meanwhile with the chain when that changes none of their
         # values (same columns and types), the others by the thread that writes them
@@ -129,6 +129,9 @@ def write_run(
             return out
         publish_dir(tmp, out, RunExistsError, "a run")
     except BaseException:
+        if streamed is not None and (tmp / "records.parquet").is_file():
+            # what the run's checkpoint kept of it is where a resume looks for it
+            os.replace(tmp / "records.parquet", streamed.path)
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
