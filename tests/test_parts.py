@@ -139,3 +139,27 @@ def test_footer_refuses_bytes_that_end_in_none(tmp_path: Path) -> None:
     path.write_bytes(b"PAR1" + b"\0" * 40)
     with pytest.raises(RunStoreError, match="no Parquet footer"):
         footer(path, 44)
+
+
+def test_a_pyarrow_that_cannot_take_a_descriptor_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before pyarrow 25, ``pa.OSFile`` took a path only: the part after a checkpoint cannot
+    be opened, and the run says why and what to do (the descriptor is not leaked)."""
+    path = tmp_path / "t.parquet"
+    f = PartedFile(path, label_writer)
+    f.write_table(_rows(0, 10), row_group_size=64)
+    f.close_part()
+
+    real = pa.OSFile
+
+    def by_name_only(where: object, mode: str = "r") -> pa.NativeFile:
+        if not isinstance(where, str | Path):
+            raise TypeError("expected bytes, int found")
+        return real(str(where), mode)
+
+    monkeypatch.setattr(pa, "OSFile", by_name_only)
+    with pytest.raises(RunStoreError, match="pyarrow .* 25 or later .*--checkpoint-every 0"):
+        f.write_table(_rows(10, 10), row_group_size=64)
+    f.close()
+    assert pq.read_table(path).num_rows == 10  # what the checkpoint kept

@@ -19,7 +19,7 @@ positioned at 0. Arrow refuses to start a Parquet file in a stream that is not a
 and it asks the descriptor for its position (``lseek``) when it records where a page begins; with
 ``O_APPEND`` every write lands at the end of the file, so the positions it records after its
 first write, and so its footer, are the file's own. :meth:`PartedFile.close_part` checks this
-before it merges the footers.
+before it merges the footers. (Arrow's Python API takes a file descriptor since pyarrow 25.)
 """
 
 from __future__ import annotations
@@ -109,6 +109,12 @@ class PartedFile:
         try:
             os.lseek(fd, 0, os.SEEK_SET)
             self._sink = pa.OSFile(fd, mode="wb")  # owns the descriptor from here
+        except TypeError:  # pyarrow before 25 opens files by name only
+            os.close(fd)
+            raise RunStoreError(
+                f"{self.path}: pyarrow {pa.__version__} cannot write a file that a checkpoint "
+                "closed (pyarrow 25 or later can); upgrade it, or run with --checkpoint-every 0"
+            ) from None
         except BaseException:
             os.close(fd)
             raise
