@@ -532,3 +532,44 @@ def test_query_sees_events_and_quarantine_tables(tmp_path: Path) -> None:
     assert query(out, "select count(*) as n from events")["n"][0].as_py() == 1
     q = query(out, "select row, reason from quarantine")
     assert q["row"].to_pylist() == [2] and "999999" in q["reason"][0].as_py()
+
+
+def test_imported_events_survive_a_kill_and_a_resume(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Imported records stored before the checkpoint are read back from the records file on
+    resume (their data rows): the events table and every other table are the uninterrupted
+    run's."""
+    from credsim.api import resume
+    from credsim.store.runfolder import RunFolder
+
+    scheme = tmp_path / "s.yaml"
+    scheme.write_text(yaml.safe_dump(SCHEME, sort_keys=False), encoding="utf-8")
+    csv = _write(
+        tmp_path / "e.csv",
+        "entity,day,behaviour,note\n0,5,speeding,before\n3,12,jaywalking,\n3,13,jaywalking,\n"
+        "3,14,jaywalking,\n1,70,blood-donation,after the checkpoint\n",
+    )
+    monkeypatch.setattr("credsim.store.stream.FLUSH_ROWS", 1)  # stored as soon as settled
+    real = RunFolder.checkpoint
+
+    def die_after_day_60(self: RunFolder, save: object, day: int) -> None:
+        real(self, save, day)
+        if day == 60:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(RunFolder, "checkpoint", die_after_day_60)
+    killed, whole = tmp_path / "killed", tmp_path / "whole"
+    with pytest.raises(KeyboardInterrupt):
+        run(scheme, PERSONS, 80, 0, killed, events=csv, checkpoint_every=20)
+    monkeypatch.setattr(RunFolder, "checkpoint", real)
+    # stored by day 60, once past the escalation window (30 days) that kept them in memory
+    kept = pq.read_table(killed / ".records.parquet.partial", columns=["import_row"])
+    assert kept["import_row"].drop_null().to_pylist()[:4] == [1, 2, 3, 4]
+    assert 5 not in kept["import_row"].to_pylist()  # day 70: after the checkpoint
+    resume(killed)
+    run(scheme, PERSONS, 80, 0, whole, events=csv, checkpoint_every=0)
+    for name in ("events", "records", "scores", "lists"):
+        a, b = pq.read_table(killed / f"{name}.parquet"), pq.read_table(whole / f"{name}.parquet")
+        assert a.equals(b), name
+    assert pq.read_table(killed / "events.parquet").num_rows == 5
