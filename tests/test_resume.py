@@ -240,12 +240,12 @@ def test_a_table_that_cannot_be_written_during_the_run_stops_it_cleanly(
     """The population and the score snapshots are written while the days run (on a thread of
     their own); a failure there stops the run with a clear error, leaves no partial file, and
     the run resumes from its last checkpoint to the uninterrupted run's tables."""
-    from credsim.store import parquet
+    from credsim.store import parts
 
-    real = parquet.TableFile.add
+    real = parts.TableFile.add
     seen: list[int] = []
 
-    def full_at_the_third_snapshot(self: parquet.TableFile, part) -> None:  # noqa: ANN001
+    def full_at_the_third_snapshot(self: parts.TableFile, part) -> None:  # noqa: ANN001
         if self.name == "scores":
             seen.append(part.num_rows)
             if len(seen) == 3:
@@ -253,7 +253,7 @@ def test_a_table_that_cannot_be_written_during_the_run_stops_it_cleanly(
         real(self, part)
 
     out = tmp_path / "run"
-    monkeypatch.setattr(parquet.TableFile, "add", full_at_the_third_snapshot)
+    monkeypatch.setattr(parts.TableFile, "add", full_at_the_third_snapshot)
     full = r"No space left on device.*checkpoint of day \d+ is kept"
     with pytest.raises(CredsimError, match=full):
         run("nanjing", 3000, 100, 5, out, checkpoint_every=10)
@@ -263,7 +263,7 @@ def test_a_table_that_cannot_be_written_during_the_run_stops_it_cleanly(
     m = json.loads((out / "manifest.json").read_text())
     assert m["complete"] is False and m["checkpoint_day"] == 50
     assert sorted(p.name for p in out.iterdir()) == KEPT
-    monkeypatch.setattr(parquet.TableFile, "add", real)
+    monkeypatch.setattr(parts.TableFile, "add", real)
     resume(out)
     run("nanjing", 3000, 100, 5, tmp_path / "whole", checkpoint_every=0)
     _same_tables(out, tmp_path / "whole")

@@ -3,8 +3,8 @@
 :func:`parquet_options` chooses each column's encoding (only the bytes on disk depend on it,
 never the values read back); :func:`label_writer` writes label columns from dictionary arrays
 so that no string is built per row; :class:`Follower` hashes a file while it grows;
-:class:`TableFile` writes a table as its parts come, conformed and digested (the population and
-the score snapshots of a run written to a folder, while the days run).
+:class:`StreamedTable` is a table written that way while the run went on
+(:class:`credsim.store.parts.TableFile`).
 """
 
 from __future__ import annotations
@@ -21,8 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from credsim._libc import linux_function
-from credsim.store.ledger import TableHasher
-from credsim.store.schema import DIGEST_COLUMN, conform
+from credsim.store.schema import DIGEST_COLUMN
 
 ROW_GROUP_ROWS = 1 << 20
 """Rows per Parquet row group of the records (Arrow's default for ``write_table``)."""
@@ -260,55 +259,11 @@ def _sync_file_range() -> Any:
 
 class StreamedTable:
     """A table other than the records, written, digested and synced while the run went on
-    (:class:`TableFile`): what :func:`write_run` takes in place of the table."""
+    (:class:`~credsim.store.parts.TableFile`): what :func:`write_run` takes in place of the
+    table."""
 
     def __init__(self, path: Path, rows: int, sha256: str, digest: str) -> None:
         self.path, self.num_rows, self.sha256, self.digest = path, rows, sha256, digest
-
-
-class TableFile:
-    """Write table ``name`` to ``path`` part by part as the parts come: each conformed,
-    added to the table's content digest and appended as row groups (the file hashed as it
-    grows). :meth:`finish` gives the :class:`StreamedTable`: the same values and content
-    digest as :func:`write_run` gives the whole table."""
-
-    def __init__(self, name: str, path: Path) -> None:
-        self.name, self.path = name, path
-        self.rows = 0
-        self._hasher = TableHasher(name)
-        self._writer: pq.ParquetWriter | None = None
-        self._follower = Follower(path)
-
-    def add(self, part: pa.Table) -> None:
-        """Append ``part``; its label columns may be dictionary arrays (:func:`label_writer`:
-        stored and read back as strings)."""
-        part = conform(self.name, part, dictionaries=True)
-        self._hasher.update_table(part)
-        if self._writer is None:
-            self._writer = label_writer(self.path, part.schema)
-        self._writer.write_table(part, row_group_size=ROW_GROUP_ROWS)
-        self.rows += part.num_rows
-        self._follower.catch_up()
-
-    def finish(self) -> StreamedTable:
-        """Close the file (a part must have been added), sync it; the streamed table."""
-        assert self._writer is not None, "a table file needs at least one part, maybe empty"
-        self._writer.close()
-        self._writer = None
-        sha = self._follower.finish()
-        return StreamedTable(self.path, self.rows, sha, self._hasher.hexdigest())
-
-    def close(self) -> None:
-        """Give up (the run failed): close and remove the file."""
-        try:
-            if self._writer is not None:
-                self._writer.close()
-        except (OSError, pa.ArrowException):
-            pass
-        finally:
-            self._writer = None
-            self._follower.close()
-            self.path.unlink(missing_ok=True)
 
 
 def sha256_file(path: str | Path) -> str:

@@ -1,4 +1,6 @@
-"""A Parquet file written in parts, which a checkpoint can close and a resumed run go on from.
+"""Parquet files written while a run goes on: the records file in parts, which a checkpoint
+can close and a resumed run go on from (:class:`PartedFile`), and the other tables written part
+by part as their parts come (:class:`TableFile`).
 
 A Parquet file is readable only once its footer (the metadata saying where each row group lies)
 is written at its end, and pyarrow cannot reopen a file it has closed. So a run that checkpoints
@@ -32,7 +34,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from credsim.errors import RunStoreError
-from credsim.store.parquet import Follower
+from credsim.store.ledger import TableHasher
+from credsim.store.parquet import ROW_GROUP_ROWS, Follower, StreamedTable, label_writer
+from credsim.store.schema import conform
 
 _MAGIC = b"PAR1"
 
@@ -96,6 +100,11 @@ class PartedFile:
         if table.num_rows:  # (an empty table: the part's schema, no row group)
             self._writer.write_table(table, row_group_size=row_group_size)
 
+    @property
+    def open(self) -> bool:
+        """Whether a part is being written."""
+        return self._writer is not None
+
     def catch_up(self) -> None:
         """Hash what was written so far (:meth:`Follower.catch_up`)."""
         self._follower.catch_up()
@@ -124,21 +133,27 @@ class PartedFile:
         """Close the part being written, end the file with a footer over every row group so
         far, hash it all and sync it: (its length, its sha256). Nothing written since the last
         call: the file as it was."""
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
-            if self._sink is not None:
-                self._sink.close()
-                self._sink = None
-            part = footer(self.path, os.stat(self.path).st_size)
-            if self._meta is None:  # the first part: its own footer covers every row
-                self._meta = part
-            else:
-                self._merge(part)
+        self._end_part()
         self._follower.catch_up()
         length, sha = self._follower.settle()
         self.length = length
         return length, sha
+
+    def _end_part(self) -> None:
+        """Close the part being written (if any) and end the file with a footer over every
+        row group so far."""
+        if self._writer is None:
+            return
+        self._writer.close()
+        self._writer = None
+        if self._sink is not None:
+            self._sink.close()
+            self._sink = None
+        part = footer(self.path, os.stat(self.path).st_size)
+        if self._meta is None:  # the first part: its own footer covers every row
+            self._meta = part
+        else:
+            self._merge(part)
 
     def _merge(self, part: pq.FileMetaData) -> None:
         """Append a footer over the row groups so far and those of ``part``."""
@@ -176,14 +191,13 @@ class PartedFile:
 
     def finish(self) -> str:
         """Close the last part (its footer over every part), sync; the file's sha256."""
-        if self._writer is not None:
-            self.close_part()
+        self._end_part()
         return self._follower.finish()
 
     def close(self) -> None:
-        """Give up (the run failed): close the part being written, without its footer. The
-        file goes unless a checkpoint kept part of it (:attr:`length`); what came after that
-        is cut off when the run resumes."""
+        """Give up (the run failed): close the part being written. The file goes unless a
+        checkpoint kept part of it (:attr:`length`); what came after that is cut off when the
+        run resumes."""
         for closer in (self._writer, self._sink):
             if closer is not None:
                 try:
@@ -194,3 +208,35 @@ class PartedFile:
         self._follower.close()
         if self.length is None:
             self.path.unlink(missing_ok=True)
+
+
+class TableFile:
+    """Write table ``name`` to ``path`` part by part as the parts come: each conformed,
+    added to the table's content digest and appended as row groups (the file hashed as it
+    grows). :meth:`finish` gives the :class:`~credsim.store.parquet.StreamedTable`: the same
+    values and content digest as :func:`write_run` gives the whole table."""
+
+    def __init__(self, name: str, path: Path) -> None:
+        self.name, self.path = name, path
+        self.rows = 0
+        self._hasher = TableHasher(name)
+        self._file = PartedFile(path, label_writer)
+
+    def add(self, part: pa.Table) -> None:
+        """Append ``part``; its label columns may be dictionary arrays (:func:`label_writer`:
+        stored and read back as strings)."""
+        part = conform(self.name, part, dictionaries=True)
+        self._hasher.update_table(part)
+        self._file.write_table(part, ROW_GROUP_ROWS)
+        self.rows += part.num_rows
+        self._file.catch_up()
+
+    def finish(self) -> StreamedTable:
+        """Close the file (a part must have been added), sync it; the streamed table."""
+        assert self._file.open, "a table file needs at least one part, maybe empty"
+        sha = self._file.finish()
+        return StreamedTable(self.path, self.rows, sha, self._hasher.hexdigest())
+
+    def close(self) -> None:
+        """Give up (the run failed): close and remove the file."""
+        self._file.close()

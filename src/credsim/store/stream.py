@@ -43,14 +43,8 @@ from credsim.engine.records import COLUMNS
 from credsim.engine.simulation import Simulation
 from credsim.errors import CredsimError, RunStoreError
 from credsim.store.ledger import DIGEST_FIELD, Sealer, digest_array
-from credsim.store.parquet import (
-    ROW_GROUP_ROWS,
-    StreamedTable,
-    TableFile,
-    label_writer,
-    sha256_file,
-)
-from credsim.store.parts import PartedFile
+from credsim.store.parquet import ROW_GROUP_ROWS, StreamedTable, label_writer, sha256_file
+from credsim.store.parts import PartedFile, TableFile
 from credsim.store.schema import conform
 
 PARTIAL = ".records.parquet.partial"
@@ -237,8 +231,8 @@ class RecordStream:
                     f.unlink()
         done, kept = int(saved["done"]), saved["records_file"]
         try:
-            meta = self._file.resume(int(kept["length"]), str(kept["sha256"]))
-            if (0 if meta is None else meta.num_rows) != done:
+            self._file.resume(int(kept["length"]), str(kept["sha256"]))
+            if self._file.rows != done:
                 raise RunStoreError(f"{self.path}: does not hold the {done} records it should")
             self.sealer.restore(saved["ledger"])
         except RunStoreError as exc:
