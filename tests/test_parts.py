@@ -15,7 +15,11 @@ from hypothesis import strategies as st
 
 from credsim.errors import RunStoreError
 from credsim.store.parquet import label_writer
-from credsim.store.parts import PartedFile, footer
+from credsim.store.parts import Opener, PartedFile, footer
+from credsim.store.pqwrite import table_writer
+
+OPENERS = pytest.mark.parametrize("opener", [label_writer, table_writer], ids=["arrow", "credsim"])
+"""Arrow's writer (a later part through a descriptor) and credsim's (appending by itself)."""
 
 
 def _rows(first: int, n: int) -> pa.Table:
@@ -33,16 +37,17 @@ def _expected(n: int) -> pa.Table:
     return t.set_column(1, "label", t["label"].cast(pa.string()))
 
 
+@OPENERS
 @settings(max_examples=25, deadline=None)
-@given(st.lists(st.lists(st.integers(1, 300), max_size=3), min_size=1, max_size=5))
+@given(parts=st.lists(st.lists(st.integers(1, 300), max_size=3), min_size=1, max_size=5))
 def test_parts_read_back_as_one_table_and_each_checkpoint_leaves_a_whole_file(
-    tmp_path_factory: pytest.TempPathFactory, parts: list[list[int]]
+    tmp_path_factory: pytest.TempPathFactory, parts: list[list[int]], opener: Opener
 ) -> None:
     """Parts of any sizes (an empty part: a checkpoint with nothing new), written in tables
     of any sizes: the file reads back as every row in order, with pyarrow and DuckDB; at each
     checkpoint its first bytes are a whole Parquet file of the rows so far."""
     path = tmp_path_factory.mktemp("parts") / "t.parquet"
-    f = PartedFile(path, label_writer)
+    f = PartedFile(path, opener)
     n = 0
     for sizes in parts:
         for size in sizes:
@@ -65,9 +70,10 @@ def test_parts_read_back_as_one_table_and_each_checkpoint_leaves_a_whole_file(
     assert got == (n, n * (n - 1) // 2, min(n, 3))
 
 
-def test_resume_cuts_back_to_the_checkpoint_and_goes_on(tmp_path: Path) -> None:
+@OPENERS
+def test_resume_cuts_back_to_the_checkpoint_and_goes_on(tmp_path: Path, opener: Opener) -> None:
     path = tmp_path / "t.parquet"
-    f = PartedFile(path, label_writer)
+    f = PartedFile(path, opener)
     f.write_table(_rows(0, 100), row_group_size=64)
     f.close_part()
     f.write_table(_rows(100, 50), row_group_size=64)
@@ -77,7 +83,7 @@ def test_resume_cuts_back_to_the_checkpoint_and_goes_on(tmp_path: Path) -> None:
     f.close()  # the run failed: the part is closed, the file kept
     assert path.stat().st_size > length
 
-    g = PartedFile(path, label_writer, resuming=True)
+    g = PartedFile(path, opener, resuming=True)
     meta = g.resume(length, sha)
     assert meta is not None and meta.num_rows == 150 and path.stat().st_size == length
     g.write_table(_rows(150, 80), row_group_size=64)
@@ -87,9 +93,10 @@ def test_resume_cuts_back_to_the_checkpoint_and_goes_on(tmp_path: Path) -> None:
     assert pq.ParquetFile(path).metadata.num_row_groups == 2 + 1 + 2  # 64+36, 50, 64+16
 
 
-def test_resume_refuses_a_file_changed_or_cut_short(tmp_path: Path) -> None:
+@OPENERS
+def test_resume_refuses_a_file_changed_or_cut_short(tmp_path: Path, opener: Opener) -> None:
     path = tmp_path / "t.parquet"
-    f = PartedFile(path, label_writer)
+    f = PartedFile(path, opener)
     f.write_table(_rows(0, 100), row_group_size=64)
     length, sha = f.close_part()
     f.close()
@@ -97,10 +104,10 @@ def test_resume_refuses_a_file_changed_or_cut_short(tmp_path: Path) -> None:
     data[length // 2] ^= 1
     path.write_bytes(bytes(data))
     with pytest.raises(RunStoreError, match="changed since the checkpoint"):
-        PartedFile(path, label_writer, resuming=True).resume(length, sha)
+        PartedFile(path, opener, resuming=True).resume(length, sha)
     path.write_bytes(bytes(data[: length - 1]))
     with pytest.raises(RunStoreError, match="shorter than"):
-        PartedFile(path, label_writer, resuming=True).resume(length, sha)
+        PartedFile(path, opener, resuming=True).resume(length, sha)
 
 
 def test_close_without_a_checkpoint_removes_the_file(tmp_path: Path) -> None:

@@ -115,19 +115,19 @@ def label_writer(path: Path | pa.NativeFile, schema: pa.Schema) -> pq.ParquetWri
     schema kept in the file (``ARROW:schema``, what Arrow readers restore) is the plain one, so
     the file reads back exactly as if written from strings: the same types, values and schema.
     """
-    labelled, options = _as_strings(schema)
+    labelled, options = as_strings(schema)
     return pq.ParquetWriter(path, labelled, **options)
 
 
 def write_labelled(table: pa.Table, path: Path) -> None:
     """Write ``table`` whole (in row groups of :data:`ROW_GROUP_ROWS` rows), its dictionary
     columns stored as strings (:func:`label_writer`)."""
-    labelled, options = _as_strings(table.schema)
+    labelled, options = as_strings(table.schema)
     table = table.replace_schema_metadata(labelled.metadata)
     pq.write_table(table, path, row_group_size=ROW_GROUP_ROWS, **options)
 
 
-def _as_strings(schema: pa.Schema) -> tuple[pa.Schema, dict[str, Any]]:
+def as_strings(schema: pa.Schema) -> tuple[pa.Schema, dict[str, Any]]:
     """``schema`` with the plain schema (dictionary columns as their values' type) as the
     Arrow schema a Parquet file keeps, and the options that write it so."""
     plain = pa.schema(

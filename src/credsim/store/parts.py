@@ -35,7 +35,8 @@ import pyarrow.parquet as pq
 
 from credsim.errors import RunStoreError
 from credsim.store.ledger import TableHasher
-from credsim.store.parquet import ROW_GROUP_ROWS, Follower, StreamedTable, label_writer
+from credsim.store.parquet import ROW_GROUP_ROWS, Follower, StreamedTable
+from credsim.store.pqwrite import table_writer
 from credsim.store.schema import conform
 
 _MAGIC = b"PAR1"
@@ -114,6 +115,11 @@ class PartedFile:
             self._writer = self._opener(self.path, schema)
             return
         self._start = os.stat(self.path).st_size
+        append = getattr(self._opener, "append", None)
+        writer = append(self.path, schema) if append is not None else None
+        if writer is not None:  # a writer that appends by itself (credsim.store.pqwrite)
+            self._writer = writer
+            return
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
         try:
             os.lseek(fd, 0, os.SEEK_SET)
@@ -220,11 +226,11 @@ class TableFile:
         self.name, self.path = name, path
         self.rows = 0
         self._hasher = TableHasher(name)
-        self._file = PartedFile(path, label_writer)
+        self._file = PartedFile(path, table_writer)
 
     def add(self, part: pa.Table) -> None:
-        """Append ``part``; its label columns may be dictionary arrays (:func:`label_writer`:
-        stored and read back as strings)."""
+        """Append ``part``; its label columns may be dictionary arrays (stored and read back
+        as strings, :mod:`credsim.store.pqwrite`)."""
         part = conform(self.name, part, dictionaries=True)
         self._hasher.update_table(part)
         self._file.write_table(part, ROW_GROUP_ROWS)

@@ -43,8 +43,9 @@ from credsim.engine.records import COLUMNS
 from credsim.engine.simulation import Simulation
 from credsim.errors import CredsimError, RunStoreError
 from credsim.store.ledger import DIGEST_FIELD, Sealer, digest_array
-from credsim.store.parquet import ROW_GROUP_ROWS, StreamedTable, label_writer, sha256_file
+from credsim.store.parquet import ROW_GROUP_ROWS, StreamedTable, sha256_file
 from credsim.store.parts import PartedFile, TableFile
+from credsim.store.pqwrite import table_writer
 from credsim.store.schema import conform
 
 PARTIAL = ".records.parquet.partial"
@@ -99,7 +100,7 @@ class RecordStream:
         self._out = ThreadPoolExecutor(max_workers=1, thread_name_prefix="credsim-store")
         self._stored: Future[None] | None = None  # the last batch given to the file thread
         self._imports: list[tuple[np.ndarray, np.ndarray]] = []
-        self._file = PartedFile(self.path, label_writer, resuming=resuming)
+        self._file = PartedFile(self.path, table_writer, resuming=resuming)
         # The population (and friendships), fixed from the start, and each score snapshot
         # as it is taken are written on a thread of their own, in order, while the days run.
         self.tables: dict[str, StreamedTable] = {}

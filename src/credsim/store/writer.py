@@ -29,10 +29,10 @@ from credsim.store.parquet import (
     ROW_GROUP_ROWS,
     Follower,
     StreamedTable,
-    label_writer,
     sha256_file,
     write_labelled,
 )
+from credsim.store.pqwrite import table_writer
 from credsim.store.schema import (
     IMPORT_TABLES,
     RECORDS_CONTENT,
@@ -215,14 +215,14 @@ def _write_groups(
     follower: Follower,
 ) -> None:
     pending: Future[None] | None = None
-    writer: pq.ParquetWriter | None = None
+    writer: Any = None
     try:
         start = 0
         for part, digests in sealer.records(table, ROW_GROUP_ROWS):
             if writer is None:
                 final = conformed.result() if conformed is not None else table
                 schema = final.schema.append(DIGEST_FIELD)
-                writer = label_writer(path, schema)
+                writer = table_writer(path, schema)
             if conformed is not None:
                 part = final.slice(start, part.num_rows)
             start += part.num_rows
@@ -282,14 +282,14 @@ def _write_parts(sealer: Sealer, name: str, parts: Any, path: Path) -> None:
     """Conform, digest and write a table given as parts, one row group (or more) per part:
     part k is written by a second thread while this one builds and digests part k + 1 (the
     digest is serial; at most one part waits)."""
-    writer: pq.ParquetWriter | None = None
+    writer: Any = None
     pending: Future[None] | None = None
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="credsim-parts") as pool:
         try:
             for part in parts:
                 table = _seal_table(sealer, name, _conform_labels(name, part))
                 if writer is None:
-                    writer = label_writer(path, table.schema)
+                    writer = table_writer(path, table.schema)
                 if pending is not None:
                     pending.result()
                 pending = pool.submit(writer.write_table, table, row_group_size=ROW_GROUP_ROWS)

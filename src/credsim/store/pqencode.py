@@ -1,0 +1,234 @@
+"""Parquet's value encodings, for :mod:`credsim.store.pqwrite`: compiled loops for the two
+that pack bits (``DELTA_BINARY_PACKED`` and the bit-packed runs of ``RLE_DICTIONARY``), NumPy
+for the rest. Each function returns the encoded bytes of one page's values as a NumPy
+``uint8`` array (or a buffer).
+
+The formats are Apache Parquet's (``Encodings.md`` of parquet-format):
+
+* **PLAIN**: fixed-width values little-endian, back to back; booleans one bit each, the first
+  value in the lowest bit; a string as a 4-byte length and its UTF-8 bytes (the dictionary
+  page).
+* **RLE/bit-packing hybrid** (definition levels, dictionary indices): runs, each led by a
+  ULEB128 header; ``(groups << 1) | 1`` starts a bit-packed run of ``groups`` x 8 values,
+  ``count << 1`` a repeated run of one value (in ``ceil(width / 8)`` bytes). Values are packed
+  from the lowest bit of the first byte on.
+* **DELTA_BINARY_PACKED**: a header (block size 128, 4 miniblocks, value count, first value as
+  a zigzag ULEB128), then per block of 128 deltas their minimum (zigzag ULEB128), the bit width
+  of each miniblock of 32 (one byte each) and the miniblocks, each ``delta - minimum`` packed
+  in its width; the last miniblock is padded to 32 values, miniblocks past the last value are
+  left out (their width written as 0).
+* **BYTE_STREAM_SPLIT**: byte k of every value, then byte k + 1 of every value, ...
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+BLOCK = 128
+MINI = 32
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _uleb(out: np.ndarray, j: int, v: np.uint64) -> int:
+    while v >= np.uint64(0x80):
+        out[j] = np.uint8((v & np.uint64(0x7F)) | np.uint64(0x80))
+        v >>= np.uint64(7)
+        j += 1
+    out[j] = np.uint8(v)
+    return j + 1
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _zigzag(v: np.int64) -> np.uint64:
+    return np.uint64((v << np.int64(1)) ^ (v >> np.int64(63)))
+
+
+@numba.njit(cache=True, nogil=True)
+def _delta_into(values: np.ndarray, bits: int, out: np.ndarray) -> int:
+    """``values`` (int64) DELTA_BINARY_PACKED into ``out``; the bytes used, or -1 when a
+    delta does not fit the column's ``bits`` (32: an INT32 column decoded with 32-bit
+    arithmetic)."""
+    n = values.shape[0]
+    j = _uleb(out, 0, np.uint64(BLOCK))
+    j = _uleb(out, j, np.uint64(BLOCK // MINI))
+    j = _uleb(out, j, np.uint64(n))
+    j = _uleb(out, j, _zigzag(np.int64(values[0]) if n else np.int64(0)))
+    lo32, hi32 = -(2**31), 2**31 - 1
+    widths = np.zeros(BLOCK // MINI, np.int64)
+    deltas = np.zeros(BLOCK, np.int64)
+    scratch = np.zeros(2 * MINI + 2, np.uint32)
+    start = 1
+    while start < n:
+        m = min(BLOCK, n - start)
+        dmin = np.int64(0)
+        for k in range(m):
+            d = np.int64(values[start + k]) - np.int64(values[start + k - 1])
+            if bits == 32 and (d < lo32 or d > hi32):
+                return -1
+            deltas[k] = d
+            if k == 0 or d < dmin:
+                dmin = d
+        for k in range(m, BLOCK):
+            deltas[k] = dmin  # padding: packs to 0
+        j = _uleb(out, j, _zigzag(dmin))
+        used = (m + MINI - 1) // MINI
+        for q in range(BLOCK // MINI):
+            w = 0
+            if q < used:
+                top = np.uint64(0)
+                for k in range(q * MINI, (q + 1) * MINI):
+                    top |= np.uint64(deltas[k] - dmin)
+                while w < 64 and (top >> np.uint64(w)) != np.uint64(0):
+                    w += 1
+                if bits == 32 and w > 32:
+                    return -1
+            widths[q] = w
+            out[j + q] = np.uint8(w)
+        j += BLOCK // MINI
+        for q in range(used):
+            j = _pack(deltas, q * MINI, MINI, widths[q], dmin, out, j, scratch)
+        start += m
+    return j
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _put(words: np.ndarray, p: int, v: np.uint64) -> None:
+    """OR the bits of ``v`` (at most 32) into ``words`` (uint32) from bit ``p`` on."""
+    q = p >> 5
+    x = v << np.uint64(p & 31)
+    words[q] |= np.uint32(x & np.uint64(0xFFFFFFFF))
+    words[q + 1] |= np.uint32(x >> np.uint64(32))
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _pack_words(
+    vals: np.ndarray, first: int, count: int, w: int, base: np.int64, words: np.ndarray
+) -> None:  # noqa: E501
+    """Pack ``vals[first:first+count] - base`` in ``w`` bits each into ``words`` (uint32,
+    zeroed, at least ``count * w / 32 + 2`` of them), from its first bit on."""
+    uw = np.uint64(w)
+    low = np.uint64(0xFFFFFFFF)
+    mask = (np.uint64(1) << uw) - np.uint64(1) if w < 64 else ~np.uint64(0)
+    p = 0
+    for k in range(first, first + count):
+        v = np.uint64(np.int64(vals[k]) - base) & mask
+        if w <= 32:
+            _put(words, p, v)
+        else:  # the low 32 bits, then the rest
+            _put(words, p, v & low)
+            _put(words, p + 32, v >> np.uint64(32))
+        p += w
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _pack(
+    vals: np.ndarray,
+    first: int,
+    count: int,
+    w: int,
+    base: np.int64,
+    out: np.ndarray,
+    j: int,
+    words: np.ndarray,
+) -> int:  # noqa: E501
+    """Pack ``vals[first:first+count] - base`` in ``w`` bits each into ``out`` from byte ``j``
+    on (``count`` a multiple of 8; ``words`` scratch of ``count * w / 32 + 2``): the next free
+    byte."""
+    if w == 0:
+        return j
+    size = count * w // 8
+    words[: size // 4 + 2] = 0
+    _pack_words(vals, first, count, w, base, words)
+    raw = words.view(np.uint8)
+    out[j : j + size] = raw[:size]
+    return j + size
+
+
+class Scratch:
+    """Buffers the encoders write into, kept from call to call (fresh memory costs more to
+    touch than to fill); what an encoder returns is a view of them, valid until its next
+    call."""
+
+    def __init__(self) -> None:
+        self._bytes = np.zeros(0, np.uint8)
+        self._words = np.zeros(0, np.uint32)
+
+    def bytes(self, n: int) -> np.ndarray:
+        if self._bytes.shape[0] < n:
+            self._bytes = np.empty(max(n, 2 * self._bytes.shape[0]), np.uint8)
+        return self._bytes
+
+    def words(self, n: int) -> np.ndarray:
+        if self._words.shape[0] < n:
+            self._words = np.empty(max(n, 2 * self._words.shape[0]), np.uint32)
+        return self._words
+
+
+def delta(values: np.ndarray, bits: int, scratch: Scratch) -> np.ndarray | None:
+    """DELTA_BINARY_PACKED bytes of integer ``values`` (a column of ``bits`` 32 or 64), or
+    None when an INT32 column's deltas overflow 32 bits (the caller stores it PLAIN)."""
+    v = np.ascontiguousarray(values)
+    n = v.shape[0]
+    blocks = -(-max(n - 1, 0) // BLOCK)
+    out = scratch.bytes(40 + blocks * (14 + BLOCK * 8))
+    used = _delta_into(v, bits, out)
+    return None if used < 0 else out[:used]
+
+
+@numba.njit(cache=True, nogil=True)
+def _bitpack_into(codes: np.ndarray, w: int, words: np.ndarray) -> None:
+    words[: codes.shape[0] * w // 32 + 2] = 0
+    _pack_words(codes, 0, codes.shape[0], w, np.int64(0), words)
+
+
+def bitpacked_run(codes: np.ndarray, width: int, scratch: Scratch) -> tuple[bytes, np.ndarray]:
+    """One bit-packed run of the RLE/bit-packing hybrid holding ``codes`` (non-negative, below
+    ``2**width``; ``width`` >= 1): its header and its bytes."""
+    groups = -(-len(codes) // 8)
+    words = scratch.words(groups * 8 * width // 32 + 2)
+    _bitpack_into(np.ascontiguousarray(codes), width, words)
+    return _uleb_bytes(groups << 1 | 1), words.view(np.uint8)[: groups * width]
+
+
+def _uleb_bytes(v: int) -> bytes:
+    out = bytearray()
+    while v >= 0x80:
+        out.append((v & 0x7F) | 0x80)
+        v >>= 7
+    out.append(v)
+    return bytes(out)
+
+
+def levels(valid: np.ndarray | None, n: int, nulls: int) -> bytes:
+    """Definition levels (bit width 1) of a data page v1, their 4-byte length first: ``valid``
+    the validity bitmap's bytes (Arrow's: bit i for value i, from the lowest bit; offset 0),
+    or None when ``nulls`` is 0 or ``n``."""
+    if valid is None or nulls in (0, n):
+        body = _uleb_bytes(n << 1) + (b"\x01" if nulls == 0 else b"\x00")
+    else:
+        groups = -(-n // 8)
+        body = _uleb_bytes(groups << 1 | 1) + bytes(valid[:groups])
+        if n % 8:  # the bits past the last value: zero
+            body = body[:-1] + bytes([body[-1] & ((1 << (n % 8)) - 1)])
+    return len(body).to_bytes(4, "little") + body
+
+
+def width(count: int) -> int:
+    """Bits a dictionary index takes for a dictionary of ``count`` values (at least 1)."""
+    return max(1, int(count - 1).bit_length())
+
+
+def plain_strings(values: list[str]) -> bytes:
+    """PLAIN BYTE_ARRAY values (the dictionary page of a label column)."""
+    out = bytearray()
+    for s in values:
+        b = s.encode()
+        out += len(b).to_bytes(4, "little") + b
+    return bytes(out)
+
+
+def byte_stream_split(values: np.ndarray) -> np.ndarray:
+    """BYTE_STREAM_SPLIT bytes of fixed-width ``values``."""
+    v = np.ascontiguousarray(values)
+    return np.ascontiguousarray(v.view(np.uint8).reshape(len(v), v.dtype.itemsize).T).ravel()
