@@ -61,14 +61,15 @@ def _delta_into(values: np.ndarray, bits: int, out: np.ndarray) -> int:
     start = 1
     while start < n:
         m = min(BLOCK, n - start)
-        dmin = np.int64(0)
-        for k in range(m):
+        d = np.int64(values[start]) - np.int64(values[start - 1])
+        dmin, dmax = d, d
+        for k in range(m):  # (no branch in the loop: min and max, checked after)
             d = np.int64(values[start + k]) - np.int64(values[start + k - 1])
-            if bits == 32 and (d < lo32 or d > hi32):
-                return -1
             deltas[k] = d
-            if k == 0 or d < dmin:
-                dmin = d
+            dmin = min(dmin, d)
+            dmax = max(dmax, d)
+        if bits == 32 and (dmin < lo32 or dmax > hi32):
+            return -1
         for k in range(m, BLOCK):
             deltas[k] = dmin  # padding: packs to 0
         j = _uleb(out, j, _zigzag(dmin))
@@ -133,16 +134,41 @@ def _pack(
     words: np.ndarray,
 ) -> int:  # noqa: E501
     """Pack ``vals[first:first+count] - base`` in ``w`` bits each into ``out`` from byte ``j``
-    on (``count`` a multiple of 8; ``words`` scratch of ``count * w / 32 + 2``): the next free
-    byte."""
+    on (``count`` a multiple of 8; ``words``: scratch of ``count * w / 32 + 2``, for widths
+    over 32): the next free byte."""
     if w == 0:
         return j
-    size = count * w // 8
-    words[: size // 4 + 2] = 0
-    _pack_words(vals, first, count, w, base, words)
-    raw = words.view(np.uint8)
-    out[j : j + size] = raw[:size]
-    return j + size
+    if w > 32:
+        n = count * w // 32
+        for q in range(n + 2):
+            words[q] = 0
+        _pack_words(vals, first, count, w, base, words)
+        for q in range(n):
+            x = words[q]
+            for b in range(4):
+                out[j + b] = np.uint8((x >> np.uint32(8 * b)) & np.uint32(0xFF))
+            j += 4
+        return j
+    mask = (np.uint64(1) << np.uint64(w)) - np.uint64(1)
+    acc = np.uint64(0)
+    nb = 0
+    for k in range(first, first + count):  # whole 32-bit words out of a 64-bit register
+        acc |= (np.uint64(np.int64(vals[k]) - base) & mask) << np.uint64(nb)
+        nb += w
+        if nb >= 32:
+            out[j] = np.uint8(acc & np.uint64(0xFF))
+            out[j + 1] = np.uint8((acc >> np.uint64(8)) & np.uint64(0xFF))
+            out[j + 2] = np.uint8((acc >> np.uint64(16)) & np.uint64(0xFF))
+            out[j + 3] = np.uint8((acc >> np.uint64(24)) & np.uint64(0xFF))
+            j += 4
+            acc >>= np.uint64(32)
+            nb -= 32
+    while nb > 0:  # (a whole number of bytes: count is a multiple of 8)
+        out[j] = np.uint8(acc & np.uint64(0xFF))
+        acc >>= np.uint64(8)
+        nb -= 8
+        j += 1
+    return j
 
 
 class Scratch:
@@ -177,18 +203,25 @@ def delta(values: np.ndarray, bits: int, scratch: Scratch) -> np.ndarray | None:
 
 
 @numba.njit(cache=True, nogil=True)
-def _bitpack_into(codes: np.ndarray, w: int, words: np.ndarray) -> None:
-    words[: codes.shape[0] * w // 32 + 2] = 0
-    _pack_words(codes, 0, codes.shape[0], w, np.int64(0), words)
+def _bitpack_into(codes: np.ndarray, w: int, out: np.ndarray, words: np.ndarray) -> int:
+    n = codes.shape[0]
+    full = n - n % 8
+    j = _pack(codes, 0, full, w, np.int64(0), out, 0, words)
+    if full < n:  # the last group, padded with zeros
+        tail = np.zeros(8, np.int64)
+        for k in range(full, n):
+            tail[k - full] = codes[k]
+        j = _pack(tail, 0, 8, w, np.int64(0), out, j, words)
+    return j
 
 
 def bitpacked_run(codes: np.ndarray, width: int, scratch: Scratch) -> tuple[bytes, np.ndarray]:
     """One bit-packed run of the RLE/bit-packing hybrid holding ``codes`` (non-negative, below
     ``2**width``; ``width`` >= 1): its header and its bytes."""
     groups = -(-len(codes) // 8)
-    words = scratch.words(groups * 8 * width // 32 + 2)
-    _bitpack_into(np.ascontiguousarray(codes), width, words)
-    return _uleb_bytes(groups << 1 | 1), words.view(np.uint8)[: groups * width]
+    out = scratch.bytes(groups * width + 8)
+    used = _bitpack_into(np.ascontiguousarray(codes), width, out, scratch.words(2 * width + 2))
+    return _uleb_bytes(groups << 1 | 1), out[:used]
 
 
 def _uleb_bytes(v: int) -> bytes:
