@@ -33,6 +33,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from credsim import __version__
 from credsim.store import pqencode as enc
 from credsim.store.parquet import as_strings, label_writer
 
@@ -44,7 +45,8 @@ _PLAIN, _RLE, _DELTA, _RLE_DICT, _SPLIT = 0, 3, 5, 8, 9
 _DATA_PAGE, _DICT_PAGE = 0, 2
 _CODECS = {"none": 0, "zstd": 6}
 _MAGIC = b"PAR1"
-CREATED_BY = "credsim parquet writer (pyarrow codecs)"
+CREATED_BY = f"credsim version {__version__}"
+"""The writer named in the files (Parquet's ``created_by``: application, ``version``, number)."""
 
 Field = tuple[int, int, Any]
 
