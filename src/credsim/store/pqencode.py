@@ -46,7 +46,7 @@ def _zigzag(v: np.int64) -> np.uint64:
 
 @numba.njit(cache=True, nogil=True)
 def _delta_into(values: np.ndarray, bits: int, out: np.ndarray) -> int:
-    """``values`` (int64) DELTA_BINARY_PACKED into ``out``; the bytes used, or -1 when a
+    """Integer ``values`` DELTA_BINARY_PACKED into ``out``; the bytes used, or -1 when a
     delta does not fit the column's ``bits`` (32: an INT32 column decoded with 32-bit
     arithmetic)."""
     n = values.shape[0]
