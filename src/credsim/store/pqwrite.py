@@ -10,7 +10,7 @@ few column types the tables have (booleans, 32- and 64-bit integers, doubles, fi
 binaries and label columns given as dictionary arrays) with NumPy and two compiled loops
 (:mod:`credsim.store.pqencode`), compresses with the same zstd (Arrow's codec), and writes the
 Parquet metadata itself (Thrift's compact protocol, below). A table with any other column type
-is written by Arrow (:func:`opener`).
+is written by Arrow (:data:`table_writer`).
 
 Layout: each ``write_table`` call writes its rows as row groups of at most ``row_group_size``
 rows; each column chunk is one data page (format v1: definition levels, then values; the whole
@@ -72,32 +72,29 @@ def _struct(fields: Iterable[Field], out: bytearray) -> bytearray:
             out.append(tt)
             _uleb((fid << 1) ^ (fid >> 63), out)
         last = fid
-        if t == _BOOL:
-            continue
-        if t in (_I16, _I32, _I64):
-            _uleb((v << 1) ^ (v >> 63), out)
-        elif t == _BIN:
-            b = v.encode() if isinstance(v, str) else bytes(v)
-            _uleb(len(b), out)
-            out += b
-        elif t == _STRUCT:
-            _struct(v, out)
-        elif t == _LIST:
-            et, items = v
-            out.append(len(items) << 4 | et if len(items) < 15 else 0xF0 | et)
-            if len(items) >= 15:
-                _uleb(len(items), out)
-            for x in items:
-                if et == _STRUCT:
-                    _struct(x, out)
-                elif et == _BIN:
-                    b = x.encode()
-                    _uleb(len(b), out)
-                    out += b
-                else:
-                    _uleb((x << 1) ^ (x >> 63), out)
+        if t != _BOOL:  # (a boolean field's value is its type)
+            _value(t, v, out)
     out.append(0)
     return out
+
+
+def _value(t: int, v: Any, out: bytearray) -> None:
+    """A value of Thrift type ``t`` (a field's or a list element's) in the compact protocol."""
+    if t in (_I16, _I32, _I64):
+        _uleb((v << 1) ^ (v >> 63), out)
+    elif t == _BIN:
+        b = v.encode() if isinstance(v, str) else bytes(v)
+        _uleb(len(b), out)
+        out += b
+    elif t == _STRUCT:
+        _struct(v, out)
+    elif t == _LIST:
+        et, items = v
+        out.append(len(items) << 4 | et if len(items) < 15 else 0xF0 | et)
+        if len(items) >= 15:
+            _uleb(len(items), out)
+        for x in items:
+            _value(et, x, out)
 
 
 def supported(schema: pa.Schema) -> bool:
@@ -142,7 +139,14 @@ class Opener:
 table_writer = Opener()
 """The writer of the tables written while a run goes on, and of the records."""
 
-_PHYSICAL = {"bool": _BOOLEAN, "i32": _INT32, "i64": _INT64, "f64": _DOUBLE, "flba": _FLBA}
+_PHYSICAL = {
+    "bool": _BOOLEAN,
+    "i32": _INT32,
+    "i64": _INT64,
+    "f64": _DOUBLE,
+    "flba": _FLBA,
+    "label": _BYTE_ARRAY,
+}
 _NUMPY = {"i32": np.int32, "i64": np.int64, "f64": np.float64}
 
 
@@ -252,21 +256,13 @@ class Writer:
             values = arr.to_numpy(zero_copy_only=False)
             if self._stats[i]:
                 stats = _minmax(values) + [(3, _I64, nulls)]
-            parts.append(None)
-            encoding = _PLAIN
-            if self._enc[i] == "DELTA_BINARY_PACKED":
-                packed = enc.delta(values, 32 if kind == "i32" else 64, self._scratch)
-                if packed is not None:
-                    parts[-1], encoding = packed, _DELTA
-            elif self._enc[i] == "BYTE_STREAM_SPLIT":
-                parts[-1], encoding = enc.byte_stream_split(values), _SPLIT
-            if encoding == _PLAIN:
-                parts[-1] = np.ascontiguousarray(values, _NUMPY[kind])
+            encoded, encoding = self._numbers(i, kind, values)
+            parts.append(encoded)
         data_offset = self._pos
         used += self._page(_DATA_PAGE, i, parts, n, encoding)
         encodings.add(encoding)
         meta: list[Field] = [
-            (1, _I32, _BYTE_ARRAY if kind == "label" else _PHYSICAL[kind]),
+            (1, _I32, _PHYSICAL[kind]),
             (2, _LIST, (_I32, sorted(encodings))),
             (3, _LIST, (_BIN, [f.name])),
             (4, _I32, _CODECS[self._codec[i]]),
@@ -278,6 +274,17 @@ class Writer:
             (12, _STRUCT, sorted(stats, key=lambda x: x[0]) if stats is not None else None),
         ]
         return [(2, _I64, chunk_start), (3, _STRUCT, meta)], used
+
+    def _numbers(self, i: int, kind: str, values: np.ndarray) -> tuple[Any, int]:
+        """Column ``i``'s non-null numbers encoded as its options say: (bytes, encoding).
+        An INT32 column whose deltas overflow 32 bits is stored PLAIN."""
+        if self._enc[i] == "DELTA_BINARY_PACKED":
+            packed = enc.delta(values, 32 if kind == "i32" else 64, self._scratch)
+            if packed is not None:
+                return packed, _DELTA
+        elif self._enc[i] == "BYTE_STREAM_SPLIT":
+            return enc.byte_stream_split(values), _SPLIT
+        return np.ascontiguousarray(values, _NUMPY[kind]), _PLAIN
 
     def _page(self, kind: int, i: int, parts: list[Any], count: int, encoding: int) -> int:
         """Write one page (its header, then ``parts`` compressed as column ``i``'s codec
@@ -348,7 +355,7 @@ def _schema(schema: pa.Schema) -> list[list[Field]]:
     for f in schema:
         kind = _kind(f.type)
         el: list[Field] = [
-            (1, _I32, _BYTE_ARRAY if kind == "label" else _PHYSICAL[str(kind)]),
+            (1, _I32, _PHYSICAL[str(kind)]),
             (2, _I32, f.type.byte_width if kind == "flba" else None),
             (3, _I32, 1 if f.nullable else 0),
             (4, _BIN, f.name),
