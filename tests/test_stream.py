@@ -159,7 +159,7 @@ def test_resume_goes_on_from_the_records_file_the_checkpoint_closed(
     held = pq.read_table(prefix)
     assert held.num_rows == done == meta["stream"]["ledger"]["records"]
     assert held["record_id"].to_pylist() == list(range(done))
-    assert held["digest"][-1].as_py().hex() == meta["stream"]["ledger"]["head"]
+    assert held["digest"][-1].as_py().hex() == meta["stream"]["ledger"]["head"][:16]  # tag
     assert pq.ParquetFile(prefix).metadata.num_row_groups >= 3
     # records written after the checkpoint (lost with the process) are cut off
     with open(partial, "ab") as fh:

@@ -3,9 +3,10 @@
 One small real run (Nanjing, 2,000 persons, 60 days) is made once; each test tampers with its
 own copy, as an outsider would: reading a Parquet file or the manifest, changing it, writing it
 back. The re-implementation tests at the end follow docs/integrity.md byte for byte, without
-using :mod:`credsim.store.ledger`, to keep the specification honest. The same run sealed as
-runs were before ``credsim-ledger-v2`` (``credsim-ledger-v1``) must still verify, and its
-tampering still be caught.
+using :mod:`credsim.store.ledger`, to keep the specification honest. New runs are sealed with
+``credsim-ledger-v3`` (each record stores an 8-byte tag of its digest); the same run sealed as
+runs were before it (``credsim-ledger-v2``, whole digests, each link checked on its own; and
+``credsim-ledger-v1``) must still verify, and its tampering still be caught and named.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from credsim.errors import RunStoreError
 from credsim.store import ledger, ledger_chain, write_run
 from credsim.store.schema import RECORDS_CONTENT, SCHEMAS, conform
 from credsim.store.verify import verify
+from credsim.store.verify_chain import TAG_ALTERED
 from tiny import STRUCT_FORMAT
 
 K = 57  # the record tampered with
@@ -45,6 +47,21 @@ def sealed(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def run(sealed: Path, tmp_path: Path) -> Path:
     return Path(shutil.copytree(sealed, tmp_path / "run"))
+
+
+@pytest.fixture(scope="module")
+def sealed_v2(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same run sealed with credsim-ledger-v2 (whole digests), as runs were before v3."""
+    out = tmp_path_factory.mktemp("verify-v2") / "run"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(ledger, "ENCODING", ledger.ENCODING_V2)
+        credsim.run("nanjing", population=2000, days=60, seed=1, out=out)
+    return out
+
+
+@pytest.fixture
+def run_v2(sealed_v2: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(sealed_v2, tmp_path / "run-v2"))
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +119,7 @@ def test_intact_run_verifies(run: Path, capsys: pytest.CaptureFixture[str]) -> N
 def test_sealed_manifest_and_records(run: Path) -> None:
     m = json.loads((run / "manifest.json").read_text())
     lg = m["ledger"]
-    assert lg["encoding"] == "credsim-ledger-v2" and lg["first_record_id"] == 0
+    assert lg["encoding"] == "credsim-ledger-v3" and lg["first_record_id"] == 0
     assert lg["contiguous_ids"] is True
     assert lg["columns"] == [
         f"{f.name}:string:u16" if f.type == pa.string() else f"{f.name}:{f.type}"
@@ -116,7 +133,8 @@ def test_sealed_manifest_and_records(run: Path) -> None:
     records = pq.read_table(run / "records.parquet")
     assert records.schema.equals(SCHEMAS["records"], check_metadata=False)
     assert records.schema.names[-1] == "digest"
-    assert records.column("digest")[-1].as_py().hex() == lg["head"]
+    assert records.schema.field("digest").type == pa.binary(8)  # the tags
+    assert records.column("digest")[-1].as_py().hex() == lg["head"][:16]
 
 
 def test_fixture_run_with_ids_from_one_and_friendships(tmp_path: Path) -> None:
@@ -199,12 +217,31 @@ def test_inserted_record(run: Path) -> None:
     )
 
 
-def test_swapped_records(run: Path) -> None:
-    def change(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        rows[K], rows[K + 1] = rows[K + 1], rows[K]
-        return rows
+def _swap(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    rows[K], rows[K + 1] = rows[K + 1], rows[K]
+    return rows
 
-    rewrite(run / "records.parquet", change)
+
+def test_swapped_records(run: Path) -> None:
+    rewrite(run / "records.parquet", _swap)
+    found = problems(run)
+    n = pq.read_metadata(run / "records.parquet").num_rows
+    assert found == [
+        "table records: file records.parquet altered (sha256 differs from the manifest)",
+        f"records: record_id sequence broken at position {K} (expected {K}, found {K + 1}): "
+        "records deleted, inserted or reordered",
+        f"record {K} (record_id {K + 1}): digest mismatch - chain broken: records deleted, "
+        "inserted or moved at this point",
+        f"records: the {n - K - 1:,} records after record {K} cannot be checked one by one "
+        "(each digest covers the one before; this run stores 8 bytes of each)",
+        "table records: content digest mismatch (rows changed, added or removed)",
+    ]
+
+
+def test_swapped_records_v2_names_each(run_v2: Path) -> None:
+    """With whole digests stored (v2) every link is checked on its own."""
+    run = run_v2
+    rewrite(run / "records.parquet", _swap)
     found = problems(run)
     assert (
         found[0] == "table records: file records.parquet altered (sha256 differs from the manifest)"
@@ -235,9 +272,17 @@ def test_swapped_records_with_ids_swapped_back(run: Path) -> None:
     assert any(p.startswith(f"record {K} (record_id {K}): digest mismatch") for p in found)
 
 
-def test_altered_stored_digest(run: Path) -> None:
+@pytest.mark.parametrize(("which", "at"), [("v3", K), ("v3", -1), ("v2", K)])
+def test_altered_stored_digest(run: Path, run_v2: Path, which: str, at: int) -> None:
+    """A stored digest (v3: its tag) altered, its record intact, is named as such; in v3 also
+    the last record's, which no record after it confirms (the ledger's head does; v2 calls
+    that one a content change)."""
+    run = run if which == "v3" else run_v2
+    n = pq.read_metadata(run / "records.parquet").num_rows
+    K = at % n
+
     def change(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        rows[K]["digest"] = bytes(32)
+        rows[K]["digest"] = bytes(len(rows[K]["digest"]))
         return rows
 
     rewrite(run / "records.parquet", change)
@@ -247,6 +292,30 @@ def test_altered_stored_digest(run: Path) -> None:
         "(its content is intact)"
     ) in found
     assert not any(p.startswith(f"record {K + 1} ") for p in found)
+
+
+@pytest.mark.parametrize("field", ["digest", "points"])
+@pytest.mark.parametrize("batch", [K + 1, K, 7])
+def test_v3_failure_at_a_batch_edge(
+    run: Path, monkeypatch: pytest.MonkeyPatch, field: str, batch: int
+) -> None:
+    """verify reads the records in batches: a tag that fails at a batch's end (K + 1 rows a
+    batch) is told apart from a content change by the next batch's first tag, at a batch's
+    start (K rows) by the record after it, as anywhere else (7)."""
+    monkeypatch.setattr(ledger, "BATCH_ROWS", batch)
+
+    def change(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        rows[K][field] = bytes(8) if field == "digest" else rows[K][field] - 1
+        return rows
+
+    rewrite(run / "records.parquet", change)
+    found = problems(run)
+    why = TAG_ALTERED if field == "digest" else "content changed"
+    assert [p for p in found if p.startswith("record ")] == [
+        f"record {K} (record_id {K}): digest mismatch - {why}"
+    ]
+    unchecked = [p for p in found if p.startswith("records: the ")]
+    assert len(unchecked) == (field == "points")  # a tag alone: the chain stays in step
 
 
 def test_removed_digest_column(run: Path) -> None:
@@ -260,7 +329,10 @@ def test_removed_digest_column(run: Path) -> None:
     )
 
 
-def test_many_modified_records_are_counted(run: Path) -> None:
+def test_many_modified_records_are_counted(run_v2: Path) -> None:
+    """v2: every link is checked on its own, the failing ones counted."""
+    run = run_v2
+
     def change(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for r in rows[: 2 * K]:
             r["applied"] = 0.5
@@ -270,6 +342,22 @@ def test_many_modified_records_are_counted(run: Path) -> None:
     found = problems(run)
     assert sum(p.startswith("record ") for p in found) == 10
     assert any(p.startswith("records: ") and "fail their digest check" in p for p in found)
+
+
+def test_many_modified_records_v3_names_the_first(run: Path) -> None:
+    """v3: the first changed record breaks every tag after it; it is named, the rest said
+    to be unchecked."""
+
+    def change(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        for r in rows[K : 2 * K]:
+            r["applied"] = 0.5
+        return rows
+
+    rewrite(run / "records.parquet", change)
+    found = problems(run)
+    named = [p for p in found if p.startswith("record ")]
+    assert named == [f"record {K} (record_id {K}): digest mismatch - content changed"]
+    assert any(p.startswith("records: the ") and f"after record {K} cannot" in p for p in found)
 
 
 def test_altered_other_table(run: Path) -> None:
@@ -376,7 +464,7 @@ def test_forged_vocabulary_with_recomputed_manifest_digests(run: Path) -> None:
         vocab[0], vocab[1] = vocab[1], vocab[0]
         if genesis:
             m["ledger"]["genesis"] = ledger.genesis(
-                m, ledger.ENCODING_V2, m["ledger"]["columns"], m["ledger"]["vocabularies"]
+                m, m["ledger"]["encoding"], m["ledger"]["columns"], m["ledger"]["vocabularies"]
             ).hex()
         m["field_digests"] = ledger.field_digests(m)
         m["manifest_digest"] = ledger.manifest_digest(m)
@@ -608,7 +696,7 @@ def test_hashlib_fallback_gives_the_same_result(run: Path, monkeypatch: pytest.M
     assert verify(run).ok
     m = json.loads((run / "manifest.json").read_text())
     resealed = ledger.Sealer(m).add("records", pq.read_table(run / "records.parquet"))
-    assert resealed.column("digest")[-1].as_py().hex() == m["ledger"]["head"]
+    assert resealed.column("digest")[-1].as_py().hex() == m["ledger"]["head"][:16]
 
 
 def test_batches_do_not_change_digests(run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -635,8 +723,11 @@ def _canonical(value: Any) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def test_record_digests_follow_the_documented_encoding(run: Path) -> None:
-    """docs/integrity.md (credsim-ledger-v2), re-implemented with struct and hashlib only."""
+@pytest.mark.parametrize("which", ["v3", "v2"])
+def test_record_digests_follow_the_documented_encoding(run: Path, run_v2: Path, which: str) -> None:
+    """docs/integrity.md (credsim-ledger-v3 and -v2), re-implemented with struct and hashlib
+    only: the same rows and chain; v3 stores each digest's first 8 bytes, v2 all 32."""
+    run = run if which == "v3" else run_v2
     m = json.loads((run / "manifest.json").read_text())
     lg = m["ledger"]
     vocabularies = lg["vocabularies"]
@@ -646,7 +737,9 @@ def test_record_digests_follow_the_documented_encoding(run: Path) -> None:
         "columns": lg["columns"],
         "vocabularies": vocabularies,
     }
-    genesis = hashlib.sha256(b"credsim-ledger-v2\0" + _canonical(basis)).digest()
+    encoding = f"credsim-ledger-{which}"
+    assert lg["encoding"] == encoding
+    genesis = hashlib.sha256(encoding.encode() + b"\0" + _canonical(basis)).digest()
     assert genesis.hex() == lg["genesis"]
     columns = [c.split(":") for c in lg["columns"]]
     assert len(columns) <= 32  # a uint32 null mask
@@ -666,7 +759,7 @@ def test_record_digests_follow_the_documented_encoding(run: Path) -> None:
         row = struct.pack("<I", nulls) + b"".join(parts)
         assert len(row) == 81
         prev = hashlib.sha256(prev + row).digest()
-        assert prev == rec["digest"], rec["record_id"]
+        assert prev[: 8 if which == "v3" else 32] == rec["digest"], rec["record_id"]
     assert prev.hex() == lg["head"]
 
 
@@ -701,11 +794,11 @@ def test_v1_record_digests_follow_the_documented_encoding(run_v1: Path) -> None:
     assert prev.hex() == m["ledger"]["head"]
 
 
-@pytest.mark.parametrize("which", ["v2", "v1"])
+@pytest.mark.parametrize("which", ["v3", "v2", "v1"])
 def test_table_and_manifest_digests_follow_the_documented_encoding(
-    run: Path, run_v1: Path, which: str
+    run: Path, run_v2: Path, run_v1: Path, which: str
 ) -> None:
-    run = run if which == "v2" else run_v1
+    run = {"v3": run, "v2": run_v2, "v1": run_v1}[which]
     m = json.loads((run / "manifest.json").read_text())
     sha = hashlib.sha256
     columns = json.dumps(m["ledger"]["columns"], separators=(",", ":"))

@@ -5,9 +5,11 @@ A sealed run folder carries, besides the file SHA-256s the writer always recorde
 * a ``digest`` column in ``records.parquet``: ``digest_i = sha256(digest_{i-1} || row_i)``, where
   ``row_i`` is the record's canonical encoding and ``digest_{-1}`` is the *genesis*, derived
   from the scheme's sha256 and the seed (and in v2 from the row layout and the vocabularies).
-  New runs are sealed with ``credsim-ledger-v2`` (:class:`PackedLayout`: values packed in their
+  New runs are sealed with ``credsim-ledger-v3`` (:class:`PackedLayout`: values packed in their
   natural widths, labels as codes in per-column vocabularies, 81 bytes for today's records
-  schema, 2 SHA-256 blocks per record); runs sealed with ``credsim-ledger-v1``
+  schema, 2 SHA-256 blocks per record; each record stores the first 8 bytes of its digest,
+  its *tag*); runs sealed with ``credsim-ledger-v2`` (the same, all 32 bytes stored) and
+  ``credsim-ledger-v1``
   (:class:`RecordLayout`: 64-bit words, strings as 16 bytes of their sha256, 232 bytes, 5
   blocks) are still verified;
 * in the manifest, ``ledger`` (encoding, genesis, head = the last digest, record count, first
@@ -51,7 +53,10 @@ from credsim.store.ledger_chain import (  # noqa: F401  (re-exported: the ledger
     ENCODING,
     ENCODING_V1,
     ENCODING_V2,
+    ENCODING_V3,
     ENCODINGS,
+    PACKED,
+    TAG_BYTES,
     _as_type,
     _buf,
     canonical_json,
@@ -62,6 +67,7 @@ from credsim.store.ledger_chain import (  # noqa: F401  (re-exported: the ledger
     genesis,
     links,
     links_py,
+    stored_bytes,
     stored_digests,
 )
 from credsim.store.ledger_encode import (  # noqa: F401  (re-exported: the ledger's public API)
@@ -85,8 +91,10 @@ BATCH_ROWS = 1 << 18
 """Rows encoded and hashed at a time (bounds memory: 2**18 records are ~60 MB of row bytes or
 column values)."""
 
-DIGEST_FIELD = pa.field(DIGEST_COLUMN, pa.binary(32), nullable=False)
-"""The records' ``digest`` column, as the writer appends it."""
+
+def digest_field(encoding: str | None) -> pa.Field:
+    """The records' ``digest`` column as an encoding stores it."""
+    return pa.field(DIGEST_COLUMN, pa.binary(stored_bytes(encoding)), nullable=False)
 
 
 def _fixed_values(arr: pa.Array, t: str) -> np.ndarray:
@@ -149,8 +157,8 @@ class TableHasher:
                 hx.update(_buf(np.diff(off).astype("<i8")))
                 if len(arr):
                     hd.update(memoryview(arr.buffers()[2])[int(off[0]) : int(off[-1])])
-            elif t == "fixed_size_binary[32]":
-                hx.update(_buf(stored_digests(arr)))
+            elif t.startswith("fixed_size_binary["):
+                hx.update(_buf(stored_digests(arr, arr.type.byte_width)))
             elif t in _FIXED:
                 hx.update(_buf(_fixed_values(arr, t)))
             else:  # pragma: no cover - the schemas hold no other types
@@ -276,8 +284,10 @@ class Sealer:
     each group while the next is chained). Tables other than the records may be added from
     another thread while the records are chained (each has its own hasher).
 
-    ``encoding``: :data:`ENCODING` (``credsim-ledger-v2``) unless told; ``credsim-ledger-v1``
-    seals as runs were sealed before it (to test that such runs stay verifiable). In v2 the
+    ``encoding``: :data:`ENCODING` (``credsim-ledger-v3``) unless told; ``credsim-ledger-v2``
+    and ``-v1`` seal as runs were sealed before it (to test that such runs stay verifiable).
+    :meth:`stored` gives what the records' ``digest`` column holds (in v3 each digest's first
+    8 bytes; :attr:`digest_field` its field). In v2 and v3 the
     row layout, the label vocabularies and so the genesis are fixed by the first records
     chained (or by :meth:`ledger` when there are none): each vocabulary is the manifest's
     ``labels`` for the column, then the values those records hold that the labels lack,
@@ -292,7 +302,9 @@ class Sealer:
         scheme = manifest.get("scheme")
         sha = scheme.get("sha256") if isinstance(scheme, Mapping) else None
         self._basis = {"scheme": {"sha256": sha}, "seed": manifest.get("seed")}
-        self._labels = labels_of(manifest) if self.encoding == ENCODING_V2 else {}
+        self._labels = labels_of(manifest) if self.encoding in PACKED else {}
+        self.digest_field = digest_field(self.encoding)
+        """The records' ``digest`` column as this encoding stores it."""
         self._encoder: Encoder | None = None
         self._genesis = b""
         self._head = b""
@@ -319,7 +331,7 @@ class Sealer:
                 )
             ]
             vocab = vocabularies(self._labels, table, strings)
-            encoder = PackedEncoder(PackedLayout.of_schema(schema, vocab))
+            encoder = PackedEncoder(PackedLayout.of_schema(schema, vocab, self.encoding))
         self._encoder = encoder
         self._genesis = self._head = layout_genesis(self._basis, encoder.layout)
         return encoder
@@ -348,7 +360,7 @@ class Sealer:
     def add(self, name: str, table: pa.Table) -> pa.Table:
         if name == "records":
             ((part, digests),) = self.records(table, max(table.num_rows, 1))  # one group
-            return part.append_column(DIGEST_FIELD, digest_array(digests))
+            return part.append_column(self.digest_field, self.stored(digests))
         hasher = self._hashers.get(name)
         if isinstance(hasher, _Digested):
             raise RunStoreError(f"table {name!r} was written and digested already")
@@ -386,6 +398,11 @@ class Sealer:
             self._records += part.num_rows
             yield part, digests
 
+    def stored(self, digests: np.ndarray) -> pa.Array:
+        """The ``digest`` column of records with these digests ((n, 32) uint8, from
+        :meth:`records`): all 32 bytes of each, or in v3 its tag."""
+        return digest_array(digests, self.digest_field.type.byte_width)
+
     def take_records(self, other: Sealer) -> None:
         """Adopt the records ``other`` chained (streamed while the run went on); its genesis
         must be this run's, and (v2) its vocabularies must start with this run's labels."""
@@ -418,13 +435,14 @@ class Sealer:
         return {**self.ledger(), "next_record_id": self._next_id}
 
     def restore(self, state: Mapping[str, Any]) -> None:
-        """Go on after the records a checkpoint's :meth:`state` describes (v2), refusing a
-        state made for another run (genesis) or another encoding."""
+        """Go on after the records a checkpoint's :meth:`state` describes (v2 or v3), refusing
+        a state made for another run (genesis) or another encoding."""
         if not state.get("records"):
             return
-        if state.get("encoding") != self.encoding or self.encoding != ENCODING_V2:
+        if state.get("encoding") != self.encoding or self.encoding not in PACKED:
             raise RunStoreError(f"the checkpoint's records were chained as {state.get('encoding')}")
-        encoder = PackedEncoder(PackedLayout.parse(state["columns"], state["vocabularies"]))
+        layout = PackedLayout.parse(state["columns"], state["vocabularies"], self.encoding)
+        encoder = PackedEncoder(layout)
         genesis = layout_genesis(self._basis, encoder.layout)
         if genesis.hex() != state["genesis"]:
             raise RunStoreError("the checkpoint's records were chained for another run (genesis)")

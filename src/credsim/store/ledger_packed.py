@@ -1,4 +1,5 @@
-"""The packed canonical record row of ``credsim-ledger-v2`` (:class:`PackedLayout`), its label
+"""The packed canonical record row of ``credsim-ledger-v2`` and ``-v3`` (the same rows; v3
+records store 8 bytes of their digest, v2 records all 32) (:class:`PackedLayout`), its label
 vocabularies and its encoder.
 
 A v2 row is little-endian bytes without padding: a null mask (uint32 for up to 32 chained
@@ -37,7 +38,7 @@ import pyarrow.compute as pc
 
 from credsim.errors import RunStoreError
 from credsim.store import ledger_packed_std, sha_ni
-from credsim.store.ledger_chain import ENCODING_V2, _as_type, _fast, _room_for, chain
+from credsim.store.ledger_chain import ENCODING_V3, PACKED, _as_type, _fast, _room_for, chain
 from credsim.store.ledger_encode import _ARROW_TYPES, _column, _put_fixed
 from credsim.store.schema import DIGEST_COLUMN
 
@@ -156,7 +157,8 @@ def check_vocabulary(
 
 
 class PackedLayout:
-    """The ``credsim-ledger-v2`` row of a record: packed little-endian bytes, no padding.
+    """The row of a record in ``credsim-ledger-v2`` and ``-v3`` (:attr:`encoding`): packed
+    little-endian bytes, no padding.
 
     The null mask (bit j set when chained column j is null; uint32 for up to 32 chained
     columns, uint64 for up to 64), then each chained column in order in its natural width
@@ -169,14 +171,16 @@ class PackedLayout:
     ``fields`` (name, type, byte offset, width) from the mask on; ``size`` the row's bytes.
     """
 
-    encoding = ENCODING_V2
-
     def __init__(
         self,
         columns: list[tuple[str, str]],
         codes: Mapping[str, str],
         vocabularies: Mapping[str, list[str]],
+        encoding: str = ENCODING_V3,
     ) -> None:
+        if encoding not in PACKED:
+            raise RunStoreError(f"ledger: {encoding!r} has no packed rows")
+        self.encoding = encoding
         if len(columns) > 64:
             raise RunStoreError("the ledger's null mask covers at most 64 record columns")
         strings = [name for name, t in columns if t == "string"]
@@ -216,7 +220,12 @@ class PackedLayout:
         self.size = offset
 
     @classmethod
-    def of_schema(cls, schema: pa.Schema, vocabularies: Mapping[str, list[str]]) -> PackedLayout:
+    def of_schema(
+        cls,
+        schema: pa.Schema,
+        vocabularies: Mapping[str, list[str]],
+        encoding: str = ENCODING_V3,
+    ) -> PackedLayout:
         """The layout of a records schema (a dictionary column counts as its values' type)
         with these vocabularies (one for each string column); code types from their sizes."""
         columns = [
@@ -225,10 +234,10 @@ class PackedLayout:
             if f.name != DIGEST_COLUMN
         ]
         codes = {name: code_type(len(vocabularies[name])) for name, t in columns if t == "string"}
-        return cls(columns, codes, vocabularies)
+        return cls(columns, codes, vocabularies, encoding)
 
     @classmethod
-    def parse(cls, spec: Any, vocabularies: Any) -> PackedLayout:
+    def parse(cls, spec: Any, vocabularies: Any, encoding: str = ENCODING_V3) -> PackedLayout:
         """From the manifest's ``ledger.columns`` (``["record_id:int64", ..., "item:string:u16",
         ...]``) and ``ledger.vocabularies``; refuses (RunStoreError) what is malformed."""
         if not isinstance(spec, list) or not all(isinstance(c, str) for c in spec):
@@ -246,7 +255,7 @@ class PackedLayout:
             elif len(parts) != 2 or parts[1] == "string":
                 raise RunStoreError(f"ledger: column spec {c!r} is malformed")
             columns.append((parts[0], parts[1]))
-        return cls(columns, codes, vocabularies)
+        return cls(columns, codes, vocabularies, encoding)
 
     def spec(self) -> list[str]:
         """``ledger.columns``: ``"name:type"``, or ``"name:string:u16"`` (``u32``) for a
@@ -257,7 +266,7 @@ class PackedLayout:
         ]
 
     def genesis_fields(self) -> dict[str, Any]:
-        """What the v2 genesis binds besides the scheme sha256 and seed."""
+        """What the genesis binds besides the scheme sha256 and seed."""
         return {"columns": self.spec(), "vocabularies": self.vocabularies}
 
 

@@ -62,14 +62,15 @@ RECORDS = pa.schema(
         _f("appealed", pa.bool_()),
         _f("import_row", pa.int32(), True),  # data row of an imported event (run --events)
         _f("excused", pa.bool_(), True),  # the behaviour had a legitimate excuse (context)
-        # Computed by the writer (credsim.store.ledger), never by the engine: the record's link
-        # in the hash chain, sha256(previous digest || canonical row). Always the last column.
-        _f("digest", pa.binary(32)),
+        # Computed by the writer (credsim.store.ledger), never by the engine: the first 8 bytes
+        # (the tag) of the record's link in the hash chain, sha256(previous digest || canonical
+        # row); all 32 in runs sealed before credsim-ledger-v3. Always the last column.
+        _f("digest", pa.binary(8)),
     ]
 )
 
 DIGEST_COLUMN = "digest"
-"""The records column the writer adds: each record's digest in the hash chain."""
+"""The records column the writer adds: each record's digest in the hash chain (its tag)."""
 
 RECORDS_CONTENT = pa.schema([f for f in RECORDS if f.name != DIGEST_COLUMN])
 """The records schema without ``digest``: what the engine produces and the chain covers."""

@@ -42,7 +42,7 @@ from credsim.engine.output import (
 from credsim.engine.records import COLUMNS
 from credsim.engine.simulation import Simulation
 from credsim.errors import CredsimError, RunStoreError
-from credsim.store.ledger import DIGEST_FIELD, Sealer, digest_array
+from credsim.store.ledger import Sealer
 from credsim.store.parquet import ROW_GROUP_ROWS, StreamedTable, sha256_file
 from credsim.store.parts import PartedFile, TableFile
 from credsim.store.pqwrite import table_writer
@@ -188,7 +188,9 @@ class RecordStream:
         if rows == 0:  # no records at all: the schema, no rows
             empty: dict[str, np.ndarray] = {k: np.zeros(0, dt) for k, (dt, _) in COLUMNS.items()}
             schema = conform("records", records_arrow(empty, 0, self.names)).schema
-            self._file.write_table(schema.append(DIGEST_FIELD).empty_table(), ROW_GROUP_ROWS)
+            self._file.write_table(
+                schema.append(self.sealer.digest_field).empty_table(), ROW_GROUP_ROWS
+            )
         sha = self._file.finish()
         self._pool.shutdown()
         self._out.shutdown()
@@ -343,7 +345,9 @@ class RecordStream:
         for part, digests in self.sealer.records(table, ROW_GROUP_ROWS):
             stored = final.slice(at, part.num_rows)
             at += part.num_rows
-            groups.append(stored.append_column(DIGEST_FIELD, digest_array(digests)))
+            groups.append(
+                stored.append_column(self.sealer.digest_field, self.sealer.stored(digests))
+            )
         del table, final
         if self._stored is not None:  # at most one batch waits for the file thread
             self._stored.result()

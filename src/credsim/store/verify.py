@@ -282,7 +282,7 @@ class _Verifier:
         """The ledger's encoding and genesis; fixes the chain's starting point."""
         lg = self._section("ledger")
         self.encoding = lg.get("encoding")
-        v2 = self.encoding == ledger.ENCODING_V2
+        v2 = self.encoding in ledger.PACKED  # (v2 or v3: columns and vocabularies)
         self.genesis = self._derived_genesis()
         if "manifest_digest" not in self.m and not lg:
             return
@@ -350,10 +350,9 @@ class _Verifier:
     def _derived_genesis(self) -> bytes:
         """The genesis the manifest's fields give (v1 when the ledger names no encoding)."""
         lg = self._section("ledger")
-        if lg.get("encoding") == ledger.ENCODING_V2:
-            return ledger.genesis(
-                self.m, ledger.ENCODING_V2, lg.get("columns"), lg.get("vocabularies")
-            )
+        encoding = lg.get("encoding")
+        if encoding in ledger.PACKED:
+            return ledger.genesis(self.m, encoding, lg.get("columns"), lg.get("vocabularies"))
         return ledger.genesis(self.m, ledger.ENCODING_V1)
 
     def _vocabulary_problem(self) -> str | None:

@@ -1,6 +1,14 @@
 """The records' part of ``credsim verify`` (:mod:`credsim.store.verify`): the hash chain
 checked batch by batch as the records file is streamed, every link, the id sequence and the
-head, and a name for whatever fails (content changed, digest altered, records moved)."""
+head, and a name for whatever fails (content changed, digest altered, records moved).
+
+Runs sealed before ``credsim-ledger-v3`` store each record's whole digest: every link is
+checked on its own (``sha256(stored digest before || row) == stored digest``), so each failing
+record is named. A v3 record stores its *tag* (the digest's first 8 bytes): the chain is
+recomputed from the genesis and each tag compared. A tag that fails alone (the next record's
+matches) was altered, its record intact; a record whose content changed (or that was deleted,
+inserted or moved) breaks every later tag, since each digest covers the one before: it is
+named, and the records after it cannot be checked one by one (the run fails all the same)."""
 
 from __future__ import annotations
 
@@ -20,6 +28,8 @@ if TYPE_CHECKING:
 MAX_RECORD_PROBLEMS = 10
 """Failing records named one by one; beyond this only their number is given."""
 
+TAG_ALTERED = "its stored digest was altered (its content is intact)"
+
 
 def _short(hexdigest: str | None) -> str:
     return f"{hexdigest[:16]}..." if hexdigest else "nothing"
@@ -35,8 +45,9 @@ class RecordChain:
         self.lg = lg
         columns = lg.get("columns")
         self.layout: ledger.Layout = ledger.RECORD_LAYOUT
-        if lg.get("encoding") == ledger.ENCODING_V2:
-            self.layout = ledger.PackedLayout.parse(columns, lg.get("vocabularies"))
+        encoding = lg.get("encoding")
+        if encoding in ledger.PACKED:
+            self.layout = ledger.PackedLayout.parse(columns, lg.get("vocabularies"), encoding)
         elif isinstance(columns, list):
             self.layout = ledger.RecordLayout.parse(columns)
         absent = [c for c, _ in self.layout.columns if c not in schema.names]
@@ -71,6 +82,9 @@ class RecordChain:
         )
         self.unknown: set[int] = set()  # rows of the batch holding a label outside the vocabulary
         self.has_digest = DIGEST_COLUMN in schema.names
+        self.stored_bytes = ledger.stored_bytes(encoding)  # 8: tags (v3), 32: digests
+        self.pending: tuple[int, int, str] | None = None  # (v3) the last record's tag failed
+        self.lost_at: int | None = None  # (v3) the record that broke the chain
 
     def update(self, batch: pa.RecordBatch) -> None:
         n = batch.num_rows
@@ -91,6 +105,10 @@ class RecordChain:
                     "records deleted, inserted or reordered"
                 )
                 self.id_break_reported = True
+        if self.has_digest and self.stored_bytes < 32:
+            self._update_tags(batch, rows, ids)
+            self.pos += n
+            return
         if not self.has_digest:
             digests = ledger.chain(rows, self.computed_prev)
             self.computed_prev = digests[-1].tobytes()
@@ -118,13 +136,65 @@ class RecordChain:
             if k in follows_altered_digest or self.bad > MAX_RECORD_PROBLEMS:
                 continue
             why = self._why(k, rows, stored, computed, ids, bad)
-            if why.startswith("its stored digest"):
+            if why == TAG_ALTERED:
                 follows_altered_digest.add(k + 1)
             self.v.table_problems.append(
                 f"record {self.pos + k} (record_id {int(ids[k])}): digest mismatch - {why}"
             )
         self.prev = stored[-1].tobytes()
         self.pos += n
+
+    def _update_tags(self, batch: pa.RecordBatch, rows: np.ndarray, ids: np.ndarray) -> None:
+        """(v3) The chain recomputed over the batch, each tag compared with the stored one."""
+        if self.lost_at is not None:
+            return
+        computed = ledger.chain(rows, self.computed_prev)
+        w = self.stored_bytes
+        stored = ledger.stored_digests(batch.column(DIGEST_COLUMN), w)
+        wrong = np.any(computed[:, :w] != stored, axis=1)
+        if self.pending is not None:  # the record before this batch failed its tag
+            at, record_id, why = self.pending
+            self.pending = None
+            if wrong[0]:
+                self._lost(at, record_id, why)
+                return
+            self._record_problem(at, record_id, TAG_ALTERED)
+        n = len(rows)
+        for k in sorted({*np.flatnonzero(wrong).tolist(), *self.unknown}):
+            record_id = int(ids[k])
+            if k in self.unknown:  # a label its vocabulary lacks: not the record's row
+                if wrong[k] and k + 1 < n and wrong[k + 1]:
+                    self._lost(self.pos + k, record_id, "content changed")
+                    return
+                self._record_problem(self.pos + k, record_id, "content changed")
+            elif k + 1 == n:  # the next record (or the head) tells
+                self.pending = (self.pos + k, record_id, self._why_tag(k, ids))
+            elif wrong[k + 1]:
+                self._lost(self.pos + k, record_id, self._why_tag(k, ids))
+                return
+            else:
+                self._record_problem(self.pos + k, record_id, TAG_ALTERED)
+        self.computed_prev = computed[-1].tobytes()
+
+    def _why_tag(self, k: int, ids: np.ndarray) -> str:
+        """(v3) Why record ``k``'s tag and the next fail: its content or its place."""
+        if self.check_ids and ids[k] != self.first_id + self.pos + k:
+            return "chain broken: records deleted, inserted or moved at this point"
+        if not self.check_ids:
+            return "content changed, or the record before it was deleted, inserted or moved"
+        return "content changed"
+
+    def _record_problem(self, at: int, record_id: int, why: str) -> None:
+        self.bad += 1
+        if self.bad <= MAX_RECORD_PROBLEMS:
+            self.v.table_problems.append(
+                f"record {at} (record_id {record_id}): digest mismatch - {why}"
+            )
+
+    def _lost(self, at: int, record_id: int, why: str) -> None:
+        """(v3) Record ``at`` changed: every later digest depends on it."""
+        self._record_problem(at, record_id, why)
+        self.lost_at = at
 
     def _why(
         self,
@@ -143,7 +213,7 @@ class RecordChain:
         if k + 1 < len(rows) and (k + 1) in bad and (k + 1) not in self.unknown:
             relinked = hashlib.sha256(computed[k].tobytes() + rows[k + 1].tobytes()).digest()
             if relinked == stored[k + 1].tobytes():
-                return "its stored digest was altered (its content is intact)"
+                return TAG_ALTERED
         if not self.check_ids:
             return "content changed, or the record before it was deleted, inserted or moved"
         before = np.flatnonzero(ids == ids[k] - 1)
@@ -160,7 +230,7 @@ class RecordChain:
         """The records' content digest, or None when a link fails (the content changed)."""
         if self.bad or self.notes:
             return None
-        head = self.prev if self.has_digest else self.computed_prev
+        head = self.prev if self._stored_head() else self.computed_prev
         return ledger.records_digest(self.pos, head, self.layout)
 
     def finish(self) -> list[str]:
@@ -169,12 +239,24 @@ class RecordChain:
         n = self.pos
         if not self.has_digest:
             self.notes.append("missing column(s) digest")
+        if self.pending is not None:  # the last record's tag failed: the head tells why
+            at, record_id, why = self.pending
+            self.pending = None
+            if self.computed_prev.hex() == lg.get("head"):
+                why = TAG_ALTERED
+            self._record_problem(at, record_id, why)
+        if self.lost_at is not None and self.lost_at + 1 < n:
+            v.table_problems.append(
+                f"records: the {n - self.lost_at - 1:,} records after record {self.lost_at} "
+                "cannot be checked one by one (each digest covers the one before; this run "
+                "stores 8 bytes of each)"
+            )
         if self.bad > MAX_RECORD_PROBLEMS:
             v.table_problems.append(
                 f"records: {self.bad:,} records fail their digest check in all "
                 f"(the first {MAX_RECORD_PROBLEMS} are named above)"
             )
-        head = (self.prev if self.has_digest else self.computed_prev).hex()
+        head = (self.prev if self._stored_head() else self.computed_prev).hex()
         if not self.bad:
             v.report.head = head
         v.report.records = n
@@ -196,3 +278,7 @@ class RecordChain:
                 "at the end",
             )
         return self.notes
+
+    def _stored_head(self) -> bool:
+        """Whether the chain's end is a stored digest (a whole one: before v3)."""
+        return self.has_digest and self.stored_bytes == 32

@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 
 from credsim._fsio import fsync_dir, fsync_file, publish_dir, refuse_non_empty, staging_dir
 from credsim.errors import RunExistsError, RunStoreError
-from credsim.store.ledger import DIGEST_FIELD, Sealer, digest_array
+from credsim.store.ledger import Sealer
 from credsim.store.parquet import (
     ROW_GROUP_ROWS,
     Follower,
@@ -221,12 +221,12 @@ def _write_groups(
         for part, digests in sealer.records(table, ROW_GROUP_ROWS):
             if writer is None:
                 final = conformed.result() if conformed is not None else table
-                schema = final.schema.append(DIGEST_FIELD)
+                schema = final.schema.append(sealer.digest_field)
                 writer = table_writer(path, schema)
             if conformed is not None:
                 part = final.slice(start, part.num_rows)
             start += part.num_rows
-            sealed = part.append_column(DIGEST_FIELD, digest_array(digests))
+            sealed = part.append_column(sealer.digest_field, sealer.stored(digests))
             if pending is not None:
                 pending.result()
             pending = pool.submit(_write_group, writer, sealed, follower)
