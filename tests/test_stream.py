@@ -12,8 +12,11 @@ from __future__ import annotations
 import hashlib
 import json
 import mmap
+import os
 import sys
+import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -32,7 +35,7 @@ from credsim.store.parquet import Follower, sha256_file
 from credsim.store.reader import RunStore
 from credsim.store.runfolder import RunFolder
 from credsim.store.schema import SCHEMAS
-from credsim.store.stream import PARTIAL, SEGMENTS
+from credsim.store.stream import PARTIAL, SEGMENTS, STORE_NICE, TABLES_NICE, RecordStream
 from credsim.store.verify import verify
 
 TABLES = ("population", "records", "scores", "lists", "measures")
@@ -378,3 +381,34 @@ def test_follower_hashes_a_growing_file_mapped_or_read(
         assert follower.finish() == hashlib.sha256(whole).hexdigest()
         maps["left"] = fail_after
         assert sha256_file(path) == hashlib.sha256(whole).hexdigest()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a thread's own nice: Linux")
+def test_the_storing_threads_yield_the_cores_to_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The thread storing the records and the one writing the other tables run at a lower
+    priority than the run's (the days and the chain, which the run waits for)."""
+    seen: dict[str, int] = {}
+
+    def mine() -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    def spy(name: str, real: Any) -> Any:
+        def wrapped(*args: Any) -> Any:
+            seen[name] = mine()
+            return real(*args)
+
+        return wrapped
+
+    monkeypatch.setattr(RecordStream, "_store", spy("store", RecordStream._store))
+    monkeypatch.setattr(RecordStream, "_whole", spy("tables", RecordStream._whole))
+    monkeypatch.setattr(RecordStream, "_write", spy("seal", RecordStream._write))
+    credsim.run("nanjing", population=500, days=20, seed=1, out=tmp_path / "run")
+    base = mine()
+    assert seen == {
+        "seal": base,
+        "store": min(19, base + STORE_NICE),
+        "tables": min(19, base + TABLES_NICE),
+    }
+    assert base < seen["store"] < seen["tables"] or base == 19

@@ -31,6 +31,7 @@ import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
 from credsim._fsio import replace_atomically
+from credsim._libc import yield_to_others
 from credsim.engine.output import (
     NO_SNAPSHOT,
     friendships_table,
@@ -55,6 +56,12 @@ SEGMENTS = ".segments"
 """Where a run that checkpoints saves its score snapshots for resuming."""
 FLUSH_ROWS = 1 << 20
 """Settled records gathered before a batch goes to the writer thread."""
+STORE_NICE = 5
+"""How much lower the storing thread's priority is than the run's (see
+:func:`~credsim._libc.yield_to_others`)."""
+TABLES_NICE = 15
+"""How much lower the priority of the thread writing the other tables is: nothing waits for
+it until the run ends (or checkpoints)."""
 
 _NO_ENTS, _NO_SCORES, _NO_GRADES = np.zeros(0, np.int32), np.zeros(0), np.zeros(0, np.int16)
 
@@ -97,7 +104,15 @@ class RecordStream:
         self.snapshots: list[dict[str, Any]] = []  # score snapshots saved: name, day, sha256
         self._pending: Future[None] | None = None
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="credsim-seal")
-        self._out = ThreadPoolExecutor(max_workers=1, thread_name_prefix="credsim-store")
+        # The days wait for the sealing thread (the chain is serial), which waits for nothing
+        # but them: the storing thread, and the thread writing the other tables still more,
+        # yield the cores to both (a 13M reference run: 44.7 to 45.0 s against 48.2 s).
+        self._out = ThreadPoolExecutor(
+            max_workers=1,
+            thread_name_prefix="credsim-store",
+            initializer=yield_to_others,
+            initargs=(STORE_NICE,),
+        )
         self._stored: Future[None] | None = None  # the last batch given to the file thread
         self._imports: list[tuple[np.ndarray, np.ndarray]] = []
         self._file = PartedFile(self.path, table_writer, resuming=resuming)
@@ -110,7 +125,12 @@ class RecordStream:
         self._snaps_sent = 0  # score snapshots handed to the tables thread
         self._emptied = 0  # snapshots emptied (see _let_go)
         self._saved_before = 0  # snapshots saved before a resume (saved_snapshots)
-        self._tables = ThreadPoolExecutor(max_workers=1, thread_name_prefix="credsim-tables")
+        self._tables = ThreadPoolExecutor(
+            max_workers=1,
+            thread_name_prefix="credsim-tables",
+            initializer=yield_to_others,
+            initargs=(TABLES_NICE,),
+        )
         self._submit(self._whole, "population")
         self._submit(self._whole, "friendships")
 
