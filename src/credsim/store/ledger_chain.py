@@ -285,12 +285,12 @@ def links(rows: np.ndarray, prevs: np.ndarray) -> np.ndarray:
     return out
 
 
-def digest_array(digests: np.ndarray, size: int = 32) -> pa.Array:
-    """The first ``size`` bytes of each row of an (n, 32) uint8 array as an Arrow
-    fixed_size_binary(size) array (sharing the memory when ``size`` is 32)."""
-    n = digests.shape[0]
-    buf = pa.py_buffer(np.ascontiguousarray(digests[:, :size], np.uint8))
-    return pa.FixedSizeBinaryArray.from_buffers(pa.binary(size), n, [None, buf])
+def digest_array(digests: np.ndarray) -> pa.Array:
+    """An (n, w) uint8 array (digests, w = 32, or tags, w = 8) as an Arrow
+    fixed_size_binary(w) array (sharing its memory)."""
+    n, w = digests.shape
+    buf = pa.py_buffer(np.ascontiguousarray(digests, np.uint8))
+    return pa.FixedSizeBinaryArray.from_buffers(pa.binary(w), n, [None, buf])
 
 
 def stored_digests(arr: pa.Array | pa.ChunkedArray, size: int = 32) -> np.ndarray:
