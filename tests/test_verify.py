@@ -49,14 +49,19 @@ def run(sealed: Path, tmp_path: Path) -> Path:
     return Path(shutil.copytree(sealed, tmp_path / "run"))
 
 
-@pytest.fixture(scope="module")
-def sealed_v2(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The same run sealed with credsim-ledger-v2 (whole digests), as runs were before v3."""
-    out = tmp_path_factory.mktemp("verify-v2") / "run"
+def _sealed_as(factory: pytest.TempPathFactory, encoding: str) -> Path:
+    """The same run sealed with an earlier encoding, as runs were before the next one."""
+    out = factory.mktemp(f"verify-{encoding[-2:]}") / "run"
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(ledger, "ENCODING", ledger.ENCODING_V2)
+        mp.setattr(ledger, "ENCODING", encoding)
         credsim.run("nanjing", population=2000, days=60, seed=1, out=out)
     return out
+
+
+@pytest.fixture(scope="module")
+def sealed_v2(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Sealed with credsim-ledger-v2 (whole digests), as runs were before v3."""
+    return _sealed_as(tmp_path_factory, ledger.ENCODING_V2)
 
 
 @pytest.fixture
@@ -66,12 +71,8 @@ def run_v2(sealed_v2: Path, tmp_path: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def sealed_v1(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The same run sealed with credsim-ledger-v1, as runs were before v2."""
-    out = tmp_path_factory.mktemp("verify-v1") / "run"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(ledger, "ENCODING", ledger.ENCODING_V1)
-        credsim.run("nanjing", population=2000, days=60, seed=1, out=out)
-    return out
+    """Sealed with credsim-ledger-v1, as runs were before v2."""
+    return _sealed_as(tmp_path_factory, ledger.ENCODING_V1)
 
 
 @pytest.fixture
