@@ -163,7 +163,7 @@ class RecordChain:
         for k in sorted({*np.flatnonzero(wrong).tolist(), *self.unknown}):
             record_id = int(ids[k])
             if k in self.unknown:  # a label its vocabulary lacks: not the record's row
-                if wrong[k] and k + 1 < n and wrong[k + 1]:
+                if wrong[k]:  # (and so the chain after it, wherever the batch ends)
                     self._lost(self.pos + k, record_id, "content changed")
                     return
                 self._record_problem(self.pos + k, record_id, "content changed")
