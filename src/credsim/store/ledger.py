@@ -84,7 +84,11 @@ from credsim.store.ledger_packed import (  # noqa: F401  (re-exported: the ledge
     vocabularies,
 )
 from credsim.store.schema import DIGEST_COLUMN, RECORDS_CONTENT
-from credsim.store.table_digest import TableHasher, table_digest  # noqa: F401  (re-exported)
+from credsim.store.table_digest import (  # noqa: F401  (TableHasher, table_digest re-exported)
+    TableHasher,
+    batches,
+    table_digest,
+)
 
 BATCH_ROWS = 1 << 18
 """Rows encoded and hashed at a time (bounds memory: 2**18 records are ~60 MB of row bytes or
@@ -114,14 +118,6 @@ def records_digest(n: int, head: bytes, layout: RecordLayout | PackedLayout) -> 
     h = hashlib.sha256(b"credsim-table-v1\0records\0" + canonical_json(layout.spec()))
     h.update(n.to_bytes(8, "little") + head)
     return h.hexdigest()
-
-
-def _batches(table: pa.Table) -> Iterable[pa.Table]:
-    if table.num_rows == 0:
-        yield table
-        return
-    for start in range(0, table.num_rows, BATCH_ROWS):
-        yield table.slice(start, BATCH_ROWS)
 
 
 # --------------------------------------------------------------------------------------------
@@ -280,7 +276,7 @@ class Sealer:
             part = table.slice(start, group_rows)
             out = np.empty((part.num_rows, w), np.uint8)
             at = 0
-            for batch in _batches(part):
+            for batch in batches(part, BATCH_ROWS):
                 m = batch.num_rows
                 digests = out[at : at + m] if scratch is None else scratch[:m]
                 encoder.chain(batch, self._head, digests)

@@ -22,12 +22,13 @@ BATCH_ROWS = 1 << 18
 """Rows hashed at a time (bounded memory for the byte streams)."""
 
 
-def _batches(table: pa.Table) -> Iterable[pa.Table]:
+def batches(table: pa.Table, rows: int = BATCH_ROWS) -> Iterable[pa.Table]:
+    """``table`` in slices of ``rows`` rows (an empty table: itself, once)."""
     if table.num_rows == 0:
         yield table
         return
-    for start in range(0, table.num_rows, BATCH_ROWS):
-        yield table.slice(start, BATCH_ROWS)
+    for start in range(0, table.num_rows, rows):
+        yield table.slice(start, rows)
 
 
 def _fixed_values(arr: pa.Array, t: str) -> np.ndarray:
@@ -96,7 +97,7 @@ class TableHasher:
 
     def update_table(self, table: pa.Table) -> None:
         """:meth:`update` with every row of ``table``, in bounded batches."""
-        for batch in _batches(table):
+        for batch in batches(table):
             self.update(batch)
 
     def hexdigest(self) -> str:
