@@ -179,8 +179,8 @@ def test_sealer_vocabularies_genesis_and_chain_by_hand() -> None:
         "columns": lg["columns"],
         "vocabularies": vocab,
     }
-    assert lg["encoding"] == "credsim-ledger-v3"  # v2's rows; 8 bytes of each digest stored
-    genesis = hashlib.sha256(b"credsim-ledger-v3\0" + _json(basis)).digest()
+    assert lg["encoding"] == "credsim-ledger-v4"  # v2's rows; 8 bytes of each digest stored
+    genesis = hashlib.sha256(b"credsim-ledger-v4\0" + _json(basis)).digest()
     assert lg["genesis"] == genesis.hex()
     first = records.slice(0, 1).to_pylist()[0]  # record 1: speeding, accepted, no error, ...
     row = struct.pack(
@@ -209,7 +209,16 @@ def test_sealer_vocabularies_genesis_and_chain_by_hand() -> None:
         False,
     )
     assert first["error"] is None and len(row) == 81
-    assert sealed.column("digest")[0].as_py() == hashlib.sha256(genesis + row).digest()[:8]
+    # v4: the row's first 64 bytes, the previous digest, the row's last 17 bytes
+    digest = hashlib.sha256(row[:64] + genesis + row[64:]).digest()
+    assert sealed.column("digest")[0].as_py() == digest[:8]
+    assert lg["records"] == records.num_rows
+    second = records.slice(1, 1).to_pylist()[0]
+    assert second["record_id"] == first["record_id"] + 1  # (its row differs from the first's)
+    rows = ledger.PackedEncoder(sealer.layout).encode(records.slice(0, 2))
+    assert rows[0].tobytes() == row
+    link = hashlib.sha256(rows[1, :64].tobytes() + digest + rows[1, 64:].tobytes()).digest()
+    assert sealed.column("digest")[1].as_py() == link[:8]
 
 
 def test_sealer_refuses_a_label_first_seen_after_the_vocabularies_were_fixed() -> None:
@@ -277,10 +286,11 @@ def _generic(layout: ledger.PackedLayout, vals: np.ndarray, prev: np.ndarray) ->
 
     enc = lp.PackedEncoder(layout)
     out = np.empty((vals.shape[1], 32), np.uint8)
-    lp._pack_chain_kernel(vals, *enc._place, layout.size, prev, out, *ledger_chain._fast())
+    fast = ledger_chain._fast()
+    lp._pack_chain_kernel(vals, *enc._place, layout.size, layout.split, prev, out, *fast)
     rows = np.empty((vals.shape[1], enc._words), np.uint64)
     lp._pack_kernel(vals, *enc._place, rows)
-    by_hand = ledger.chain_py(rows.view(np.uint8)[:, : layout.size], prev.tobytes())
+    by_hand = ledger.chain_py(rows.view(np.uint8)[:, : layout.size], prev.tobytes(), layout.split)
     assert np.array_equal(out, by_hand)  # the generic kernel: SHA-256 of the packed rows
     return out
 
@@ -293,13 +303,16 @@ def test_the_standard_kernel_is_the_standard_layouts_and_chains_as_the_generic_o
 
     layout = gen.standard_layout()
     assert std.SPEC == layout.spec() and std.SIZE == layout.size == 81
+    assert layout.split == 64  # v4: the previous digest after the row's first 64 bytes
     assert lp.PackedEncoder(layout)._standard  # every run's records take it
+    v3 = lp.PackedLayout.of_schema(RECORDS_CONTENT, layout.vocabularies, ledger.ENCODING_V3)
+    assert v3.spec() == layout.spec() and v3.split == 0  # the same rows, chained as in v2
     prev = np.arange(32, dtype=np.uint8)
-    for seed in range(3):
-        vals = _random_values(layout, 5_000, seed)
+    for seed, lay in enumerate([layout, layout, v3]):
+        vals = _random_values(lay, 5_000, seed)
         out = np.empty((vals.shape[1], 32), np.uint8)
-        std.pack_chain(vals, prev, out, *ledger_chain._fast())
-        assert np.array_equal(out, _generic(layout, vals, prev))
+        std.pack_chain(vals, prev, out, lay.split, *ledger_chain._fast())
+        assert np.array_equal(out, _generic(lay, vals, prev))
 
 
 @pytest.mark.skipif(not ledger.fast_path(), reason="no OpenSSL library for the Numba chain")
@@ -319,7 +332,8 @@ def test_a_kernel_generated_for_another_layout_chains_as_the_generic_one() -> No
     vals = _random_values(layout, 3_000, 7)
     prev = np.full(32, 9, np.uint8)
     out = np.empty((vals.shape[1], 32), np.uint8)
-    namespace["pack_chain"](vals, prev, out, *ledger_chain._fast())  # type: ignore[operator]
+    pack_chain = namespace["pack_chain"]
+    pack_chain(vals, prev, out, layout.split, *ledger_chain._fast())  # type: ignore[operator]
     assert np.array_equal(out, _generic(layout, vals, prev))
 
 
@@ -331,34 +345,43 @@ needs_sha = pytest.mark.skipif(
 
 
 @needs_sha
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(
     size=st.integers(0, 300),
     n=st.integers(1, 9),
     seed=st.integers(0, 2**32 - 1),
+    v4=st.booleans(),
 )
-def test_the_sha_extensions_chain_and_link_as_hashlib(size: int, n: int, seed: int) -> None:
+def test_the_sha_extensions_chain_and_link_as_hashlib(
+    size: int, n: int, seed: int, v4: bool
+) -> None:
     """Every row size (one to six compression blocks with the previous digest): the chain
-    and the independent links equal SHA-256 by hashlib over prev || row."""
+    and the independent links equal SHA-256 by hashlib over prev || row (v2, v3) or, in v4,
+    over the row's whole 64-byte blocks, then prev, then the rest of the row (for a row
+    shorter than a block: prev || row)."""
+    split = ledger.chain_split(ledger.ENCODING_V4 if v4 else ledger.ENCODING_V3, size)
+    assert split == (64 * (size // 64) if v4 else 0)
     rng = np.random.default_rng(seed)
-    rows = np.zeros((n, sha_ni.width(size)), np.uint8)
+    rows = np.zeros((n, sha_ni.width(size, split)), np.uint8)
     rows[:, :size] = rng.integers(0, 256, (n, size), dtype=np.uint8)
     prev = rng.integers(0, 256, 32, dtype=np.uint8)
     want = []
     p = prev.tobytes()
     for row in rows[:, :size]:
-        p = hashlib.sha256(p + row.tobytes()).digest()
+        p = hashlib.sha256(row[:split].tobytes() + p + row[split:].tobytes()).digest()
         want.append(p)
     out = np.empty((n, 32), np.uint8)
-    sha_ni.chain(rows, size, prev, out)
+    sha_ni.chain(rows, size, prev, out, split)
     assert [bytes(d) for d in out] == want
     prevs = np.vstack([prev, out[:-1]])
     links = np.empty((n, 32), np.uint8)
-    sha_ni.links(rows, size, prevs, links)
+    sha_ni.links(rows, size, prevs, links, split)
     assert [bytes(d) for d in links] == want
     # the ledger's own entry points widen rows of exactly ``size`` bytes themselves
-    assert [bytes(d) for d in ledger.chain(rows[:, :size].copy(), prev.tobytes())] == want
-    assert [bytes(d) for d in ledger.links(rows[:, :size].copy(), prevs)] == want
+    exact = rows[:, :size].copy()
+    assert [bytes(d) for d in ledger.chain(exact, prev.tobytes(), split=split)] == want
+    assert [bytes(d) for d in ledger.links(exact, prevs, split=split)] == want
+    assert [bytes(d) for d in ledger.chain_py(exact, prev.tobytes(), split)] == want
 
 
 @needs_sha
@@ -370,25 +393,28 @@ def test_sha_extension_rows_must_be_wide_enough() -> None:
 
 @needs_sha
 @pytest.mark.parametrize("uint32_codes", [False, True], ids=["standard", "uint32-codes"])
-def test_the_encoder_chains_with_the_sha_extensions_as_openssl_does(uint32_codes: bool) -> None:
-    """The sealer's path (each row built, then hashed with the SHA extensions) against
-    OpenSSL's kernel and hashlib over the packed rows: the standard layout (its generated
-    kernel) and one with uint32 codes (the generic kernel), each batch continuing the chain of
-    the one before."""
+@pytest.mark.parametrize("encoding", ["credsim-ledger-v4", "credsim-ledger-v3"])
+def test_the_encoder_chains_with_the_sha_extensions_as_openssl_does(
+    uint32_codes: bool, encoding: str
+) -> None:
+    """The sealer's path (rows built a chunk at a time, then chained with the SHA extensions)
+    against OpenSSL's kernel and hashlib over the packed rows: the standard layout (its
+    generated kernel) and one with uint32 codes (the generic kernel), each batch continuing
+    the chain of the one before, batches shorter and longer than a chunk."""
     from credsim.store import ledger_packed as lp
 
     vocab = {name: [] for name in STRINGS}
     if uint32_codes:
         vocab["item"] = [f"item-{i}" for i in range(70_000)]
-    layout = lp.PackedLayout.of_schema(RECORDS_CONTENT, vocab)
+    layout = lp.PackedLayout.of_schema(RECORDS_CONTENT, vocab, encoding)
     enc = lp.PackedEncoder(layout)
     assert enc._standard is not uint32_codes
-    link = sha_ni.links_function(layout.size)
+    link = sha_ni.chain_function(layout.size, layout.split)
     prev = np.arange(32, dtype=np.uint8)
-    for n in (1, 2, 50, 3_000):
+    for n in (1, 2, 50, lp.CHUNK, lp.CHUNK + 1, 3_000):
         vals = _random_values(layout, n, n)
         got = np.empty((n, 32), np.uint8)
-        enc._link_chain(vals, prev.copy(), got, link)
+        enc._rows_chain(vals, prev.copy(), got, link)
         assert np.array_equal(got, _generic(layout, vals, prev))
         prev = got[-1].copy()
 

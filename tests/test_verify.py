@@ -4,9 +4,11 @@ One small real run (Nanjing, 2,000 persons, 60 days) is made once; each test tam
 own copy, as an outsider would: reading a Parquet file or the manifest, changing it, writing it
 back. The re-implementation tests at the end follow docs/integrity.md byte for byte, without
 using :mod:`credsim.store.ledger`, to keep the specification honest. New runs are sealed with
-``credsim-ledger-v3`` (each record stores an 8-byte tag of its digest); the same run sealed as
-runs were before it (``credsim-ledger-v2``, whole digests, each link checked on its own; and
-``credsim-ledger-v1``) must still verify, and its tampering still be caught and named.
+``credsim-ledger-v4`` (each record stores an 8-byte tag of its digest; each link hashes the
+previous digest after the row's first 64 bytes); the same run sealed as runs were before it
+(``credsim-ledger-v3``, the previous digest before the row; ``credsim-ledger-v2``, whole
+digests, each link checked on its own; and ``credsim-ledger-v1``) must still verify, and its
+tampering still be caught and named.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import pytest
 import credsim
 from credsim.cli import main
 from credsim.errors import RunStoreError
-from credsim.store import ledger, ledger_chain, write_run
+from credsim.store import ledger, ledger_chain, sha_ni, write_run
 from credsim.store.schema import RECORDS_CONTENT, SCHEMAS, conform
 from credsim.store.verify import verify
 from credsim.store.verify_chain import TAG_ALTERED
@@ -56,6 +58,18 @@ def _sealed_as(factory: pytest.TempPathFactory, encoding: str) -> Path:
         mp.setattr(ledger, "ENCODING", encoding)
         credsim.run("nanjing", population=2000, days=60, seed=1, out=out)
     return out
+
+
+@pytest.fixture(scope="module")
+def sealed_v3(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Sealed with credsim-ledger-v3 (the previous digest before the row), as runs were
+    before v4."""
+    return _sealed_as(tmp_path_factory, ledger.ENCODING_V3)
+
+
+@pytest.fixture
+def run_v3(sealed_v3: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(sealed_v3, tmp_path / "run-v3"))
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +134,7 @@ def test_intact_run_verifies(run: Path, capsys: pytest.CaptureFixture[str]) -> N
 def test_sealed_manifest_and_records(run: Path) -> None:
     m = json.loads((run / "manifest.json").read_text())
     lg = m["ledger"]
-    assert lg["encoding"] == "credsim-ledger-v3" and lg["first_record_id"] == 0
+    assert lg["encoding"] == "credsim-ledger-v4" and lg["first_record_id"] == 0
     assert lg["contiguous_ids"] is True
     assert lg["columns"] == [
         f"{f.name}:string:u16" if f.type == pa.string() else f"{f.name}:{f.type}"
@@ -273,12 +287,12 @@ def test_swapped_records_with_ids_swapped_back(run: Path) -> None:
     assert any(p.startswith(f"record {K} (record_id {K}): digest mismatch") for p in found)
 
 
-@pytest.mark.parametrize(("which", "at"), [("v3", K), ("v3", -1), ("v2", K)])
-def test_altered_stored_digest(run: Path, run_v2: Path, which: str, at: int) -> None:
-    """A stored digest (v3: its tag) altered, its record intact, is named as such; in v3 also
-    the last record's, which no record after it confirms (the ledger's head does; v2 calls
-    that one a content change)."""
-    run = run if which == "v3" else run_v2
+@pytest.mark.parametrize(("which", "at"), [("v4", K), ("v4", -1), ("v3", K), ("v2", K)])
+def test_altered_stored_digest(run: Path, run_v3: Path, run_v2: Path, which: str, at: int) -> None:
+    """A stored digest (since v3: its tag) altered, its record intact, is named as such; with
+    tags also the last record's, which no record after it confirms (the ledger's head does;
+    v2 calls that one a content change)."""
+    run = {"v4": run, "v3": run_v3, "v2": run_v2}[which]
     n = pq.read_metadata(run / "records.parquet").num_rows
     K = at % n
 
@@ -297,7 +311,7 @@ def test_altered_stored_digest(run: Path, run_v2: Path, which: str, at: int) -> 
 
 @pytest.mark.parametrize("field", ["digest", "points"])
 @pytest.mark.parametrize("batch", [K + 1, K, 7])
-def test_v3_failure_at_a_batch_edge(
+def test_tag_failure_at_a_batch_edge(
     run: Path, monkeypatch: pytest.MonkeyPatch, field: str, batch: int
 ) -> None:
     """verify reads the records in batches: a tag that fails at a batch's end (K + 1 rows a
@@ -345,9 +359,9 @@ def test_many_modified_records_are_counted(run_v2: Path) -> None:
     assert any(p.startswith("records: ") and "fail their digest check" in p for p in found)
 
 
-def test_many_modified_records_v3_names_the_first(run: Path) -> None:
-    """v3: the first changed record breaks every tag after it; it is named, the rest said
-    to be unchecked."""
+def test_many_modified_records_with_tags_names_the_first(run: Path) -> None:
+    """Since v3: the first changed record breaks every tag after it; it is named, the rest
+    said to be unchecked."""
 
     def change(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for r in rows[K : 2 * K]:
@@ -622,6 +636,35 @@ def test_unsealed_run(run: Path) -> None:
     assert problems(run)[0].startswith("manifest: no 'manifest_digest': the run was not sealed")
 
 
+# -- runs sealed with credsim-ledger-v3 --------------------------------------------------------
+
+
+def test_v3_run_still_verifies_and_seals_the_same_records(run: Path, run_v3: Path) -> None:
+    lg = json.loads((run_v3 / "manifest.json").read_text())["ledger"]
+    assert lg["encoding"] == "credsim-ledger-v3"
+    report = verify(run_v3)
+    assert report.ok, report.problems
+    assert report.head == lg["head"] and report.records == lg["records"]
+    a = pq.read_table(run / "records.parquet")
+    b = pq.read_table(run_v3 / "records.parquet")
+    assert a.drop_columns(["digest"]).equals(b.drop_columns(["digest"]))
+    assert a.column("digest") != b.column("digest")  # another chain
+    v4 = json.loads((run / "manifest.json").read_text())["ledger"]
+    assert v4["head"] != lg["head"] and v4["columns"] == lg["columns"]
+
+
+def test_v3_modified_record_is_named(run_v3: Path) -> None:
+    def change(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        rows[K]["points"] -= 1
+        return rows
+
+    rewrite(run_v3 / "records.parquet", change)
+    found = problems(run_v3)
+    assert [p for p in found if p.startswith("record ")] == [
+        f"record {K} (record_id {K}): digest mismatch - content changed"
+    ]
+
+
 # -- runs sealed with credsim-ledger-v1 --------------------------------------------------------
 
 
@@ -678,17 +721,26 @@ def test_v1_swapped_records_and_altered_seed_are_caught(run_v1: Path) -> None:
 # -- the chain and the specification ------------------------------------------------------
 
 
+@pytest.mark.parametrize("split", [0, 64])
 @pytest.mark.parametrize("size", [ledger.RECORD_LAYOUT.size, 81, 1])
-def test_fast_chain_matches_hashlib(size: int) -> None:
+def test_fast_chain_matches_hashlib(size: int, split: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The chain and the links by hashlib, by OpenSSL's loop (SHA extensions off) and, where
+    the CPU has them, with the SHA extensions: the same digests, the previous digest before
+    the row or after its first 64 bytes (v4)."""
+    split = min(split, 64 * (size // 64))
     rng = np.random.default_rng(0)
     rows = rng.integers(0, 256, (1000, size), dtype=np.uint8)
     start = bytes(range(32))
-    expected = ledger.chain_py(rows, start)
-    assert np.array_equal(ledger.chain(rows, start), expected)
+    expected = ledger.chain_py(rows, start, split)
+    first = hashlib.sha256(rows[0, :split].tobytes() + start + rows[0, split:].tobytes())
+    assert expected[0].tobytes() == first.digest()
     prevs = np.vstack([np.frombuffer(start, np.uint8), expected[:-1]])
-    assert np.array_equal(ledger.links(rows, prevs), expected)
-    assert np.array_equal(ledger.links_py(rows, prevs), expected)
-    assert ledger.chain(rows[:0], start).shape == (0, 32)
+    assert np.array_equal(ledger.links_py(rows, prevs, split), expected)
+    for sha_extensions in (True, False):
+        monkeypatch.setattr(sha_ni, "ENABLED", sha_extensions)
+        assert np.array_equal(ledger.chain(rows, start, split=split), expected)
+        assert np.array_equal(ledger.links(rows, prevs, split=split), expected)
+    assert ledger.chain(rows[:0], start, split=split).shape == (0, 32)
 
 
 def test_hashlib_fallback_gives_the_same_result(run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -724,11 +776,15 @@ def _canonical(value: Any) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-@pytest.mark.parametrize("which", ["v3", "v2"])
-def test_record_digests_follow_the_documented_encoding(run: Path, run_v2: Path, which: str) -> None:
-    """docs/integrity.md (credsim-ledger-v3 and -v2), re-implemented with struct and hashlib
-    only: the same rows and chain; v3 stores each digest's first 8 bytes, v2 all 32."""
-    run = run if which == "v3" else run_v2
+@pytest.mark.parametrize("which", ["v4", "v3", "v2"])
+def test_record_digests_follow_the_documented_encoding(
+    run: Path, run_v3: Path, run_v2: Path, which: str
+) -> None:
+    """docs/integrity.md (credsim-ledger-v4, -v3 and -v2), re-implemented with struct and
+    hashlib only: the same rows; v4 hashes each row's first 64 bytes, the previous digest,
+    the row's last 17 bytes, v3 and v2 the previous digest, then the row; v4 and v3 store
+    each digest's first 8 bytes, v2 all 32."""
+    run = {"v4": run, "v3": run_v3, "v2": run_v2}[which]
     m = json.loads((run / "manifest.json").read_text())
     lg = m["ledger"]
     vocabularies = lg["vocabularies"]
@@ -759,8 +815,11 @@ def test_record_digests_follow_the_documented_encoding(run: Path, run_v2: Path, 
                 parts.append(_scalar(v, t))  # natural width
         row = struct.pack("<I", nulls) + b"".join(parts)
         assert len(row) == 81
-        prev = hashlib.sha256(prev + row).digest()
-        assert prev[: 8 if which == "v3" else 32] == rec["digest"], rec["record_id"]
+        if which == "v4":
+            prev = hashlib.sha256(row[:64] + prev + row[64:]).digest()
+        else:
+            prev = hashlib.sha256(prev + row).digest()
+        assert prev[: 32 if which == "v2" else 8] == rec["digest"], rec["record_id"]
     assert prev.hex() == lg["head"]
 
 
@@ -795,11 +854,11 @@ def test_v1_record_digests_follow_the_documented_encoding(run_v1: Path) -> None:
     assert prev.hex() == m["ledger"]["head"]
 
 
-@pytest.mark.parametrize("which", ["v3", "v2", "v1"])
+@pytest.mark.parametrize("which", ["v4", "v3", "v2", "v1"])
 def test_table_and_manifest_digests_follow_the_documented_encoding(
-    run: Path, run_v2: Path, run_v1: Path, which: str
+    run: Path, run_v3: Path, run_v2: Path, run_v1: Path, which: str
 ) -> None:
-    run = {"v3": run, "v2": run_v2, "v1": run_v1}[which]
+    run = {"v4": run, "v3": run_v3, "v2": run_v2, "v1": run_v1}[which]
     m = json.loads((run / "manifest.json").read_text())
     sha = hashlib.sha256
     columns = json.dumps(m["ledger"]["columns"], separators=(",", ":"))

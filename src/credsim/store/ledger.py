@@ -2,16 +2,16 @@
 
 A sealed run folder carries, besides the file SHA-256s the writer always recorded:
 
-* a ``digest`` column in ``records.parquet``: ``digest_i = sha256(digest_{i-1} || row_i)``, where
-  ``row_i`` is the record's canonical encoding and ``digest_{-1}`` is the *genesis*, derived
-  from the scheme's sha256 and the seed (and in v2 from the row layout and the vocabularies).
-  New runs are sealed with ``credsim-ledger-v3`` (:class:`PackedLayout`: values packed in their
-  natural widths, labels as codes in per-column vocabularies, 81 bytes for today's records
-  schema, 2 SHA-256 blocks per record; each record stores the first 8 bytes of its digest,
-  its *tag*); runs sealed with ``credsim-ledger-v2`` (the same, all 32 bytes stored) and
-  ``credsim-ledger-v1``
-  (:class:`RecordLayout`: 64-bit words, strings as 16 bytes of their sha256, 232 bytes, 5
-  blocks) are still verified;
+* a ``digest`` column in ``records.parquet``: ``digest_i = sha256(row_i[:64] || digest_{i-1} ||
+  row_i[64:])``, where ``row_i`` is the record's canonical encoding and ``digest_{-1}`` is the
+  *genesis*, derived from the scheme's sha256 and the seed (and since v2 from the row layout
+  and the vocabularies). New runs are sealed with ``credsim-ledger-v4`` (:class:`PackedLayout`:
+  values packed in their natural widths, labels as codes in per-column vocabularies, 81 bytes
+  for today's records schema, 2 SHA-256 blocks per record, the first of them the row's first
+  64 bytes alone; each record stores the first 8 bytes of its digest, its *tag*); runs sealed
+  with ``credsim-ledger-v3`` (the same rows and tags, ``digest_i = sha256(digest_{i-1} ||
+  row_i)``), ``-v2`` (as v3, all 32 bytes stored) and ``-v1`` (:class:`RecordLayout`: 64-bit
+  words, strings as 16 bytes of their sha256, 232 bytes, 5 blocks) are still verified;
 * in the manifest, ``ledger`` (encoding, genesis, head = the last digest, record count, first
   record id, the chained columns and, in v2, the vocabularies), ``table_digests`` (a digest of
   the logical content of every table, not of the file's bytes), ``field_digests`` (a short
@@ -27,9 +27,10 @@ streams records can chain them as they come.
 
 Cost. The chain is inherently sequential, and SHA-256 through :mod:`hashlib` costs 1.3-2 us per
 call in CPython (setting up the context dominates). So the chain runs compiled: with the CPU's
-SHA extensions in a loop built for the row size (:mod:`credsim.store.sha_ni`, 86 ns per v2
-record), else in a Numba loop calling OpenSSL's one-context ``SHA256_Init/Update/Final`` (the
-library :mod:`hashlib` itself uses): about 0.12 us per record for a v2 row (0.26 us for v1).
+SHA extensions in a loop built for the row size (:mod:`credsim.store.sha_ni`, 64 ns per v4
+record, 86 per v2 or v3 record), else in a Numba loop calling OpenSSL's one-context
+``SHA256_Init/Update/Final`` (the library :mod:`hashlib` itself uses): about 0.12 us per
+record for a packed row (0.26 us for v1).
 Where neither can be used, the same digests are computed with :mod:`hashlib`, slower. Rows
 are built by Numba kernels reading the Arrow buffers (:mod:`credsim.store.ledger_packed`,
 :mod:`credsim.store.ledger_encode`), strings through dictionary indices, a chunk of rows at a
@@ -52,14 +53,17 @@ from credsim.store.ledger_chain import (  # noqa: F401  (re-exported: the ledger
     ENCODING_V1,
     ENCODING_V2,
     ENCODING_V3,
+    ENCODING_V4,
     ENCODINGS,
     PACKED,
     TAG_BYTES,
+    TAGGED,
     _as_type,
     _buf,
     canonical_json,
     chain,
     chain_py,
+    chain_split,
     digest_array,
     fast_path,
     genesis,
@@ -76,9 +80,8 @@ from credsim.store.ledger_encode import (  # noqa: F401  (re-exported: the ledge
     RecordLayout,
     string_hash,
 )
-from credsim.store.ledger_packed import (  # noqa: F401  (re-exported: the ledger's public API)
-    PackedEncoder,
-    PackedLayout,
+from credsim.store.ledger_packed import PackedEncoder, PackedLayout
+from credsim.store.ledger_vocab import (  # noqa: F401  (re-exported: the ledger's public API)
     check_vocabulary,
     labels_of,
     vocabularies,
@@ -167,15 +170,15 @@ class Sealer:
     each group while the next is chained). Tables other than the records may be added from
     another thread while the records are chained (each has its own hasher).
 
-    ``encoding``: :data:`ENCODING` (``credsim-ledger-v3``) unless told; ``credsim-ledger-v2``
-    and ``-v1`` seal as runs were sealed before it (to test that such runs stay verifiable).
-    :meth:`stored` gives what the records' ``digest`` column holds (in v3 each digest's first
-    8 bytes; :attr:`digest_field` its field). In v2 and v3 the
-    row layout, the label vocabularies and so the genesis are fixed by the first records
-    chained (or by :meth:`ledger` when there are none): each vocabulary is the manifest's
-    ``labels`` for the column, then the values those records hold that the labels lack,
-    sorted (:func:`~credsim.store.ledger_packed.vocabularies`). Records chained later may hold
-    no other value.
+    ``encoding``: :data:`ENCODING` (``credsim-ledger-v4``) unless told; ``credsim-ledger-v3``
+    to ``-v1`` seal as runs were sealed before it (to test that such runs stay verifiable).
+    :meth:`stored` gives what the records' ``digest`` column holds (since v3 each digest's
+    first 8 bytes; :attr:`digest_field` its field). Since v2 the row layout, the label
+    vocabularies and so the genesis are fixed by the first records chained (or by
+    :meth:`ledger` when there are none): each vocabulary is the manifest's ``labels`` for the
+    column, then the values those records hold that the labels lack, sorted
+    (:func:`~credsim.store.ledger_vocab.vocabularies`). Records chained later may hold no other
+    value.
     """
 
     def __init__(self, manifest: Mapping[str, Any], *, encoding: str | None = None) -> None:
@@ -260,7 +263,7 @@ class Sealer:
     def records(self, table: pa.Table, group_rows: int) -> Iterator[tuple[pa.Table, np.ndarray]]:
         """Chain the records of ``table`` (in order, after any added before): yields, for each
         run of ``group_rows`` records, the table's slice (without ``digest``) and what their
-        ``digest`` column stores ((m, 32) uint8 digests; in v3 (m, 8) tags: each batch is
+        ``digest`` column stores ((m, 32) uint8 digests; since v3 (m, 8) tags: each batch is
         chained into a buffer used again for the next, so the group's new memory is the
         tags only), a new array each time. An empty table yields itself once."""
         self._hashers["records"] = None
@@ -326,7 +329,7 @@ class Sealer:
         return {**self.ledger(), "next_record_id": self._next_id}
 
     def restore(self, state: Mapping[str, Any]) -> None:
-        """Go on after the records a checkpoint's :meth:`state` describes (v2 or v3), refusing
+        """Go on after the records a checkpoint's :meth:`state` describes (since v2), refusing
         a state made for another run (genesis) or another encoding."""
         if not state.get("records"):
             return

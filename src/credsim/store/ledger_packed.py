@@ -1,34 +1,33 @@
-"""The packed canonical record row of ``credsim-ledger-v2`` and ``-v3`` (the same rows; v3
-records store 8 bytes of their digest, v2 records all 32) (:class:`PackedLayout`), its label
-vocabularies and its encoder.
+"""The packed canonical record row of ``credsim-ledger-v2`` to ``-v4`` (the same rows; v3 and
+v4 records store 8 bytes of their digest, v2 records all 32; v4 hashes the previous digest after
+the row's first 64 bytes, the others before the row) (:class:`PackedLayout`) and its encoder.
 
-A v2 row is little-endian bytes without padding: a null mask (uint32 for up to 32 chained
+A packed row is little-endian bytes without padding: a null mask (uint32 for up to 32 chained
 columns, uint64 for up to 64), then every chained column in its natural width (bool and int8 1
 byte, int16 2, int32 and date32 4, int64 and double 8) and every string as its code in the
-column's *vocabulary* (uint16, or uint32 for a vocabulary of more than 65,535 values). For
-today's records schema that is 81 bytes: with the previous digest, 2 SHA-256 compression blocks
-per record instead of the 5 of a v1 row. The vocabularies are listed in the manifest
-(``ledger.vocabularies``) and bound by the genesis; the code width of each string column is part
-of its entry in ``ledger.columns`` (``"item:string:u16"``). docs/integrity.md specifies every
-byte.
+column's *vocabulary* (:mod:`credsim.store.ledger_vocab`; uint16, or uint32 for a vocabulary of
+more than 65,535 values). For today's records schema that is 81 bytes: with the previous
+digest, 2 SHA-256 compression blocks per record instead of the 5 of a v1 row. The vocabularies
+are listed in the manifest (``ledger.vocabularies``) and bound by the genesis; the code width
+of each string column is part of its entry in ``ledger.columns`` (``"item:string:u16"``).
+docs/integrity.md specifies every byte.
 
-A vocabulary is the run's labels for that column (the manifest's ``labels``: the engine's names,
-fixed before the first record, the same whether the records are streamed or written at once),
-then any value the records hold that the labels lack, sorted (ascending UTF-8 bytes): see
-:func:`vocabularies`. Records as the engine builds them (dictionary arrays of its codes over
-those names) take their codes as they are; other string columns are mapped through the
-vocabulary, a few distinct values at a time.
+Records as the engine builds them (dictionary arrays of its codes over the vocabularies' first
+names) take their codes as they are; other string columns are mapped through the vocabulary, a
+few distinct values at a time.
 
 :class:`PackedEncoder` writes the rows with Numba kernels: each column becomes one int64 per row
-(values straight from the Arrow buffers, as for v1; codes for strings), and each row is
-assembled, by shifts into 64-bit words, in a scratch buffer hashed at once
+(values straight from the Arrow buffers, as for v1; codes for strings), and the rows are
+assembled from those by shifts into 64-bit words, a few hundred at a time in a buffer that
+stays in the cache, which the CPU's SHA extensions then chain in one call
+(:func:`_pack_rows_chain_kernel`), or each row as soon as it is assembled with OpenSSL
 (:func:`_pack_chain_kernel`).
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import numba
@@ -38,7 +37,15 @@ import pyarrow.compute as pc
 
 from credsim.errors import RunStoreError
 from credsim.store import ledger_packed_std, sha_ni
-from credsim.store.ledger_chain import ENCODING_V3, PACKED, _as_type, _fast, _room_for, chain
+from credsim.store.ledger_chain import (
+    ENCODING,
+    PACKED,
+    _as_type,
+    _fast,
+    _room_for,
+    chain,
+    chain_split,
+)
 from credsim.store.ledger_encode import _ARROW_TYPES, _column, _put_fixed
 from credsim.store.schema import DIGEST_COLUMN
 
@@ -70,94 +77,11 @@ def code_type(size: int) -> str:
 
 
 # --------------------------------------------------------------------------------------------
-# Vocabularies
-
-
-def labels_of(manifest: Mapping[str, Any]) -> dict[str, list[str]]:
-    """The manifest's ``labels`` (string column: its names in code order), or {} when it has
-    none. Refuses anything but a mapping of column names to lists of strings."""
-    given = manifest.get("labels")
-    if given is None:
-        return {}
-    if not isinstance(given, Mapping) or not all(
-        isinstance(v, list | tuple) and all(isinstance(w, str) for w in v) for v in given.values()
-    ):
-        raise RunStoreError(
-            "manifest 'labels' must map each label column to a list of its names (strings)"
-        )
-    return {str(k): list(v) for k, v in given.items()}
-
-
-def _distinct(names: Iterable[str]) -> list[str]:
-    """``names`` without repeats, each where it first occurs."""
-    return list(dict.fromkeys(names))
-
-
-def _values_outside(column: pa.ChunkedArray | pa.Array, known: set[str]) -> set[str]:
-    """The values of a string column (nulls aside) that are not in ``known``. Cheap for label
-    columns given as dictionaries over known names (as the engine builds them): their rows are
-    not looked at unless their names hold an unknown value."""
-    chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
-    out: set[str] = set()
-    for arr in chunks:
-        if len(arr) == arr.null_count:
-            continue
-        if pa.types.is_dictionary(arr.type):
-            words = _as_type(arr.dictionary, pa.string()).to_pylist()
-            if set(words) <= known:
-                continue
-            ix = arr.indices.drop_null().to_numpy(zero_copy_only=False)
-            used = np.bincount(ix, minlength=len(words)) if len(ix) else np.zeros(0, np.int64)
-            out.update(words[i] for i in np.flatnonzero(used) if words[i] not in known)
-            continue
-        uniq = pc.unique(_as_type(arr, pa.string()).drop_null()).to_pylist()
-        out.update(w for w in uniq if w not in known)
-    return out
-
-
-def vocabularies(
-    labels: Mapping[str, Sequence[str]], table: pa.Table | None, columns: Sequence[str]
-) -> dict[str, list[str]]:
-    """The vocabulary of each string column in ``columns``: its ``labels`` (repeats dropped),
-    then the values ``table`` holds that they lack, in ascending order of their UTF-8 bytes
-    (Python's order of ``str``, code point by code point: the same)."""
-    out = {}
-    for name in columns:
-        given = _distinct(labels.get(name, ()))
-        unseen: set[str] = set()
-        if table is not None and name in table.column_names:
-            unseen = _values_outside(table.column(name), set(given))
-        out[name] = given + sorted(unseen)
-    return out
-
-
-def check_vocabulary(
-    vocabulary: Any, labels: Sequence[str] | None, *, order: bool = True
-) -> str | None:
-    """Why ``vocabulary`` cannot be one :func:`vocabularies` gives for these ``labels`` (None
-    when it can): what ``verify`` uses to name an altered ``ledger.vocabularies``. Without
-    ``order`` (the labels are not known) only that it lists distinct strings."""
-    if not isinstance(vocabulary, list) or not all(isinstance(w, str) for w in vocabulary):
-        return "not a list of strings"
-    if len(set(vocabulary)) != len(vocabulary):
-        return "a value listed twice"
-    if not order:
-        return None
-    given = _distinct(labels or ())
-    if vocabulary[: len(given)] != given:
-        return "does not start with the run's labels"
-    rest = vocabulary[len(given) :]
-    if rest != sorted(rest):
-        return "values beyond the labels out of order"
-    return None
-
-
-# --------------------------------------------------------------------------------------------
 # The layout
 
 
 class PackedLayout:
-    """The row of a record in ``credsim-ledger-v2`` and ``-v3`` (:attr:`encoding`): packed
+    """The row of a record in ``credsim-ledger-v2`` to ``-v4`` (:attr:`encoding`): packed
     little-endian bytes, no padding.
 
     The null mask (bit j set when chained column j is null; uint32 for up to 32 chained
@@ -168,7 +92,9 @@ class PackedLayout:
 
     ``columns`` lists (name, arrow type) like :class:`~credsim.store.ledger_encode.RecordLayout`;
     ``codes`` the code type of each string column; ``vocabularies`` its values in code order;
-    ``fields`` (name, type, byte offset, width) from the mask on; ``size`` the row's bytes.
+    ``fields`` (name, type, byte offset, width) from the mask on; ``size`` the row's bytes;
+    ``split`` where a link's message holds the previous digest (after the row's first
+    ``split`` bytes: :func:`~credsim.store.ledger_chain.chain_split`).
     """
 
     def __init__(
@@ -176,7 +102,7 @@ class PackedLayout:
         columns: list[tuple[str, str]],
         codes: Mapping[str, str],
         vocabularies: Mapping[str, list[str]],
-        encoding: str = ENCODING_V3,
+        encoding: str = ENCODING,
     ) -> None:
         if encoding not in PACKED:
             raise RunStoreError(f"ledger: {encoding!r} has no packed rows")
@@ -218,13 +144,14 @@ class PackedLayout:
             self.fields.append((name, t, offset, width))
             offset += width
         self.size = offset
+        self.split = chain_split(encoding, offset)
 
     @classmethod
     def of_schema(
         cls,
         schema: pa.Schema,
         vocabularies: Mapping[str, list[str]],
-        encoding: str = ENCODING_V3,
+        encoding: str = ENCODING,
     ) -> PackedLayout:
         """The layout of a records schema (a dictionary column counts as its values' type)
         with these vocabularies (one for each string column); code types from their sizes."""
@@ -237,7 +164,7 @@ class PackedLayout:
         return cls(columns, codes, vocabularies, encoding)
 
     @classmethod
-    def parse(cls, spec: Any, vocabularies: Any, encoding: str = ENCODING_V3) -> PackedLayout:
+    def parse(cls, spec: Any, vocabularies: Any, encoding: str = ENCODING) -> PackedLayout:
         """From the manifest's ``ledger.columns`` (``["record_id:int64", ..., "item:string:u16",
         ...]``) and ``ledger.vocabularies``; refuses (RunStoreError) what is malformed."""
         if not isinstance(spec, list) or not all(isinstance(c, str) for c in spec):
@@ -273,6 +200,10 @@ class PackedLayout:
 # --------------------------------------------------------------------------------------------
 # Kernels
 
+CHUNK = 256
+"""Rows a compiled kernel builds before chaining them with the SHA extensions in one call (24 KB
+of rows: they stay in the core's first-level cache)."""
+
 
 @numba.njit(cache=True, nogil=True, inline="always")
 def _put_row(words, vals, i, at, shift, mask, spill):  # type: ignore[no-untyped-def]
@@ -297,29 +228,32 @@ def _pack_kernel(vals, at, shift, mask, spill, rows):  # type: ignore[no-untyped
 
 
 @numba.njit(cache=True, nogil=True)
-def _pack_link_chain_kernel(  # type: ignore[no-untyped-def]
-    vals, at, shift, mask, spill, width, prev, out, link
+def _pack_rows_chain_kernel(  # type: ignore[no-untyped-def]
+    vals, at, shift, mask, spill, width, prev, out, chain
 ):
-    """As :func:`_pack_chain_kernel`, each row hashed with the CPU's SHA extensions
-    (:func:`credsim.store.sha_ni.links_function`, one row a call; the row's words are zero
-    past its bytes up to ``width``, which the function reads). Building the next row overlaps
-    with the hashing of this one, which waits on the chain."""
+    """As :func:`_pack_chain_kernel`, with the CPU's SHA extensions
+    (:func:`credsim.store.sha_ni.chain_function`): the rows are built, zero past their bytes
+    up to ``width`` (which that function reads), ``CHUNK`` at a time in a buffer that stays in
+    the core's first-level cache, and each chunk is chained in one call, the previous digest
+    carried from row to row in registers."""
     n = out.shape[0]
-    words = np.zeros((width + 7) // 8, np.uint64)
-    r = words.ctypes.data
+    rows = np.zeros((CHUNK, (width + 7) // 8), np.uint64)
     p = prev.ctypes.data
-    for i in range(n):
-        _put_row(words, vals, i, at, shift, mask, spill)
-        link(r, width, 1, p, out[i].ctypes.data)
-        p = out[i].ctypes.data
+    for s in range(0, n, CHUNK):
+        m = min(CHUNK, n - s)
+        for r in range(m):
+            _put_row(rows[r], vals, s + r, at, shift, mask, spill)
+        chain(rows.ctypes.data, rows.shape[1] * 8, m, p, out[s].ctypes.data)
+        p = out[s + m - 1].ctypes.data
 
 
 @numba.njit(cache=True, nogil=True)
 def _pack_chain_kernel(  # type: ignore[no-untyped-def]
-    vals, at, shift, mask, spill, size, prev, out, init, update, final
+    vals, at, shift, mask, spill, size, split, prev, out, init, update, final
 ):
-    """Each row assembled in a scratch buffer (it never leaves the cache) and hashed at once:
-    out[i] = SHA256(out[i-1] || row_i), out[-1] = prev. Little-endian machines only."""
+    """Each row assembled in a scratch buffer (it never leaves the cache) and hashed at once
+    with OpenSSL: out[i] = SHA256(row_i[:split] || out[i-1] || row_i[split:]), out[-1] = prev.
+    Little-endian machines only."""
     n = out.shape[0]
     words = np.zeros((size + 7) // 8, np.uint64)
     r = words.ctypes.data
@@ -329,8 +263,9 @@ def _pack_chain_kernel(  # type: ignore[no-untyped-def]
     for i in range(n):
         _put_row(words, vals, i, at, shift, mask, spill)
         init(c)
+        update(c, r, split)
         update(c, p, 32)
-        update(c, r, size)
+        update(c, r + split, size - split)
         final(out[i].ctypes.data, c)
         p = out[i].ctypes.data
 
@@ -396,31 +331,34 @@ class PackedEncoder:
         soon as it is assembled: with the CPU's SHA extensions (:mod:`credsim.store.sha_ni`)
         or else with OpenSSL. Refuses a string outside its vocabulary."""
         fast = _fast()
+        size, split = self.layout.size, self.layout.split
         little = sys.byteorder == "little"
-        link = sha_ni.links_function(self.layout.size) if little and batch.num_rows else None
+        link = sha_ni.chain_function(size, split) if little and batch.num_rows else None
         if link is None and (fast is None or not little or batch.num_rows == 0):
             rows = self.encode(batch)
             self._refuse_unknown()
-            chain(rows, prev, out=out)
+            chain(rows, prev, out=out, split=split)
             return
         vals = self.values(batch).view(np.uint64)
         self._refuse_unknown()
         prev_arr = np.frombuffer(prev, np.uint8).copy()
         if link is not None:
-            self._link_chain(vals, prev_arr, out, link)
+            self._rows_chain(vals, prev_arr, out, link)
             return
         assert fast is not None  # (or the rows were chained above)
         if self._standard:
-            ledger_packed_std.pack_chain(vals, prev_arr, out, *fast)
+            ledger_packed_std.pack_chain(vals, prev_arr, out, split, *fast)
         else:
-            _pack_chain_kernel(vals, *self._place, self.layout.size, prev_arr, out, *fast)
+            _pack_chain_kernel(vals, *self._place, size, split, prev_arr, out, *fast)
 
-    def _link_chain(self, vals: np.ndarray, prev: np.ndarray, out: np.ndarray, link: Any) -> None:
+    def _rows_chain(self, vals: np.ndarray, prev: np.ndarray, out: np.ndarray, link: Any) -> None:
+        """The chain of the rows of ``vals`` (:meth:`values`) with the SHA extensions'
+        ``link`` (:func:`~credsim.store.sha_ni.chain_function`)."""
+        width = sha_ni.width(self.layout.size, self.layout.split)
         if self._standard:
-            ledger_packed_std.pack_link_chain(vals, prev, out, link)
+            ledger_packed_std.pack_rows_chain(vals, prev, out, width, link)
         else:
-            width = sha_ni.width(self.layout.size)
-            _pack_link_chain_kernel(vals, *self._place, width, prev, out, link)
+            _pack_rows_chain_kernel(vals, *self._place, width, prev, out, link)
 
     def _refuse_unknown(self) -> None:
         if self.unknown is None:

@@ -1,15 +1,20 @@
 """The ledger's chain with the CPU's SHA extensions, compiled here by LLVM (through llvmlite, which
 Numba brings), where the CPU has them (x86-64 with ``sha``); elsewhere the callers use OpenSSL.
 
-A link is ``sha256(prev || row)`` (:mod:`credsim.store.ledger_chain`). OpenSSL's SHA-256 uses
-the same instructions, but one call per record (context set-up, copying the message into the
-context, the padding, the final block) costs 110 to 125 ns for today's 81-byte row (two
-compression blocks). Compiled for one row size, the whole loop is one body: the row's bytes
-are loaded straight into the message words and OR-ed with the padding (a constant), the
-previous digest's words are carried in registers from the record before, and the part of each
-block that does not wait on the chain (loading and expanding the row's words) overlaps with the
-part that does: 86 ns a record in a chain, 66 ns for independent links (``credsim verify``),
-one core of the 2-core test machine.
+A link hashes the row and the previous digest (:mod:`credsim.store.ledger_chain`):
+``sha256(prev || row)`` in ``credsim-ledger-v2`` and ``-v3``, ``sha256(row[:64] || prev ||
+row[64:])`` in ``-v4`` (:func:`message`; ``split`` is where the previous digest goes).
+OpenSSL's SHA-256 uses the same instructions, but one call per record (context set-up, copying
+the message into the context, the padding, the final block) costs 110 to 125 ns for today's
+81-byte row (two compression blocks). Compiled for one row size, the whole loop is one body:
+the row's bytes are loaded straight into the message words and OR-ed with the padding (a
+constant), the previous digest's words are carried in registers from the record before, and
+the part of each block that does not wait on the chain (loading and expanding the row's words)
+overlaps with the part that does: 82 to 86 ns a record in a v3 chain, where both blocks wait
+on the digest before. In v4 the first block is the row's first 64 bytes, hashed from the
+initial state while the record before is still being hashed, and only the second block waits:
+64 ns a record, as fast as independent links (62 to 66 ns, ``credsim verify``), on one core of
+the 2-core test machine.
 
 :func:`chain` and :func:`links` take rows of at least :func:`width` bytes each, zero after the
 row's ``size`` bytes (the last 16-byte loads read up to there); :func:`available` says whether
@@ -50,29 +55,33 @@ _IV = (
 )
 
 
-def _blocks(size: int) -> int:
-    """Compression blocks of a link: the previous digest, the row, at least 9 of padding."""
-    return -(-(32 + size + 9) // 64)
+def _blocks(size: int, split: int = 0) -> int:
+    """Compression blocks of a link's tail: the previous digest, the row after ``split``, at
+    least 9 of padding."""
+    return -(-(32 + size - split + 9) // 64)
 
 
-def width(size: int) -> int:
+def width(size: int, split: int = 0) -> int:
     """Bytes a row must have (zero after ``size``) for :func:`chain` and :func:`links`."""
-    return 64 * _blocks(size) - 32
+    return split + 64 * _blocks(size, split) - 32
 
 
-def _build(size: int) -> str:
+def _build(size: int, split: int = 0) -> str:
     """LLVM IR of ``chain(rows, stride, n, prev, out)`` and ``links(rows, stride, n, prevs,
-    out)`` for rows of ``size`` bytes."""
+    out)`` for rows of ``size`` bytes, the previous digest after the row's first ``split``
+    bytes (a multiple of 64: those blocks are hashed from the initial state, whatever the
+    chain holds)."""
     import llvmlite.ir as ir
 
-    c = _blocks(size)
+    heads = split // 64
+    c = _blocks(size, split)
     pad = bytearray(64 * c)  # SHA-256's padding: 0x80 after the message, its length in bits
-    pad[32 + size] = 0x80
+    pad[32 + size - split] = 0x80
     pad[-8:] = (8 * (32 + size)).to_bytes(8, "big")
 
     i8, i32, i64 = ir.IntType(8), ir.IntType(32), ir.IntType(64)
     v4 = ir.VectorType(i32, 4)
-    mod = ir.Module(name=f"credsim_sha_{size}")
+    mod = ir.Module(name=f"credsim_sha_{size}_{split}")
     rnds2 = ir.Function(mod, ir.FunctionType(v4, [v4, v4, v4]), "llvm.x86.sha256rnds2")
     msg1 = ir.Function(mod, ir.FunctionType(v4, [v4, v4]), "llvm.x86.sha256msg1")
     msg2 = ir.Function(mod, ir.FunctionType(v4, [v4, v4]), "llvm.x86.sha256msg2")
@@ -133,7 +142,10 @@ def _build(size: int) -> str:
             pw = digest_words(b.mul(i, ir.Constant(i64, 32)))
         row = b.gep(rows, [b.mul(i, stride)])
         x0, x1 = iv
-        for blk in range(c):
+        for blk in range(heads):  # the row's first blocks: they do not wait on the chain
+            head = [b.call(bswap, [load(row, 64 * blk + 16 * q)]) for q in range(4)]
+            x0, x1 = compress(x0, x1, head)
+        for blk in range(c):  # the previous digest, the rest of the row, the padding
             msg = []
             for q in range(4):
                 o = 64 * blk + 16 * q
@@ -141,7 +153,7 @@ def _build(size: int) -> str:
                     msg.append(pw[o // 16])
                     continue
                 words = [int.from_bytes(pad[o + 4 * j : o + 4 * j + 4], "big") for j in range(4)]
-                v = b.call(bswap, [load(row, o - 32)])
+                v = b.call(bswap, [load(row, split + o - 32)])
                 msg.append(b.or_(v, const4(words)) if any(words) else v)
             x0, x1 = compress(x0, x1, msg)
         d0, d1 = shuf(x0, x1, [3, 2, 7, 6]), shuf(x0, x1, [1, 0, 5, 4])  # A..D, E..H
@@ -177,9 +189,10 @@ def _supported() -> bool:
 
 
 @functools.cache
-def _compiled(size: int) -> tuple[_Fn, _Fn] | None:
-    """The checked (chain, links) functions for rows of ``size`` bytes, or None."""
-    if not _supported():
+def _compiled(size: int, split: int = 0) -> tuple[_Fn, _Fn] | None:
+    """The checked (chain, links) functions for rows of ``size`` bytes, the previous digest
+    after their first ``split``, or None."""
+    if not _supported() or split % 64 or not 0 <= split <= size:
         return None
     try:
         import llvmlite.binding as llb
@@ -187,7 +200,7 @@ def _compiled(size: int) -> tuple[_Fn, _Fn] | None:
         with _LOCK:
             llb.initialize_native_target()
             llb.initialize_native_asmprinter()
-            module = llb.parse_assembly(_build(size))
+            module = llb.parse_assembly(_build(size, split))
             module.verify()
             target = llb.Target.from_default_triple()
             machine = target.create_target_machine(
@@ -210,19 +223,25 @@ def _compiled(size: int) -> tuple[_Fn, _Fn] | None:
             )
     except Exception:  # any failure to compile: OpenSSL instead
         return None
-    return fns if _self_test(size, fns) else None
+    return fns if _self_test(size, split, fns) else None
 
 
-def _self_test(size: int, fns: tuple[_Fn, _Fn]) -> bool:
+def message(row: bytes, prev: bytes, split: int = 0) -> bytes:
+    """What a link hashes: ``row[:split] || prev || row[split:]`` (``split`` 0: ``prev ||
+    row``)."""
+    return row[:split] + prev + row[split:]
+
+
+def _self_test(size: int, split: int, fns: tuple[_Fn, _Fn]) -> bool:
     rng = np.random.default_rng(size)
     n = 5
-    rows = np.zeros((n, width(size)), np.uint8)
+    rows = np.zeros((n, width(size, split)), np.uint8)
     rows[:, :size] = rng.integers(0, 256, (n, size), dtype=np.uint8)
     prev = rng.integers(0, 256, 32, dtype=np.uint8)
     want = np.empty((n, 32), np.uint8)
     p = prev.tobytes()
     for j in range(n):
-        p = hashlib.sha256(p + rows[j, :size].tobytes()).digest()
+        p = hashlib.sha256(message(rows[j, :size].tobytes(), p, split)).digest()
         want[j] = np.frombuffer(p, np.uint8)
     got = np.empty((n, 32), np.uint8)
     fns[0](rows.ctypes.data, rows.shape[1], n, prev.ctypes.data, got.ctypes.data)
@@ -236,41 +255,52 @@ ENABLED = True
 """Switch the compiled code off (tests compare it with OpenSSL's path)."""
 
 
-def available(size: int) -> bool:
-    """Whether :func:`chain` and :func:`links` run for rows of ``size`` bytes."""
-    return ENABLED and _compiled(size) is not None
+def available(size: int, split: int = 0) -> bool:
+    """Whether :func:`chain` and :func:`links` run for rows of ``size`` bytes (the previous
+    digest after their first ``split``)."""
+    return ENABLED and _compiled(size, split) is not None
 
 
-def links_function(size: int) -> _Fn | None:
+def chain_function(size: int, split: int = 0) -> _Fn | None:
+    """The compiled ``chain(rows, stride, n, prev, out)`` for rows of ``size`` bytes, the
+    previous digest after their first ``split`` (a ctypes function: Numba kernels call it on
+    the rows they have just built, a few hundred at a time), or None."""
+    fns = _compiled(size, split) if ENABLED else None
+    return None if fns is None else fns[0]
+
+
+def links_function(size: int, split: int = 0) -> _Fn | None:
     """The compiled ``links(rows, stride, n, prevs, out)`` for rows of ``size`` bytes (a
     ctypes function: Numba kernels call it with ``n`` = 1 for each row as they build it), or
     None."""
-    fns = _compiled(size) if ENABLED else None
+    fns = _compiled(size, split) if ENABLED else None
     return None if fns is None else fns[1]
 
 
-def _check(rows: np.ndarray, size: int, out: np.ndarray) -> tuple[_Fn, _Fn]:
-    fns = _compiled(size)
+def _check(rows: np.ndarray, size: int, out: np.ndarray, split: int) -> tuple[_Fn, _Fn]:
+    fns = _compiled(size, split)
     if fns is None:
         raise RuntimeError("the SHA extensions are not available here")
-    if rows.dtype != np.uint8 or rows.ndim != 2 or rows.shape[1] < width(size):
-        raise ValueError(f"rows must be uint8 of at least {width(size)} bytes")
+    need = width(size, split)
+    if rows.dtype != np.uint8 or rows.ndim != 2 or rows.shape[1] < need:
+        raise ValueError(f"rows must be uint8 of at least {need} bytes")
     if not rows.flags.c_contiguous or not out.flags.c_contiguous or out.shape != (len(rows), 32):
         raise ValueError("rows and out must be C-contiguous, out (n, 32)")
     return fns
 
 
-def chain(rows: np.ndarray, size: int, prev: np.ndarray, out: np.ndarray) -> None:
-    """``out[i] = sha256(out[i-1] || rows[i, :size])``, ``out[-1] = prev`` (32 uint8)."""
-    fns = _check(rows, size, out)
+def chain(rows: np.ndarray, size: int, prev: np.ndarray, out: np.ndarray, split: int = 0) -> None:
+    """``out[i] = sha256(message(rows[i, :size], out[i-1], split))``, ``out[-1] = prev`` (32
+    uint8)."""
+    fns = _check(rows, size, out, split)
     if len(rows):
         prev = np.ascontiguousarray(prev, np.uint8)
         fns[0](rows.ctypes.data, rows.shape[1], len(rows), prev.ctypes.data, out.ctypes.data)
 
 
-def links(rows: np.ndarray, size: int, prevs: np.ndarray, out: np.ndarray) -> None:
-    """``out[i] = sha256(prevs[i] || rows[i, :size])``, each alone."""
-    fns = _check(rows, size, out)
+def links(rows: np.ndarray, size: int, prevs: np.ndarray, out: np.ndarray, split: int = 0) -> None:
+    """``out[i] = sha256(message(rows[i, :size], prevs[i], split))``, each alone."""
+    fns = _check(rows, size, out, split)
     if len(rows):
         prevs = np.ascontiguousarray(prevs, np.uint8)
         fns[1](rows.ctypes.data, rows.shape[1], len(rows), prevs.ctypes.data, out.ctypes.data)

@@ -282,7 +282,7 @@ class _Verifier:
         """The ledger's encoding and genesis; fixes the chain's starting point."""
         lg = self._section("ledger")
         self.encoding = lg.get("encoding")
-        v2 = self.encoding in ledger.PACKED  # (v2 or v3: columns and vocabularies)
+        v2 = self.encoding in ledger.PACKED  # (since v2: columns and vocabularies)
         self.genesis = self._derived_genesis()
         if "manifest_digest" not in self.m and not lg:
             return

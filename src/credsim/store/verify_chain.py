@@ -4,7 +4,7 @@ head, and a name for whatever fails (content changed, digest altered, records mo
 
 Runs sealed before ``credsim-ledger-v3`` store each record's whole digest: every link is
 checked on its own (``sha256(stored digest before || row) == stored digest``), so each failing
-record is named. A v3 record stores its *tag* (the digest's first 8 bytes): the chain is
+record is named. A v3 or v4 record stores its *tag* (the digest's first 8 bytes): the chain is
 recomputed from the genesis and each tag compared. A tag that fails alone (the next record's
 matches) was altered, its record intact; a record whose content changed (or that was deleted,
 inserted or moved) breaks every later tag, since each digest covers the one before: it is
@@ -82,9 +82,10 @@ class RecordChain:
         )
         self.unknown: set[int] = set()  # rows of the batch holding a label outside the vocabulary
         self.has_digest = DIGEST_COLUMN in schema.names
-        self.stored_bytes = ledger.stored_bytes(encoding)  # 8: tags (v3), 32: digests
-        self.pending: tuple[int, int, str] | None = None  # (v3) the last record's tag failed
-        self.lost_at: int | None = None  # (v3) the record that broke the chain
+        self.stored_bytes = ledger.stored_bytes(encoding)  # 8: tags (since v3), 32: digests
+        self.split = getattr(self.layout, "split", 0)  # (v4) the row's bytes before prev
+        self.pending: tuple[int, int, str] | None = None  # (since v3) the last record's tag failed
+        self.lost_at: int | None = None  # (since v3) the record that broke the chain
 
     def update(self, batch: pa.RecordBatch) -> None:
         n = batch.num_rows
@@ -110,7 +111,7 @@ class RecordChain:
             self.pos += n
             return
         if not self.has_digest:
-            digests = ledger.chain(rows, self.computed_prev)
+            digests = ledger.chain(rows, self.computed_prev, split=self.split)
             self.computed_prev = digests[-1].tobytes()
             for k in sorted(self.unknown):
                 self.bad += 1
@@ -125,7 +126,7 @@ class RecordChain:
         prevs = np.empty_like(stored)
         prevs[0] = np.frombuffer(self.prev, np.uint8)
         prevs[1:] = stored[:-1]
-        computed = ledger.links(rows, prevs)
+        computed = ledger.links(rows, prevs, split=self.split)
         if self.unknown:  # such a row is not the record's: its link must fail
             wrong = np.array(sorted(self.unknown))
             computed[wrong] = ~stored[wrong]
@@ -145,10 +146,10 @@ class RecordChain:
         self.pos += n
 
     def _update_tags(self, batch: pa.RecordBatch, rows: np.ndarray, ids: np.ndarray) -> None:
-        """(v3) The chain recomputed over the batch, each tag compared with the stored one."""
+        """(since v3) The chain recomputed over the batch, each tag compared with the stored one."""
         if self.lost_at is not None:
             return
-        computed = ledger.chain(rows, self.computed_prev)
+        computed = ledger.chain(rows, self.computed_prev, split=self.split)
         w = self.stored_bytes
         stored = ledger.stored_digests(batch.column(DIGEST_COLUMN), w)
         wrong = np.any(computed[:, :w] != stored, axis=1)
@@ -177,7 +178,7 @@ class RecordChain:
         self.computed_prev = computed[-1].tobytes()
 
     def _why_tag(self, k: int, ids: np.ndarray) -> str:
-        """(v3) Why record ``k``'s tag and the next fail: its content or its place."""
+        """(since v3) Why record ``k``'s tag and the next fail: its content or its place."""
         if self.check_ids and ids[k] != self.first_id + self.pos + k:
             return "chain broken: records deleted, inserted or moved at this point"
         if not self.check_ids:
@@ -192,7 +193,7 @@ class RecordChain:
             )
 
     def _lost(self, at: int, record_id: int, why: str) -> None:
-        """(v3) Record ``at`` changed: every later digest depends on it."""
+        """(since v3) Record ``at`` changed: every later digest depends on it."""
         self._record_problem(at, record_id, why)
         self.lost_at = at
 
