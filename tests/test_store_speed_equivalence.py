@@ -203,6 +203,27 @@ def test_chain_head_is_unchanged_and_independent_of_groups() -> None:
         assert sealer.ledger()["first_record_id"] == 10
 
 
+@pytest.mark.parametrize("gap_at", [1, 1000, 2999, 4999])
+def test_a_gap_in_the_record_ids_is_noticed_in_any_group(
+    gap_at: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ledger says the ids run first, first + 1, ... only when they do: one id skipped
+    at the second record, at a batch's first, in its middle or at the very end, the records chained
+    in batches of 1,000 and groups that cut through them."""
+    monkeypatch.setattr(ledger, "BATCH_ROWS", 1000)
+    table = synthetic_records(5000)
+    ids = np.arange(10, 5010)
+    ids[gap_at:] += 1
+    gapped = table.set_column(0, "record_id", pa.array(ids))
+    for group, t, contiguous in [(5000, table, True), (5000, gapped, False), (777, gapped, False)]:
+        sealer = ledger.Sealer(MANIFEST)
+        for _ in sealer.records(t, group):
+            pass
+        lg = sealer.ledger()
+        assert lg["contiguous_ids"] is contiguous and lg["first_record_id"] == 10
+        assert sealer.state()["next_record_id"] == int(t.column("record_id")[-1].as_py()) + 1
+
+
 @pytest.mark.parametrize("start,length", [(0, 2000), (37, 1500), (1999, 1)])
 def test_v2_encoder_rows_match_the_reference(start: int, length: int) -> None:
     whole = synthetic_records(2000)

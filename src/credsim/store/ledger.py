@@ -44,6 +44,7 @@ import hashlib
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
+import numba
 import numpy as np
 import pyarrow as pa
 
@@ -92,6 +93,16 @@ from credsim.store.table_digest import (  # noqa: F401  (TableHasher, table_dige
     batches,
     table_digest,
 )
+
+
+@numba.njit(cache=True, nogil=True)
+def _runs_on(ids: np.ndarray, start: int) -> bool:
+    """Whether ``ids`` are ``start, start + 1, ...`` (one pass, no temporary arrays)."""
+    for i in range(ids.shape[0]):
+        if ids[i] != start + i:
+            return False
+    return True
+
 
 BATCH_ROWS = 1 << 18
 """Rows encoded and hashed at a time (bounds memory: 2**18 records are ~60 MB of row bytes or
@@ -355,7 +366,7 @@ class Sealer:
             self._first_id = self._next_id = int(ids[0])
         if self._contiguous:
             start = int(self._next_id or 0)
-            self._contiguous = int(ids[0]) == start and bool(np.all(np.diff(ids) == 1))
+            self._contiguous = _runs_on(ids, start)
         self._next_id = int(ids[-1]) + 1
 
     def ledger(self) -> dict[str, Any]:
