@@ -413,10 +413,14 @@ def test_the_encoder_chains_with_the_sha_extensions_as_openssl_does(
     prev = np.arange(32, dtype=np.uint8)
     for n in (1, 2, 50, lp.CHUNK, lp.CHUNK + 1, 3_000):
         vals = _random_values(layout, n, n)
-        got = np.empty((n, 32), np.uint8)
-        enc._rows_chain(vals, prev.copy(), got, link)
-        assert np.array_equal(got, _generic(layout, vals, prev))
-        prev = got[-1].copy()
+        want = _generic(layout, vals, prev)
+        got, head = np.empty((n, 32), np.uint8), np.empty(32, np.uint8)
+        enc._rows_chain(vals, prev.copy(), got, head, link)
+        assert np.array_equal(got, want) and np.array_equal(head, want[-1])
+        tags = np.empty((n, ledger.TAG_BYTES), np.uint8)  # what v3 and v4 records store
+        enc._rows_chain(vals, prev.copy(), tags, head, link)
+        assert np.array_equal(tags, want[:, :8]) and np.array_equal(head, want[-1])
+        prev = want[-1].copy()
 
 
 @needs_sha

@@ -274,9 +274,9 @@ class Sealer:
     def records(self, table: pa.Table, group_rows: int) -> Iterator[tuple[pa.Table, np.ndarray]]:
         """Chain the records of ``table`` (in order, after any added before): yields, for each
         run of ``group_rows`` records, the table's slice (without ``digest``) and what their
-        ``digest`` column stores ((m, 32) uint8 digests; since v3 (m, 8) tags: each batch is
-        chained into a buffer used again for the next, so the group's new memory is the
-        tags only), a new array each time. An empty table yields itself once."""
+        ``digest`` column stores ((m, 32) uint8 digests; since v3 (m, 8) tags, copied out of
+        the digests of each few hundred records as they are chained, so the group's new memory
+        is the tags only), a new array each time. An empty table yields itself once."""
         self._hashers["records"] = None
         if DIGEST_COLUMN in table.column_names:
             table = table.drop_columns([DIGEST_COLUMN])
@@ -285,20 +285,17 @@ class Sealer:
         if table.num_rows == 0:
             yield table, np.zeros((0, w), np.uint8)
             return
-        scratch = None if w == 32 else np.empty((min(BATCH_ROWS, table.num_rows), 32), np.uint8)
         for start in range(0, table.num_rows, group_rows):
             part = table.slice(start, group_rows)
             out = np.empty((part.num_rows, w), np.uint8)
             at = 0
             for batch in batches(part, BATCH_ROWS):
                 m = batch.num_rows
-                digests = out[at : at + m] if scratch is None else scratch[:m]
-                encoder.chain(batch, self._head, digests)
-                self._head = digests[m - 1].tobytes()
-                if w == 8:  # the tags, as 64-bit words (4 times faster than bytes)
-                    out.view(np.uint64)[at : at + m, 0] = digests.view(np.uint64)[:, 0]
-                elif scratch is not None:
-                    out[at : at + m] = digests[:, :w]
+                if isinstance(encoder, PackedEncoder):  # (since v3 it writes the tags)
+                    self._head = encoder.chain(batch, self._head, out[at : at + m])
+                else:  # (v1: whole digests)
+                    encoder.chain(batch, self._head, out[at : at + m])
+                    self._head = out[at + m - 1].tobytes()
                 self._ids(batch.column("record_id"))
                 at += m
             self._records += part.num_rows

@@ -229,22 +229,28 @@ def _pack_kernel(vals, at, shift, mask, spill, rows):  # type: ignore[no-untyped
 
 @numba.njit(cache=True, nogil=True)
 def _pack_rows_chain_kernel(  # type: ignore[no-untyped-def]
-    vals, at, shift, mask, spill, width, prev, out, chain
+    vals, at, shift, mask, spill, width, prev, out, head, chain
 ):
     """As :func:`_pack_chain_kernel`, with the CPU's SHA extensions
     (:func:`credsim.store.sha_ni.chain_function`): the rows are built, zero past their bytes
     up to ``width`` (which that function reads), ``CHUNK`` at a time in a buffer that stays in
     the core's first-level cache, and each chunk is chained in one call, the previous digest
-    carried from row to row in registers."""
+    carried from row to row in registers. ``out`` ((n, w) uint8) takes each digest's first
+    ``w`` bytes (a tag, or all 32), ``head`` the last digest."""
     n = out.shape[0]
+    w = out.shape[1]
     rows = np.zeros((CHUNK, (width + 7) // 8), np.uint64)
-    p = prev.ctypes.data
+    digests = np.empty((CHUNK, 32), np.uint8)
+    head[:] = prev
     for s in range(0, n, CHUNK):
         m = min(CHUNK, n - s)
         for r in range(m):
             _put_row(rows[r], vals, s + r, at, shift, mask, spill)
-        chain(rows.ctypes.data, rows.shape[1] * 8, m, p, out[s].ctypes.data)
-        p = out[s + m - 1].ctypes.data
+        chain(rows.ctypes.data, rows.shape[1] * 8, m, head.ctypes.data, digests.ctypes.data)
+        for r in range(m):
+            for q in range(w):
+                out[s + r, q] = digests[r, q]
+        head[:] = digests[m - 1]
 
 
 @numba.njit(cache=True, nogil=True)
@@ -311,6 +317,7 @@ class PackedEncoder:
         """After :meth:`values`: True for the rows holding a string outside its vocabulary
         (None when there is none)."""
         self._unknown_values: dict[str, set[str]] = {}
+        self._digests = np.empty((0, 32), np.uint8)  # whole digests, when tags are kept
 
     def encode(self, batch: pa.Table | pa.RecordBatch) -> np.ndarray:
         """(n, layout.size) uint8 rows; valid until the next call. See :attr:`unknown`."""
@@ -326,39 +333,58 @@ class PackedEncoder:
             rows = rows.byteswap()
         return rows.view(np.uint8)[:, : self.layout.size]
 
-    def chain(self, batch: pa.Table | pa.RecordBatch, prev: bytes, out: np.ndarray) -> None:
-        """The chain over the batch's rows into ``out`` ((n, 32) uint8), each row hashed as
-        soon as it is assembled: with the CPU's SHA extensions (:mod:`credsim.store.sha_ni`)
-        or else with OpenSSL. Refuses a string outside its vocabulary."""
+    def chain(self, batch: pa.Table | pa.RecordBatch, prev: bytes, out: np.ndarray) -> bytes:
+        """The chain over the batch's rows after ``prev``, each row hashed as soon as it is
+        assembled: with the CPU's SHA extensions (:mod:`credsim.store.sha_ni`) or else with
+        OpenSSL. ``out`` ((n, w) uint8, C-contiguous) takes each record's digest, or its first
+        ``w`` bytes (a tag: what the ``digest`` column stores); returns the last digest.
+        Refuses a string outside its vocabulary."""
+        n, w = out.shape
+        if n == 0:
+            return prev
         fast = _fast()
         size, split = self.layout.size, self.layout.split
         little = sys.byteorder == "little"
-        link = sha_ni.chain_function(size, split) if little and batch.num_rows else None
-        if link is None and (fast is None or not little or batch.num_rows == 0):
-            rows = self.encode(batch)
-            self._refuse_unknown()
-            chain(rows, prev, out=out, split=split)
-            return
-        vals = self.values(batch).view(np.uint64)
-        self._refuse_unknown()
+        link = sha_ni.chain_function(size, split) if little else None
         prev_arr = np.frombuffer(prev, np.uint8).copy()
         if link is not None:
-            self._rows_chain(vals, prev_arr, out, link)
-            return
-        assert fast is not None  # (or the rows were chained above)
-        if self._standard:
-            ledger_packed_std.pack_chain(vals, prev_arr, out, split, *fast)
+            vals = self.values(batch).view(np.uint64)
+            self._refuse_unknown()
+            head = np.empty(32, np.uint8)
+            self._rows_chain(vals, prev_arr, out, head, link)
+            return head.tobytes()
+        if w < 32:
+            if self._digests.shape[0] < n:
+                self._digests = np.empty((n, 32), np.uint8)
+            digests = self._digests[:n]
         else:
-            _pack_chain_kernel(vals, *self._place, size, split, prev_arr, out, *fast)
+            digests = out
+        if fast is None or not little:
+            rows = self.encode(batch)
+            self._refuse_unknown()
+            chain(rows, prev, out=digests, split=split)
+        else:
+            vals = self.values(batch).view(np.uint64)
+            self._refuse_unknown()
+            if self._standard:
+                ledger_packed_std.pack_chain(vals, prev_arr, digests, split, *fast)
+            else:
+                _pack_chain_kernel(vals, *self._place, size, split, prev_arr, digests, *fast)
+        if w < 32:
+            out[:] = digests[:, :w]
+        return digests[n - 1].tobytes()
 
-    def _rows_chain(self, vals: np.ndarray, prev: np.ndarray, out: np.ndarray, link: Any) -> None:
+    def _rows_chain(
+        self, vals: np.ndarray, prev: np.ndarray, out: np.ndarray, head: np.ndarray, link: Any
+    ) -> None:
         """The chain of the rows of ``vals`` (:meth:`values`) with the SHA extensions'
-        ``link`` (:func:`~credsim.store.sha_ni.chain_function`)."""
+        ``link`` (:func:`~credsim.store.sha_ni.chain_function`): each digest's first
+        ``out.shape[1]`` bytes into ``out``, the last digest into ``head``."""
         width = sha_ni.width(self.layout.size, self.layout.split)
         if self._standard:
-            ledger_packed_std.pack_rows_chain(vals, prev, out, width, link)
+            ledger_packed_std.pack_rows_chain(vals, prev, out, head, width, link)
         else:
-            _pack_rows_chain_kernel(vals, *self._place, width, prev, out, link)
+            _pack_rows_chain_kernel(vals, *self._place, width, prev, out, head, link)
 
     def _refuse_unknown(self) -> None:
         if self.unknown is None:

@@ -103,14 +103,19 @@ def pack_chain(vals, prev, out, split, init, update, final):  # type: ignore[no-
 
 
 @numba.njit(cache=True, nogil=True)
-def pack_rows_chain(vals, prev, out, width, chain):  # type: ignore[no-untyped-def]
+def pack_rows_chain(vals, prev, out, head, width, chain):  # type: ignore[no-untyped-def]
     """The chain with the SHA extensions (_pack_rows_chain_kernel)."""
     n = out.shape[0]
+    w = out.shape[1]
     rows = np.zeros((CHUNK, (width + 7) // 8), np.uint64)
-    p = prev.ctypes.data
+    digests = np.empty((CHUNK, 32), np.uint8)
+    head[:] = prev
     for s in range(0, n, CHUNK):
         m = min(CHUNK, n - s)
         for r in range(m):
             put_row(rows[r], vals, s + r)
-        chain(rows.ctypes.data, rows.shape[1] * 8, m, p, out[s].ctypes.data)
-        p = out[s + m - 1].ctypes.data
+        chain(rows.ctypes.data, rows.shape[1] * 8, m, head.ctypes.data, digests.ctypes.data)
+        for r in range(m):
+            for q in range(w):
+                out[s + r, q] = digests[r, q]
+        head[:] = digests[m - 1]
