@@ -269,14 +269,6 @@ def chain_function(size: int, split: int = 0) -> _Fn | None:
     return None if fns is None else fns[0]
 
 
-def links_function(size: int, split: int = 0) -> _Fn | None:
-    """The compiled ``links(rows, stride, n, prevs, out)`` for rows of ``size`` bytes (a
-    ctypes function: Numba kernels call it with ``n`` = 1 for each row as they build it), or
-    None."""
-    fns = _compiled(size, split) if ENABLED else None
-    return None if fns is None else fns[1]
-
-
 def _check(rows: np.ndarray, size: int, out: np.ndarray, split: int) -> tuple[_Fn, _Fn]:
     fns = _compiled(size, split)
     if fns is None:
