@@ -291,11 +291,7 @@ class Sealer:
             at = 0
             for batch in batches(part, BATCH_ROWS):
                 m = batch.num_rows
-                if isinstance(encoder, PackedEncoder):  # (since v3 it writes the tags)
-                    self._head = encoder.chain(batch, self._head, out[at : at + m])
-                else:  # (v1: whole digests)
-                    encoder.chain(batch, self._head, out[at : at + m])
-                    self._head = out[at + m - 1].tobytes()
+                self._head = encoder.chain(batch, self._head, out[at : at + m])
                 self._ids(batch.column("record_id"))
                 at += m
             self._records += part.num_rows

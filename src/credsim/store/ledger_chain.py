@@ -127,8 +127,7 @@ def chain_py(rows: np.ndarray, prev: bytes, split: int = 0) -> np.ndarray:
     out = bytearray(32 * n)
     sha = hashlib.sha256
     for i in range(n):
-        row = flat[i * w : (i + 1) * w]
-        prev = sha(row[:split] + prev + row[split:]).digest()
+        prev = sha(sha_ni.message(flat[i * w : (i + 1) * w], prev, split)).digest()
         out[32 * i : 32 * i + 32] = prev
     return np.frombuffer(bytes(out), np.uint8).reshape(n, 32)
 
@@ -143,7 +142,7 @@ def links_py(rows: np.ndarray, prevs: np.ndarray, split: int = 0) -> np.ndarray:
     parts = []
     for i in range(n):
         row = flat[i * w : (i + 1) * w]
-        parts.append(sha(row[:split] + pv[32 * i : 32 * i + 32] + row[split:]).digest())
+        parts.append(sha(sha_ni.message(row, pv[32 * i : 32 * i + 32], split)).digest())
     return np.frombuffer(b"".join(parts), np.uint8).reshape(n, 32)
 
 

@@ -247,15 +247,21 @@ class RecordEncoder:
             out = rows.byteswap().view(np.uint8)
         return out
 
-    def chain(self, batch: pa.Table | pa.RecordBatch, prev: bytes, out: np.ndarray) -> None:
+    def chain(self, batch: pa.Table | pa.RecordBatch, prev: bytes, out: np.ndarray) -> bytes:
         """The chain over the batch's rows (:func:`~credsim.store.ledger_chain.chain`) into
-        ``out`` ((n, 32) uint8), each row hashed as soon as it is assembled."""
+        ``out`` ((n, 32) uint8: v1 records store whole digests), each row hashed as soon as
+        it is assembled; returns the last digest (``prev`` for no rows), as
+        :meth:`~credsim.store.ledger_packed.PackedEncoder.chain` does."""
+        n = batch.num_rows
+        if n == 0:
+            return prev
         fast = _fast()
-        if fast is None or sys.byteorder != "little" or batch.num_rows == 0:
+        if fast is None or sys.byteorder != "little":
             chain(self.encode(batch), prev, out=out)
-            return
-        prev_arr = np.frombuffer(prev, np.uint8).copy()
-        _fill_chain_kernel(*self.parts(batch), self.layout.size // 8, prev_arr, out, *fast)
+        else:
+            prev_arr = np.frombuffer(prev, np.uint8).copy()
+            _fill_chain_kernel(*self.parts(batch), self.layout.size // 8, prev_arr, out, *fast)
+        return out[n - 1].tobytes()
 
     def parts(
         self, batch: pa.Table | pa.RecordBatch

@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 
 from credsim.errors import RunStoreError
-from credsim.store import ledger
+from credsim.store import ledger, sha_ni
 from credsim.store.schema import DIGEST_COLUMN
 
 if TYPE_CHECKING:
@@ -212,14 +212,16 @@ class RecordChain:
         if k in self.unknown:  # a label its vocabulary lacks
             return "content changed"
         if k + 1 < len(rows) and (k + 1) in bad and (k + 1) not in self.unknown:
-            relinked = hashlib.sha256(computed[k].tobytes() + rows[k + 1].tobytes()).digest()
+            link = sha_ni.message(rows[k + 1].tobytes(), computed[k].tobytes(), self.split)
+            relinked = hashlib.sha256(link).digest()
             if relinked == stored[k + 1].tobytes():
                 return TAG_ALTERED
         if not self.check_ids:
             return "content changed, or the record before it was deleted, inserted or moved"
         before = np.flatnonzero(ids == ids[k] - 1)
         for j in before[before != k - 1]:
-            if hashlib.sha256(stored[j].tobytes() + rows[k].tobytes()).digest() == bytes(stored[k]):
+            link = sha_ni.message(rows[k].tobytes(), stored[j].tobytes(), self.split)
+            if hashlib.sha256(link).digest() == bytes(stored[k]):
                 return "content intact, but the record before it was moved away"
         return "content changed"
 
