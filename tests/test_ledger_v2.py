@@ -179,8 +179,8 @@ def test_sealer_vocabularies_genesis_and_chain_by_hand() -> None:
         "columns": lg["columns"],
         "vocabularies": vocab,
     }
-    assert lg["encoding"] == "credsim-ledger-v4"  # v2's rows; 8 bytes of each digest stored
-    genesis = hashlib.sha256(b"credsim-ledger-v4\0" + _json(basis)).digest()
+    assert lg["encoding"] == "credsim-ledger-v5"  # v2's rows; 8 bytes of each digest stored
+    genesis = hashlib.sha256(b"credsim-ledger-v5\0" + _json(basis)).digest()
     assert lg["genesis"] == genesis.hex()
     first = records.slice(0, 1).to_pylist()[0]  # record 1: speeding, accepted, no error, ...
     row = struct.pack(

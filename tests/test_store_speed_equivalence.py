@@ -18,6 +18,7 @@ import struct
 from pathlib import Path
 from typing import Any
 
+import blake3
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -326,21 +327,33 @@ def test_dictionary_and_nullable_arrays_match_arrow_built_ones() -> None:
         _dictionary(np.array([0, 1], np.int8), ["a", "a"])
 
 
-def _hand_label_digest(values: list[str | None], name: str = "grade") -> str:
+def _hand_label_digest(values: list[str | None], version: int, name: str = "grade") -> str:
     """A one-column string table's content digest, computed as docs/integrity.md words it:
-    validity bytes, int64 byte lengths (0 for null), the UTF-8 bytes of the present values."""
+    credsim-table-v2 (BLAKE3): validity bits (row i: bit i % 8 of byte i // 8), int32 byte
+    lengths (0 for null), the UTF-8 bytes of the present values; v1 (SHA-256): a validity byte
+    a row, int64 lengths, the same bytes."""
     raw = [v.encode() if v is not None else b"" for v in values]
-    streams = (
-        bytes(v is not None for v in values),
-        b"".join(struct.pack("<q", len(r)) for r in raw),
-        b"".join(raw),
-    )
-    col = hashlib.sha256(b"credsim-column-v1\0" + name.encode() + b"\0" + b"string\0")
+    if version == 2:
+        h: Any = blake3.blake3
+        bits = bytes(
+            sum(1 << k for k, v in enumerate(values[i : i + 8]) if v is not None)
+            for i in range(0, len(values), 8)
+        )
+        streams = (bits, b"".join(struct.pack("<i", len(r)) for r in raw), b"".join(raw))
+    else:
+        h = hashlib.sha256
+        streams = (
+            bytes(v is not None for v in values),
+            b"".join(struct.pack("<q", len(r)) for r in raw),
+            b"".join(raw),
+        )
+    v = str(version).encode()
+    col = h(b"credsim-column-v" + v + b"\0" + name.encode() + b"\0" + b"string\0")
     col.update(len(values).to_bytes(8, "little"))
-    col.update(b"".join(hashlib.sha256(x).digest() for x in streams))
-    table = hashlib.sha256(b"credsim-table-v1\0t\0" + (1).to_bytes(4, "little"))
+    col.update(b"".join(h(x).digest() for x in streams))
+    table = h(b"credsim-table-v" + v + b"\0t\0" + (1).to_bytes(4, "little"))
     table.update(col.digest())
-    return table.hexdigest()
+    return str(table.hexdigest())
 
 
 @settings(max_examples=120, deadline=None)
@@ -366,9 +379,42 @@ def test_label_columns_digest_from_their_codes_as_their_strings(
     column = pa.chunked_array(cut, part.type)
     schema = pa.schema([pa.field("grade", pa.string())])
     values = column.to_pylist()
-    got = ledger.table_digest("t", pa.table({"grade": column}), schema)
-    plain = ledger.table_digest("t", pa.table({"grade": column.cast(pa.string())}), schema)
-    assert got == plain == _hand_label_digest(values)
+    for version in (2, 1):
+        got = ledger.table_digest("t", pa.table({"grade": column}), schema, version)
+        strings = pa.table({"grade": column.cast(pa.string())})
+        plain = ledger.table_digest("t", strings, schema, version)
+        assert got == plain == _hand_label_digest(values, version), version
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    st.lists(st.one_of(st.none(), st.integers(-(2**31), 2**31 - 1)), max_size=70),
+    st.lists(st.integers(1, 20), max_size=8),
+)
+def test_table_v2_digest_by_hand_whatever_the_batches(
+    values: list[int | None], cuts: list[int]
+) -> None:
+    """credsim-table-v2 of a nullable int32 column, by hand (BLAKE3; validity bits, row i at
+    bit i % 8 of byte i // 8; values little-endian, nulls as 0; no data), equals the hasher's
+    whatever batches the rows come in: batches of any length carry their last bits over."""
+    schema = pa.schema([pa.field("n", pa.int32(), nullable=True)])
+    table = pa.table({"n": pa.array(values, pa.int32())}, schema=schema)
+    hasher = ledger.TableHasher("t", schema)
+    at = 0
+    for k in [*cuts, len(values)]:
+        hasher.update(table.slice(at, k))
+        at += k
+        if at >= len(values):
+            break
+    bits = bytes(
+        sum(1 << k for k, v in enumerate(values[i : i + 8]) if v is not None)
+        for i in range(0, len(values), 8)
+    )
+    fixed = b"".join(struct.pack("<i", v or 0) for v in values)
+    col = blake3.blake3(b"credsim-column-v2\0n\0int32\0" + len(values).to_bytes(8, "little"))
+    col.update(b"".join(blake3.blake3(x).digest() for x in (bits, fixed, b"")))
+    want = blake3.blake3(b"credsim-table-v2\0t\0" + (1).to_bytes(4, "little") + col.digest())
+    assert hasher.hexdigest() == want.hexdigest() == ledger.table_digest("t", table, schema)
 
 
 def test_label_column_digest_refuses_an_index_outside_its_words() -> None:
@@ -411,7 +457,7 @@ def test_written_chain_matches_the_reference(small_run: tuple[Path, dict[str, pa
     prev = bytes.fromhex(m["ledger"]["genesis"])
     assert m["ledger"]["vocabularies"] == m["labels"]
     rows = reference_rows_v2(records.drop_columns(["digest"]), m["ledger"])
-    assert m["ledger"]["encoding"] == "credsim-ledger-v4"
+    assert m["ledger"]["encoding"] == "credsim-ledger-v5"
     for row, digest in zip(rows, records.column("digest").to_pylist(), strict=True):
         b = row.tobytes()
         prev = hashlib.sha256(b[:64] + prev + b[64:]).digest()  # the previous digest after 64

@@ -4,9 +4,10 @@ One small real run (Nanjing, 2,000 persons, 60 days) is made once; each test tam
 own copy, as an outsider would: reading a Parquet file or the manifest, changing it, writing it
 back. The re-implementation tests at the end follow docs/integrity.md byte for byte, without
 using :mod:`credsim.store.ledger`, to keep the specification honest. New runs are sealed with
-``credsim-ledger-v4`` (each record stores an 8-byte tag of its digest; each link hashes the
-previous digest after the row's first 64 bytes); the same run sealed as runs were before it
-(``credsim-ledger-v3``, the previous digest before the row; ``credsim-ledger-v2``, whole
+``credsim-ledger-v5`` (each record stores an 8-byte tag of its digest; each link hashes the
+previous digest after the row's first 64 bytes; the other tables' content digests BLAKE3); the
+same run sealed as runs were before it (``credsim-ledger-v4``, the tables' digests SHA-256;
+``credsim-ledger-v3``, the previous digest before the row; ``credsim-ledger-v2``, whole
 digests, each link checked on its own; and ``credsim-ledger-v1``) must still verify, and its
 tampering still be caught and named.
 """
@@ -22,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import blake3
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -58,6 +60,18 @@ def _sealed_as(factory: pytest.TempPathFactory, encoding: str) -> Path:
         mp.setattr(ledger, "ENCODING", encoding)
         credsim.run("nanjing", population=2000, days=60, seed=1, out=out)
     return out
+
+
+@pytest.fixture(scope="module")
+def sealed_v4(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Sealed with credsim-ledger-v4 (the other tables' digests credsim-table-v1, SHA-256),
+    as runs were before v5."""
+    return _sealed_as(tmp_path_factory, ledger.ENCODING_V4)
+
+
+@pytest.fixture
+def run_v4(sealed_v4: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(sealed_v4, tmp_path / "run-v4"))
 
 
 @pytest.fixture(scope="module")
@@ -134,7 +148,7 @@ def test_intact_run_verifies(run: Path, capsys: pytest.CaptureFixture[str]) -> N
 def test_sealed_manifest_and_records(run: Path) -> None:
     m = json.loads((run / "manifest.json").read_text())
     lg = m["ledger"]
-    assert lg["encoding"] == "credsim-ledger-v4" and lg["first_record_id"] == 0
+    assert lg["encoding"] == "credsim-ledger-v5" and lg["first_record_id"] == 0
     assert lg["contiguous_ids"] is True
     assert lg["columns"] == [
         f"{f.name}:string:u16" if f.type == pa.string() else f"{f.name}:{f.type}"
@@ -776,15 +790,15 @@ def _canonical(value: Any) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-@pytest.mark.parametrize("which", ["v4", "v3", "v2"])
+@pytest.mark.parametrize("which", ["v5", "v4", "v3", "v2"])
 def test_record_digests_follow_the_documented_encoding(
-    run: Path, run_v3: Path, run_v2: Path, which: str
+    run: Path, run_v4: Path, run_v3: Path, run_v2: Path, which: str
 ) -> None:
-    """docs/integrity.md (credsim-ledger-v4, -v3 and -v2), re-implemented with struct and
-    hashlib only: the same rows; v4 hashes each row's first 64 bytes, the previous digest,
-    the row's last 17 bytes, v3 and v2 the previous digest, then the row; v4 and v3 store
-    each digest's first 8 bytes, v2 all 32."""
-    run = {"v4": run, "v3": run_v3, "v2": run_v2}[which]
+    """docs/integrity.md (credsim-ledger-v5, -v4, -v3 and -v2), re-implemented with struct
+    and hashlib only: the same rows; v5 and v4 hash each row's first 64 bytes, the previous
+    digest, the row's last 17 bytes, v3 and v2 the previous digest, then the row; v5 to v3
+    store each digest's first 8 bytes, v2 all 32."""
+    run = {"v5": run, "v4": run_v4, "v3": run_v3, "v2": run_v2}[which]
     m = json.loads((run / "manifest.json").read_text())
     lg = m["ledger"]
     vocabularies = lg["vocabularies"]
@@ -815,7 +829,7 @@ def test_record_digests_follow_the_documented_encoding(
                 parts.append(_scalar(v, t))  # natural width
         row = struct.pack("<I", nulls) + b"".join(parts)
         assert len(row) == 81
-        if which == "v4":
+        if which in ("v5", "v4"):
             prev = hashlib.sha256(row[:64] + prev + row[64:]).digest()
         else:
             prev = hashlib.sha256(prev + row).digest()
@@ -854,13 +868,20 @@ def test_v1_record_digests_follow_the_documented_encoding(run_v1: Path) -> None:
     assert prev.hex() == m["ledger"]["head"]
 
 
-@pytest.mark.parametrize("which", ["v4", "v3", "v2", "v1"])
+@pytest.mark.parametrize("which", ["v5", "v4", "v3", "v2", "v1"])
 def test_table_and_manifest_digests_follow_the_documented_encoding(
-    run: Path, run_v3: Path, run_v2: Path, run_v1: Path, which: str
+    run: Path, run_v4: Path, run_v3: Path, run_v2: Path, run_v1: Path, which: str
 ) -> None:
-    run = {"v4": run, "v3": run_v3, "v2": run_v2, "v1": run_v1}[which]
+    """docs/integrity.md: the tables' content digests credsim-table-v2 (ledger v5: BLAKE3,
+    validity bits, 32-bit lengths) and -v1 (before: SHA-256, a validity byte a row, 64-bit
+    lengths), re-implemented with struct, hashlib and blake3 only; the records' digest from
+    the chain and the manifest digest as in every version."""
+    run = {"v5": run, "v4": run_v4, "v3": run_v3, "v2": run_v2, "v1": run_v1}[which]
     m = json.loads((run / "manifest.json").read_text())
     sha = hashlib.sha256
+    v2 = which == "v5"
+    h_of = blake3.blake3 if v2 else sha
+    tv = b"2" if v2 else b"1"
     columns = json.dumps(m["ledger"]["columns"], separators=(",", ":"))
     records = sha(
         b"credsim-table-v1\0records\0"
@@ -873,31 +894,45 @@ def test_table_and_manifest_digests_follow_the_documented_encoding(
         if name == "records":
             continue
         table = pq.read_table(run / f"{name}.parquet")
-        h = sha(
-            b"credsim-table-v1\0" + name.encode() + b"\0" + len(table.schema).to_bytes(4, "little")
+        h = h_of(
+            b"credsim-table-v"
+            + tv
+            + b"\0"
+            + name.encode()
+            + b"\0"
+            + len(table.schema).to_bytes(4, "little")
         )
         for f in table.schema:
             values = table.column(f.name).to_pylist()
             t = str(f.type)
-            validity = bytes(v is not None for v in values)
+            if v2:  # bit i % 8 of byte i // 8, the last byte's other bits zero
+                validity = bytes(
+                    sum(1 << k for k, v in enumerate(values[i : i + 8]) if v is not None)
+                    for i in range(0, len(values), 8)
+                )
+            else:
+                validity = bytes(v is not None for v in values)
             data = b""
             if t == "string":
-                fixed = b"".join(struct.pack("<q", len(v.encode()) if v else 0) for v in values)
+                width = "<i" if v2 else "<q"
+                fixed = b"".join(struct.pack(width, len(v.encode()) if v else 0) for v in values)
                 data = b"".join(v.encode() for v in values if v is not None)
             elif t == "fixed_size_binary[32]":
                 fixed = b"".join(v or bytes(32) for v in values)
             else:
                 fixed = b"".join(_scalar(v, t) for v in values)
-            column = sha(
-                b"credsim-column-v1\0"
+            column = h_of(
+                b"credsim-column-v"
+                + tv
+                + b"\0"
                 + f.name.encode()
                 + b"\0"
                 + t.encode()
                 + b"\0"
                 + len(values).to_bytes(8, "little")
-                + sha(validity).digest()
-                + sha(fixed).digest()
-                + sha(data).digest()
+                + h_of(validity).digest()
+                + h_of(fixed).digest()
+                + h_of(data).digest()
             )
             h.update(column.digest())
         assert h.hexdigest() == m["table_digests"][name], name

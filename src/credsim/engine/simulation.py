@@ -33,6 +33,7 @@ from credsim.engine.records import (
 )
 from credsim.engine.rng import Streams
 from credsim.engine.shards import BLOCK_SIZE, counting_order, partition
+from credsim.engine.snapshots import Snapshots
 from credsim.engine.state import entity_state
 from credsim.population.types import ORGANIZATION, PERSON, Population
 from credsim.schemes.compile import ALL_CHANNELS, Compiled
@@ -122,6 +123,7 @@ class Simulation:
         folder empties each one (keeping its day) once it is written and, when the run
         checkpoints, saved (:class:`~credsim.store.stream.RecordStream`)."""
         self.scored_ids = np.nonzero(self.scored)[0].astype(np.int32)
+        self.snapshots = Snapshots(self.scored_ids, self.score, self.grade)
         adults = np.nonzero((pop.kind == PERSON) & (pop.age >= 18))[0].astype(np.int32)
         drawn = self.streams.get("officials").random(adults.shape[0]) < cs.fav_officials
         self.officials = adults[drawn] if cs.fav_rate > 0 else adults[:0]
@@ -488,8 +490,7 @@ class Simulation:
         self.grade[ents] = np.where(self.scored[ents], np.maximum(g, 0), -1)
 
     def _snapshot(self, day: int) -> None:
-        e = self.scored_ids
-        self.snap.append((e, day, self.score[e], self.grade[e]))  # indexing copies
+        self.snap.append((self.scored_ids, day, *self.snapshots.take()))
 
 
 __all__ = ["Simulation", "PERSON", "B_REPAIR"]

@@ -5,13 +5,15 @@ A sealed run folder carries, besides the file SHA-256s the writer always recorde
 * a ``digest`` column in ``records.parquet``: ``digest_i = sha256(row_i[:64] || digest_{i-1} ||
   row_i[64:])``, where ``row_i`` is the record's canonical encoding and ``digest_{-1}`` is the
   *genesis*, derived from the scheme's sha256 and the seed (and since v2 from the row layout
-  and the vocabularies). New runs are sealed with ``credsim-ledger-v4`` (:class:`PackedLayout`:
+  and the vocabularies). New runs are sealed with ``credsim-ledger-v5`` (:class:`PackedLayout`:
   values packed in their natural widths, labels as codes in per-column vocabularies, 81 bytes
   for today's records schema, 2 SHA-256 blocks per record, the first of them the row's first
-  64 bytes alone; each record stores the first 8 bytes of its digest, its *tag*); runs sealed
-  with ``credsim-ledger-v3`` (the same rows and tags, ``digest_i = sha256(digest_{i-1} ||
-  row_i)``), ``-v2`` (as v3, all 32 bytes stored) and ``-v1`` (:class:`RecordLayout`: 64-bit
-  words, strings as 16 bytes of their sha256, 232 bytes, 5 blocks) are still verified;
+  64 bytes alone; each record stores the first 8 bytes of its digest, its *tag*; the other
+  tables' content digests ``credsim-table-v2``, BLAKE3); runs sealed with
+  ``credsim-ledger-v4`` (the same, the tables' digests ``credsim-table-v1``, SHA-256), ``-v3``
+  (the same rows and tags, ``digest_i = sha256(digest_{i-1} || row_i)``), ``-v2`` (as v3,
+  all 32 bytes stored) and ``-v1`` (:class:`RecordLayout`: 64-bit words, strings as 16 bytes
+  of their sha256, 232 bytes, 5 blocks) are still verified;
 * in the manifest, ``ledger`` (encoding, genesis, head = the last digest, record count, first
   record id, the chained columns and, in v2, the vocabularies), ``table_digests`` (a digest of
   the logical content of every table, not of the file's bytes), ``field_digests`` (a short
@@ -55,6 +57,7 @@ from credsim.store.ledger_chain import (  # noqa: F401  (re-exported: the ledger
     ENCODING_V2,
     ENCODING_V3,
     ENCODING_V4,
+    ENCODING_V5,
     ENCODINGS,
     PACKED,
     TAG_BYTES,
@@ -72,6 +75,7 @@ from credsim.store.ledger_chain import (  # noqa: F401  (re-exported: the ledger
     links_py,
     stored_bytes,
     stored_digests,
+    table_version,
 )
 from credsim.store.ledger_encode import (  # noqa: F401  (re-exported: the ledger's public API)
     _FIXED,
@@ -181,7 +185,7 @@ class Sealer:
     each group while the next is chained). Tables other than the records may be added from
     another thread while the records are chained (each has its own hasher).
 
-    ``encoding``: :data:`ENCODING` (``credsim-ledger-v4``) unless told; ``credsim-ledger-v3``
+    ``encoding``: :data:`ENCODING` (``credsim-ledger-v5``) unless told; ``credsim-ledger-v4``
     to ``-v1`` seal as runs were sealed before it (to test that such runs stay verifiable).
     :meth:`stored` gives what the records' ``digest`` column holds (since v3 each digest's
     first 8 bytes; :attr:`digest_field` its field). Since v2 the row layout, the label
@@ -252,7 +256,11 @@ class Sealer:
         are then added in (the writer adds the records while it adds the others)."""
         for name in names:
             if name not in self._hashers:
-                self._hashers[name] = None if name == "records" else TableHasher(name)
+                self._hashers[name] = None if name == "records" else self.hasher(name)
+
+    def hasher(self, name: str, schema: pa.Schema | None = None) -> TableHasher:
+        """A content digest of table ``name`` of the version this encoding holds."""
+        return TableHasher(name, schema, table_version(self.encoding))
 
     def add(self, name: str, table: pa.Table) -> pa.Table:
         if name == "records":
@@ -262,7 +270,7 @@ class Sealer:
         if isinstance(hasher, _Digested):
             raise RunStoreError(f"table {name!r} was written and digested already")
         if hasher is None:
-            hasher = self._hashers[name] = TableHasher(name, table.schema)
+            hasher = self._hashers[name] = self.hasher(name, table.schema)
         hasher.update_table(table)
         return table
 

@@ -1,5 +1,5 @@
 """The record hash chain of the ledger: ``digest_i = sha256(digest_{i-1} || row_i)`` (v1 to
-v3); in ``credsim-ledger-v4`` the previous digest follows the row's first 64 bytes,
+v3); since ``credsim-ledger-v4`` the previous digest follows the row's first 64 bytes,
 ``sha256(row_i[:64] || digest_{i-1} || row_i[64:])``, so that the row's first block is hashed
 without waiting on the chain (:func:`chain_split`).
 
@@ -46,17 +46,24 @@ ENCODING_V4 = "credsim-ledger-v4"
 digest, then the rest of the row (:func:`chain_split`): the first block does not wait on the
 chain, and a record is chained in 64 ns against 86 (a 13M reference run's 220M records: 4 s
 less on the sealing thread, the run's critical path)."""
-ENCODINGS = (ENCODING_V1, ENCODING_V2, ENCODING_V3, ENCODING_V4)
+ENCODING_V5 = "credsim-ledger-v5"
+"""The records, rows, tags and chain of v4; the other tables' content digests are
+``credsim-table-v2`` (:mod:`credsim.store.table_digest`): BLAKE3 over validity bits and 32-bit
+string lengths instead of SHA-256 over a byte per row and 64-bit lengths (a 13M reference run's
+182M score rows: 17 against 29.5 bytes a row, hashed at 3.5 against 1.6 GB/s)."""
+ENCODINGS = (ENCODING_V1, ENCODING_V2, ENCODING_V3, ENCODING_V4, ENCODING_V5)
 """The encodings ``credsim verify`` checks."""
-PACKED = (ENCODING_V2, ENCODING_V3, ENCODING_V4)
+PACKED = (ENCODING_V2, ENCODING_V3, ENCODING_V4, ENCODING_V5)
 """The encodings with packed rows and label vocabularies (:mod:`credsim.store.ledger_packed`)."""
-TAGGED = (ENCODING_V3, ENCODING_V4)
+TAGGED = (ENCODING_V3, ENCODING_V4, ENCODING_V5)
 """The encodings whose records store a tag (:data:`TAG_BYTES` of their digest)."""
-ENCODING = ENCODING_V4
+SPLIT = (ENCODING_V4, ENCODING_V5)
+"""The encodings whose links put the previous digest after the row's first blocks."""
+ENCODING = ENCODING_V5
 """Name and version of the whole scheme new runs are sealed with: record layout, chain, table
 and manifest digests."""
 TAG_BYTES = 8
-"""Bytes of its digest a ``credsim-ledger-v3`` or ``-v4`` record stores."""
+"""Bytes of its digest a record stores since ``credsim-ledger-v3``."""
 
 
 def stored_bytes(encoding: str | None) -> int:
@@ -66,9 +73,15 @@ def stored_bytes(encoding: str | None) -> int:
 
 def chain_split(encoding: str | None, size: int) -> int:
     """Where the previous digest goes in a link's message, after the row's first bytes:
-    in v4 its whole 64-byte blocks (64 for today's 81-byte rows; 0 for a row shorter than a
-    block), before the row (0) in v1 to v3."""
-    return 64 * (size // 64) if encoding == ENCODING_V4 else 0
+    since v4 its whole 64-byte blocks (64 for today's 81-byte rows; 0 for a row shorter than
+    a block), before the row (0) in v1 to v3."""
+    return 64 * (size // 64) if encoding in SPLIT else 0
+
+
+def table_version(encoding: str | None) -> int:
+    """The version of the other tables' content digests (``credsim-table-vN``) a run sealed
+    with ``encoding`` holds: 2 since ``credsim-ledger-v5``, 1 before."""
+    return 2 if encoding == ENCODING_V5 else 1
 
 
 def _buf(a: np.ndarray) -> memoryview:

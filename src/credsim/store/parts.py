@@ -222,10 +222,10 @@ class TableFile:
     grows). :meth:`finish` gives the :class:`~credsim.store.parquet.StreamedTable`: the same
     values and content digest as :func:`write_run` gives the whole table."""
 
-    def __init__(self, name: str, path: Path) -> None:
+    def __init__(self, name: str, path: Path, hasher: TableHasher | None = None) -> None:
         self.name, self.path = name, path
         self.rows = 0
-        self._hasher = TableHasher(name)
+        self._hasher = TableHasher(name) if hasher is None else hasher
         self._file = PartedFile(path, table_writer)
 
     def add(self, part: pa.Table) -> None:

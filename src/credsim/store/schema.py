@@ -63,7 +63,7 @@ RECORDS = pa.schema(
         _f("import_row", pa.int32(), True),  # data row of an imported event (run --events)
         _f("excused", pa.bool_(), True),  # the behaviour had a legitimate excuse (context)
         # Computed by the writer (credsim.store.ledger), never by the engine: the first 8 bytes
-        # (the tag) of the record's link in the hash chain (credsim-ledger-v4: sha256(the
+        # (the tag) of the record's link in the hash chain (credsim-ledger-v5: sha256(the
         # canonical row's first 64 bytes || previous digest || its rest)); all 32 in runs
         # sealed before credsim-ledger-v3. Always the last column.
         _f("digest", pa.binary(8)),

@@ -309,15 +309,17 @@ class RecordStream:
         """Write snapshot ``i`` to the scores table and, in a run that checkpoints, save it
         for resuming (once: not those put back by a resume)."""
         self._part("scores", snap)
-        if not self.durable or i < self._saved_before:
-            return
         ents, day, score, grade = snap
-        self.seg_dir.mkdir(exist_ok=True)
-        name = f"scores-{day:06d}.arrow"
-        path = self.seg_dir / name
-        table = pa.table({"ents": ents, "score": score, "grade": grade})
-        replace_atomically(path, lambda fh: _write_ipc(fh, table))
-        self.snapshots.append({"name": name, "day": int(day), "sha256": sha256_file(path)})
+        if self.durable and i >= self._saved_before:
+            self.seg_dir.mkdir(exist_ok=True)
+            name = f"scores-{day:06d}.arrow"
+            path = self.seg_dir / name
+            table = pa.table({"ents": ents, "score": score, "grade": grade})
+            replace_atomically(path, lambda fh: _write_ipc(fh, table))
+            del table
+            self.snapshots.append({"name": name, "day": int(day), "sha256": sha256_file(path)})
+        # written (and saved): the driver emptied its entry when it handed the snapshot over
+        self.sim.snapshots.give_back(score, grade)
 
     def _whole(self, name: str) -> None:
         """Write a table the run never changes (built here)."""
@@ -336,7 +338,8 @@ class RecordStream:
     ) -> None:
         file = self._files.get(name)
         if file is None:
-            file = self._files[name] = TableFile(name, self.folder / PARTIAL_TABLE.format(name))
+            path = self.folder / PARTIAL_TABLE.format(name)
+            file = self._files[name] = TableFile(name, path, self.sealer.hasher(name))
         file.add(part if isinstance(part, pa.Table) else score_part(self.sim, part, stored=True))
 
     def _finish_table(self, name: str) -> None:

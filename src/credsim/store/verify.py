@@ -213,7 +213,8 @@ class _Verifier:
                 hasher = None
             else:
                 pf = pq.ParquetFile(path)
-                hasher = ledger.TableHasher(name, schema)  # the content as stored
+                version = ledger.table_version(self.encoding)
+                hasher = ledger.TableHasher(name, schema, version)  # the content as stored
             for batch in pf.iter_batches(batch_size=ledger.BATCH_ROWS):
                 if chain is not None:
                     chain.update(batch)
