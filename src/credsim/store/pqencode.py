@@ -265,3 +265,31 @@ def byte_stream_split(values: np.ndarray) -> np.ndarray:
     """BYTE_STREAM_SPLIT bytes of fixed-width ``values``."""
     v = np.ascontiguousarray(values)
     return np.ascontiguousarray(v.view(np.uint8).reshape(len(v), v.dtype.itemsize).T).ravel()
+
+
+@numba.njit(cache=True, nogil=True)
+def int_range(values):  # noqa: ANN001, ANN201
+    """(minimum, maximum) of integer ``values`` (at least one), in one pass: the row group's
+    statistics (NumPy's ``min`` and ``max``: two passes)."""
+    lo = hi = values[0]
+    for i in range(1, values.shape[0]):
+        v = values[i]
+        lo = min(lo, v)
+        hi = max(hi, v)
+    return lo, hi
+
+
+@numba.njit(cache=True, nogil=True)
+def float_range(values):  # noqa: ANN001, ANN201
+    """(minimum, maximum, count) of the ``values`` that are not NaN, in one pass (the
+    statistics leave NaN out; NumPy took a pass to find one, a copy without them, and two
+    passes for the minimum and maximum)."""
+    lo, hi = np.inf, -np.inf
+    k = 0
+    for i in range(values.shape[0]):
+        v = values[i]
+        if v == v:
+            lo = min(lo, v)
+            hi = max(hi, v)
+            k += 1
+    return lo, hi, k

@@ -371,14 +371,14 @@ def _minmax(values: np.ndarray) -> list[Field]:
     if not len(values):
         return []
     if values.dtype.kind == "f":
-        finite = values[~np.isnan(values)] if np.isnan(values).any() else values
-        if not len(finite):
+        flo, fhi, k = enc.float_range(values)
+        if not k:
             return []
-        lo, hi = float(finite.min()), float(finite.max())
-        lo, hi = (-0.0 if lo == 0 else lo), (0.0 if hi == 0 else hi)
+        lo_f, hi_f = (-0.0 if flo == 0 else float(flo)), (0.0 if fhi == 0 else float(fhi))
         pack = struct.Struct("<d").pack
-        return [(5, _BIN, pack(hi)), (6, _BIN, pack(lo))]
+        return [(5, _BIN, pack(hi_f)), (6, _BIN, pack(lo_f))]
     fmt = "<q" if values.dtype.itemsize == 8 else "<i"
-    lo, hi = int(values.min()), int(values.max())
+    ilo, ihi = enc.int_range(values)
+    lo, hi = int(ilo), int(ihi)
     hi_b, lo_b = struct.pack(fmt, hi), struct.pack(fmt, lo)
     return [(1, _BIN, hi_b), (2, _BIN, lo_b), (5, _BIN, hi_b), (6, _BIN, lo_b)]
