@@ -256,7 +256,7 @@ def test_swapped_records(run: Path) -> None:
     found = problems(run)
     n = pq.read_metadata(run / "records.parquet").num_rows
     assert found == [
-        "table records: file records.parquet altered (sha256 differs from the manifest)",
+        "table records: file records.parquet altered (blake3 differs from the manifest)",
         f"records: record_id sequence broken at position {K} (expected {K}, found {K + 1}): "
         "records deleted, inserted or reordered",
         f"record {K} (record_id {K + 1}): digest mismatch - chain broken: records deleted, "
@@ -397,7 +397,7 @@ def test_altered_other_table(run: Path) -> None:
     rewrite(run / "lists.parquet", change)
     found = problems(run)
     assert found == [
-        "table lists: file lists.parquet altered (sha256 differs from the manifest)",
+        "table lists: file lists.parquet altered (blake3 differs from the manifest)",
         "table lists: content digest mismatch (rows changed, added or removed)",
     ]
 
@@ -408,7 +408,7 @@ def test_rewritten_file_with_same_content(run: Path) -> None:
         pq.read_table(run / "scores.parquet"), run / "scores.parquet", compression="snappy"
     )
     assert problems(run) == [
-        "table scores: file scores.parquet altered (sha256 differs from the manifest)"
+        "table scores: file scores.parquet altered (blake3 differs from the manifest)"
     ]
 
 
@@ -577,7 +577,7 @@ def test_full_forgery_needs_an_anchor(run: Path) -> None:
     for name in m["tables"]:
         if name != "records":
             sealer.add(name, pq.read_table(run / f"{name}.parquet"))
-        m["tables"][name]["sha256"] = hashlib.sha256(
+        m["tables"][name]["blake3"] = blake3.blake3(
             (run / f"{name}.parquet").read_bytes()
         ).hexdigest()
     (run / "manifest.json").write_text(json.dumps(sealer.finish(m), indent=2))
@@ -592,7 +592,7 @@ def test_truncated_parquet(run: Path, capsys: pytest.CaptureFixture[str]) -> Non
     (run / "records.parquet").write_bytes(data[: len(data) // 2])
     found = problems(run)
     assert (
-        found[0] == "table records: file records.parquet altered (sha256 differs from the manifest)"
+        found[0] == "table records: file records.parquet altered (blake3 differs from the manifest)"
     )
     assert found[1].startswith(
         "table records: records.parquet cannot be read, truncated or corrupt"
@@ -609,7 +609,7 @@ def test_corrupted_parquet(run: Path) -> None:
     path.write_bytes(bytes(data))
     found = problems(run)
     assert (
-        found[0] == "table population: file population.parquet altered (sha256 differs "
+        found[0] == "table population: file population.parquet altered (blake3 differs "
         "from the manifest)"
     )
     assert len(found) >= 2 and found[1].startswith("table population: ")
@@ -648,6 +648,41 @@ def test_unsealed_run(run: Path) -> None:
 
     edit_manifest(run, change)
     assert problems(run)[0].startswith("manifest: no 'manifest_digest': the run was not sealed")
+
+
+# -- runs sealed with credsim-ledger-v4 --------------------------------------------------------
+
+
+def test_v4_run_still_verifies_with_sha256_digests(run: Path, run_v4: Path) -> None:
+    """v4 (the tables' content and files digested with SHA-256) and v5 (BLAKE3) hold the same
+    records, chained alike (another genesis), and the same other tables."""
+    m4 = json.loads((run_v4 / "manifest.json").read_text())
+    m5 = json.loads((run / "manifest.json").read_text())
+    assert m4["ledger"]["encoding"] == "credsim-ledger-v4"
+    assert all(set(t) == {"rows", "sha256"} for t in m4["tables"].values())
+    assert all(set(t) == {"rows", "blake3"} for t in m5["tables"].values())
+    report = verify(run_v4)
+    assert report.ok, report.problems
+    assert report.head == m4["ledger"]["head"] != m5["ledger"]["head"]
+    for name in m5["tables"]:
+        a, b = pq.read_table(run / f"{name}.parquet"), pq.read_table(run_v4 / f"{name}.parquet")
+        if name == "records":
+            a, b = a.drop_columns(["digest"]), b.drop_columns(["digest"])
+        assert a.equals(b), name
+        if name != "records":  # same content, another digest
+            assert m4["table_digests"][name] != m5["table_digests"][name]
+
+
+def test_v4_changed_table_is_named_by_its_sha256(run_v4: Path) -> None:
+    def change(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        rows[0]["start_day"] += 1
+        return rows
+
+    rewrite(run_v4 / "lists.parquet", change)
+    assert problems(run_v4) == [
+        "table lists: file lists.parquet altered (sha256 differs from the manifest)",
+        "table lists: content digest mismatch (rows changed, added or removed)",
+    ]
 
 
 # -- runs sealed with credsim-ledger-v3 --------------------------------------------------------
@@ -890,6 +925,10 @@ def test_table_and_manifest_digests_follow_the_documented_encoding(
         + bytes.fromhex(m["ledger"]["head"])
     )
     assert records.hexdigest() == m["table_digests"]["records"]
+    how = "blake3" if v2 else "sha256"  # each file's bytes
+    for name in m["tables"]:
+        data = (run / f"{name}.parquet").read_bytes()
+        assert m["tables"][name][how] == h_of(data).hexdigest(), name
     for name in m["tables"]:
         if name == "records":
             continue

@@ -24,9 +24,11 @@ from credsim.engine.records import Table
 from credsim.engine.simulation import Simulation
 from credsim.errors import CredsimError
 
-FORMAT = "credsim-checkpoint-v2"
+FORMAT = "credsim-checkpoint-v3"
 """v2: the records written before the checkpoint are the first bytes of the records file
-(:mod:`credsim.store.parts`), no longer segments beside it (v1)."""
+(:mod:`credsim.store.parts`), no longer segments beside it (v1). v3: those bytes and the saved
+score snapshots are checked by the digest the run's ledger encoding uses for files (BLAKE3
+since ``credsim-ledger-v5``), named as such in the checkpoint, no longer always SHA-256."""
 ARRAYS = {
     "score": ("score",),
     "grade": ("grade",),

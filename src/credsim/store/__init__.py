@@ -7,6 +7,7 @@ with :func:`verify`.
 """
 
 from credsim.store.explain import explain
+from credsim.store.parquet import file_digest, sha256_file
 from credsim.store.query import connect, format_table, query
 from credsim.store.reader import RunStore
 from credsim.store.schema import (
@@ -22,7 +23,7 @@ from credsim.store.schema import (
 )
 from credsim.store.summary import summarize
 from credsim.store.verify import VerifyReport, verify
-from credsim.store.writer import sha256_file, write_run
+from credsim.store.writer import write_run
 
 __all__ = [
     "FRIENDSHIPS",
@@ -38,6 +39,7 @@ __all__ = [
     "conform",
     "connect",
     "explain",
+    "file_digest",
     "format_table",
     "query",
     "sha256_file",

@@ -70,6 +70,7 @@ from credsim.store.ledger_chain import (  # noqa: F401  (re-exported: the ledger
     chain_split,
     digest_array,
     fast_path,
+    file_digest_name,
     genesis,
     links,
     links_py,
@@ -257,6 +258,12 @@ class Sealer:
         for name in names:
             if name not in self._hashers:
                 self._hashers[name] = None if name == "records" else self.hasher(name)
+
+    @property
+    def file_digest(self) -> str:
+        """The digest of each table file's bytes this encoding's manifest holds
+        (``tables.NAME.<file_digest>``)."""
+        return file_digest_name(self.encoding)
 
     def hasher(self, name: str, schema: pa.Schema | None = None) -> TableHasher:
         """A content digest of table ``name`` of the version this encoding holds."""

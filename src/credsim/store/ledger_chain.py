@@ -50,7 +50,8 @@ ENCODING_V5 = "credsim-ledger-v5"
 """The records, rows, tags and chain of v4; the other tables' content digests are
 ``credsim-table-v2`` (:mod:`credsim.store.table_digest`): BLAKE3 over validity bits and 32-bit
 string lengths instead of SHA-256 over a byte per row and 64-bit lengths (a 13M reference run's
-182M score rows: 17 against 29.5 bytes a row, hashed at 3.5 against 1.6 GB/s)."""
+182M score rows: 17 against 29.5 bytes a row, hashed at 3.5 against 1.6 GB/s); and each table
+file's bytes are digested with BLAKE3 (``tables.NAME.blake3``) instead of SHA-256."""
 ENCODINGS = (ENCODING_V1, ENCODING_V2, ENCODING_V3, ENCODING_V4, ENCODING_V5)
 """The encodings ``credsim verify`` checks."""
 PACKED = (ENCODING_V2, ENCODING_V3, ENCODING_V4, ENCODING_V5)
@@ -76,6 +77,13 @@ def chain_split(encoding: str | None, size: int) -> int:
     since v4 its whole 64-byte blocks (64 for today's 81-byte rows; 0 for a row shorter than
     a block), before the row (0) in v1 to v3."""
     return 64 * (size // 64) if encoding in SPLIT else 0
+
+
+def file_digest_name(encoding: str | None) -> str:
+    """The digest of each table file's bytes a run sealed with ``encoding`` holds in its
+    manifest (``tables.NAME.<name>``): ``blake3`` since ``credsim-ledger-v5``, ``sha256``
+    before."""
+    return "blake3" if encoding == ENCODING_V5 else "sha256"
 
 
 def table_version(encoding: str | None) -> int:

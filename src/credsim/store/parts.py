@@ -74,13 +74,17 @@ def _first_offset(meta: pq.FileMetaData) -> int:
 class PartedFile:
     """Write a Parquet file at ``path`` table by table, hashed as it grows (:class:`Follower`),
     in parts a checkpoint closes (see the module docstring). ``opener`` makes each part's
-    writer. ``resuming``: the file is kept for :meth:`resume` (otherwise it starts empty)."""
+    writer. ``resuming``: the file is kept for :meth:`resume` (otherwise it starts empty).
+    ``digest``: how the file's bytes are digested (a name in
+    :data:`~credsim.store.parquet.FILE_DIGESTS`)."""
 
-    def __init__(self, path: Path, opener: Opener, *, resuming: bool = False) -> None:
+    def __init__(
+        self, path: Path, opener: Opener, *, resuming: bool = False, digest: str = "sha256"
+    ) -> None:
         self.path, self._opener = path, opener
         if not resuming:
             path.unlink(missing_ok=True)
-        self._follower = Follower(path)
+        self._follower = Follower(path, digest)
         self._writer: pq.ParquetWriter | None = None
         self._sink: pa.NativeFile | None = None
         self._start = 0  # where the open part began
@@ -137,7 +141,7 @@ class PartedFile:
 
     def close_part(self) -> tuple[int, str]:
         """Close the part being written, end the file with a footer over every row group so
-        far, hash it all and sync it: (its length, its sha256). Nothing written since the last
+        far, hash it all and sync it: (its length, its digest). Nothing written since the last
         call: the file as it was."""
         self._end_part()
         self._follower.catch_up()
@@ -179,15 +183,15 @@ class PartedFile:
         with open(self.path, "ab") as fh:
             fh.write(out.getvalue().to_pybytes())
 
-    def resume(self, length: int, sha256: str) -> pq.FileMetaData | None:
+    def resume(self, length: int, digest: str) -> pq.FileMetaData | None:
         """Cut the file back to the ``length`` bytes a checkpoint kept (checked against their
-        ``sha256``) and go on after them: the metadata of the rows they hold (None: none)."""
+        ``digest``) and go on after them: the metadata of the rows they hold (None: none)."""
         size = self.path.stat().st_size if self.path.is_file() else -1
         if size < length:
             raise RunStoreError(f"{self.path}: shorter than the {length} bytes the checkpoint kept")
         os.truncate(self.path, length)
         self._follower.catch_up()
-        if self._follower.settle() != (length, sha256):
+        if self._follower.settle() != (length, digest):
             raise RunStoreError(
                 f"{self.path}: its first {length} bytes changed since the checkpoint"
             )
@@ -196,7 +200,7 @@ class PartedFile:
         return self._meta
 
     def finish(self) -> str:
-        """Close the last part (its footer over every part), sync; the file's sha256."""
+        """Close the last part (its footer over every part), sync; the file's digest."""
         self._end_part()
         return self._follower.finish()
 
@@ -222,11 +226,13 @@ class TableFile:
     grows). :meth:`finish` gives the :class:`~credsim.store.parquet.StreamedTable`: the same
     values and content digest as :func:`write_run` gives the whole table."""
 
-    def __init__(self, name: str, path: Path, hasher: TableHasher | None = None) -> None:
+    def __init__(
+        self, name: str, path: Path, hasher: TableHasher | None = None, digest: str = "sha256"
+    ) -> None:
         self.name, self.path = name, path
         self.rows = 0
         self._hasher = TableHasher(name) if hasher is None else hasher
-        self._file = PartedFile(path, table_writer)
+        self._file = PartedFile(path, table_writer, digest=digest)
 
     def add(self, part: pa.Table) -> None:
         """Append ``part``; its label columns may be dictionary arrays (stored and read back

@@ -16,8 +16,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from credsim.errors import RunStoreError
+from credsim.store.ledger_chain import file_digest_name
+from credsim.store.parquet import file_digest
 from credsim.store.schema import ALL_TABLES
-from credsim.store.writer import MANIFEST, sha256_file
+from credsim.store.writer import MANIFEST
 
 
 class RunStore:
@@ -85,7 +87,8 @@ class RunStore:
             raise RunStoreError(f"cannot read {self.path(name)}: {exc}") from exc
 
     def verify(self) -> None:
-        """Check every table file against the row count and SHA-256 in the manifest.
+        """Check every table file against the row count and digest in the manifest (BLAKE3
+        in runs sealed with ``credsim-ledger-v5``, SHA-256 before).
 
         Raises :class:`~credsim.errors.RunStoreError` listing each mismatch; cost is one read
         of every file, so this is an explicit step rather than part of opening.
@@ -93,14 +96,16 @@ class RunStore:
         listed = self.manifest.get("tables")
         if not isinstance(listed, dict):
             raise RunStoreError(f'the manifest in {self.dir} has no "tables" section')
+        ledger = self.manifest.get("ledger")
+        how = file_digest_name(ledger.get("encoding") if isinstance(ledger, dict) else None)
         problems = []
         for name, meta in listed.items():
             file = self.dir / f"{name}.parquet"
             if not file.is_file():
                 problems.append(f"{file.name} is missing")
                 continue
-            if sha256_file(file) != meta.get("sha256"):
-                problems.append(f"{file.name} has changed since the run was written (sha256)")
+            if file_digest(file, how) != meta.get(how):
+                problems.append(f"{file.name} has changed since the run was written ({how})")
             elif pq.ParquetFile(file).metadata.num_rows != meta.get("rows"):
                 problems.append(f"{file.name} does not hold {meta.get('rows')} rows")
         if problems:

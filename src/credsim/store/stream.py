@@ -10,7 +10,7 @@ at the end gives: the same rows, digests and ledger head; only the row groups of
 
 Resuming. A checkpoint closes the part of the records file being written, so that the file's
 first bytes are a whole Parquet file of every record stored so far (:mod:`credsim.store.parts`),
-and keeps their length and sha256 with the ledger's state (the head of the chain, its count, its
+and keeps their length and digest with the ledger's state (the head of the chain, its count, its
 vocabularies). A resumed run checks those bytes, cuts off what was written after them, reads
 back the little it needs of them (the records' days, where escalation looks back; the imported
 records' rows) and goes on from the head: nothing is chained or stored twice. The score
@@ -44,7 +44,7 @@ from credsim.engine.records import COLUMNS
 from credsim.engine.simulation import Simulation
 from credsim.errors import CredsimError, RunStoreError
 from credsim.store.ledger import Sealer
-from credsim.store.parquet import ROW_GROUP_ROWS, StreamedTable, sha256_file
+from credsim.store.parquet import ROW_GROUP_ROWS, StreamedTable, file_digest
 from credsim.store.parts import PartedFile, TableFile
 from credsim.store.pqwrite import table_writer
 from credsim.store.schema import conform
@@ -70,8 +70,8 @@ class StreamedRecords:
     """A finished records file, chained: what :func:`~credsim.store.writer.write_run` takes in
     place of a records table."""
 
-    def __init__(self, path: Path, rows: int, sha256: str, sealer: Sealer) -> None:
-        self.path, self.num_rows, self.sha256, self.sealer = path, rows, sha256, sealer
+    def __init__(self, path: Path, rows: int, file_digest: str, sealer: Sealer) -> None:
+        self.path, self.num_rows, self.file_digest, self.sealer = path, rows, file_digest, sealer
 
 
 class RecordStream:
@@ -101,7 +101,8 @@ class RecordStream:
         self.names = record_names(sim)
         self.done = 0  # records handed to the writer thread
         self._batch_first = 0  # first record of the last batch handed over
-        self.snapshots: list[dict[str, Any]] = []  # score snapshots saved: name, day, sha256
+        # score snapshots saved: name, day, the file's digest (Sealer.file_digest)
+        self.snapshots: list[dict[str, Any]] = []
         self._pending: Future[None] | None = None
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="credsim-seal")
         # The days wait for the sealing thread (the chain is serial), which waits for nothing
@@ -115,7 +116,9 @@ class RecordStream:
         )
         self._stored: Future[None] | None = None  # the last batch given to the file thread
         self._imports: list[tuple[np.ndarray, np.ndarray]] = []
-        self._file = PartedFile(self.path, table_writer, resuming=resuming)
+        self._file = PartedFile(
+            self.path, table_writer, resuming=resuming, digest=self.sealer.file_digest
+        )
         # The population (and friendships), fixed from the start, and each score snapshot
         # as it is taken are written on a thread of their own, in order, while the days run.
         self.tables: dict[str, StreamedTable] = {}
@@ -169,7 +172,7 @@ class RecordStream:
         self._drain_tables()
         return {
             "done": self.done,
-            "records_file": {"length": length, "sha256": sha},
+            "records_file": {"length": length, self.sealer.file_digest: sha},
             "ledger": self.sealer.state(),
             "snapshots": list(self.snapshots),
         }
@@ -179,9 +182,10 @@ class RecordStream:
     ) -> list[tuple[np.ndarray, int, np.ndarray, np.ndarray]]:
         """The score snapshots a checkpoint lists, read back (checked)."""
         out = []
+        how = self.sealer.file_digest
         for s in saved.get("snapshots", []):
             path = self.seg_dir / s["name"]
-            if not path.is_file() or sha256_file(path) != s["sha256"]:
+            if not path.is_file() or file_digest(path, how) != s.get(how):
                 raise CredsimError(
                     f"{path}: this score snapshot saved before the checkpoint is missing or "
                     "changed; the run cannot be resumed (start it again)"
@@ -195,7 +199,7 @@ class RecordStream:
         return out
 
     def finish(self) -> StreamedRecords:
-        """Write the rest, close the file; the records' file, count, sha256 and chain. The
+        """Write the rest, close the file; the records' file, count, digest and chain. The
         other tables written meanwhile are then in :attr:`tables`."""
         self._send_snapshots()
         if self._snaps_sent == 0:  # a table with no snapshot: its schema, no rows
@@ -254,7 +258,7 @@ class RecordStream:
                     f.unlink()
         done, kept = int(saved["done"]), saved["records_file"]
         try:
-            self._file.resume(int(kept["length"]), str(kept["sha256"]))
+            self._file.resume(int(kept["length"]), str(kept.get(self.sealer.file_digest)))
             if self._file.rows != done:
                 raise RunStoreError(f"{self.path}: does not hold the {done} records it should")
             self.sealer.restore(saved["ledger"])
@@ -317,7 +321,8 @@ class RecordStream:
             table = pa.table({"ents": ents, "score": score, "grade": grade})
             replace_atomically(path, lambda fh: _write_ipc(fh, table))
             del table
-            self.snapshots.append({"name": name, "day": int(day), "sha256": sha256_file(path)})
+            how = self.sealer.file_digest
+            self.snapshots.append({"name": name, "day": int(day), how: file_digest(path, how)})
         # written (and saved): the driver emptied its entry when it handed the snapshot over
         self.sim.snapshots.give_back(score, grade)
 
@@ -339,7 +344,9 @@ class RecordStream:
         file = self._files.get(name)
         if file is None:
             path = self.folder / PARTIAL_TABLE.format(name)
-            file = self._files[name] = TableFile(name, path, self.sealer.hasher(name))
+            file = self._files[name] = TableFile(
+                name, path, self.sealer.hasher(name), self.sealer.file_digest
+            )
         file.add(part if isinstance(part, pa.Table) else score_part(self.sim, part, stored=True))
 
     def _finish_table(self, name: str) -> None:

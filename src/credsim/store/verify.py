@@ -24,9 +24,10 @@ import pyarrow.parquet as pq
 
 from credsim.errors import RunStoreError
 from credsim.store import ledger
+from credsim.store.parquet import file_digest
 from credsim.store.schema import IMPORT_TABLES, REQUIRED_TABLES, SCHEMAS
 from credsim.store.verify_chain import RecordChain, _short
-from credsim.store.writer import MANIFEST, sha256_file
+from credsim.store.writer import MANIFEST
 
 
 @dataclass
@@ -197,12 +198,13 @@ class _Verifier:
 
     def check_table(self, name: str, meta: dict[str, Any]) -> None:
         path = self.run_dir / f"{name}.parquet"
-        file_sha = sha256_file(path)
-        if meta and file_sha != meta.get("sha256"):
+        how = ledger.file_digest_name(self.encoding)  # blake3 since v5, sha256 before
+        file_sha = file_digest(path, how)
+        if meta and file_sha != meta.get(how):
             self.blame(
-                f"tables.{name}.sha256",
-                f"the file's sha256 is {_short(file_sha)}",
-                f"table {name}: file {path.name} altered (sha256 differs from the manifest)",
+                f"tables.{name}.{how}",
+                f"the file's {how} is {_short(file_sha)}",
+                f"table {name}: file {path.name} altered ({how} differs from the manifest)",
             )
         chain = None
         try:

@@ -29,7 +29,7 @@ from credsim.store.parquet import (
     ROW_GROUP_ROWS,
     Follower,
     StreamedTable,
-    sha256_file,
+    file_digest,
     write_labelled,
 )
 from credsim.store.pqwrite import table_writer
@@ -55,7 +55,8 @@ def write_run(
 
     The five tables in :data:`~credsim.store.schema.REQUIRED_TABLES` must be given (possibly
     empty); ``friendships`` is optional. The manifest written is a copy of ``manifest`` with
-    ``complete``, ``tables`` (rows and sha256 of each file) and ``created`` added, and sealed
+    ``complete``, ``tables`` (rows and digest of each file: ``blake3`` since
+    ``credsim-ledger-v5``, ``sha256`` before) and ``created`` added, and sealed
     (:func:`_seal_table`, :func:`_seal_manifest`): records gain their ``digest`` column and the
     manifest its ``ledger``, ``table_digests``, ``field_digests`` and ``manifest_digest``. The
     caller's dict is not modified. Returns the absolute path of the run folder.
@@ -106,7 +107,7 @@ def write_run(
             if streamed is not None:  # written and chained while the run went on
                 sealer.take_records(streamed.sealer)
                 os.replace(streamed.path, path)
-                files["records"] = _done(streamed.sha256)
+                files["records"] = _done(streamed.file_digest)
             else:
                 conformed = pool.submit(_conform_labels, "records", records) if as_is else None
                 files["records"] = _done(_write_records(pool, sealer, records, path, conformed))
@@ -114,7 +115,8 @@ def write_run(
             del records
             others.result()
             info: dict[str, dict[str, Any]] = {
-                name: {"rows": rows[name], "sha256": files[name].result()} for name in names
+                name: {"rows": rows[name], sealer.file_digest: files[name].result()}
+                for name in names
             }
         full["complete"] = True
         full["tables"] = info
@@ -193,11 +195,11 @@ def _write_records(
 ) -> str:
     """Chain the records and write them with their ``digest`` column, one row group at a time:
     ``pool`` writes group k while this thread chains group k + 1 (the chain is serial), and
-    hashes and starts syncing the file as it grows. Returns the file's sha256 (it is synced).
+    hashes and starts syncing the file as it grows. Returns the file's digest (it is synced).
 
     With ``conformed`` (the table being conformed meanwhile, which changes no value of it:
     same columns and types), ``table`` is chained as it is and written as conformed."""
-    follower = Follower(path)
+    follower = Follower(path, sealer.file_digest)
     try:
         _write_groups(pool, sealer, table, path, conformed, follower)
     except BaseException:
@@ -261,7 +263,7 @@ def _write_others(
         if isinstance(given, StreamedTable):  # written while the run went on
             os.replace(given.path, path)
             sealer.adopt(name, given.digest)
-            files[name] = _done(given.sha256)
+            files[name] = _done(given.file_digest)
             continue
         if hasattr(given, "parts"):  # built part by part (engine.output.TableParts)
             _write_parts(sealer, name, given.parts(), path)
@@ -271,7 +273,7 @@ def _write_others(
             write_labelled(table, path)
             del table
         del given
-        files[name] = pool.submit(_finish_file, path)
+        files[name] = pool.submit(_finish_file, path, sealer.file_digest)
 
 
 def _conformed(name: str, table: Any) -> Any:
@@ -309,10 +311,10 @@ def _done(value: str) -> Future[str]:
     return done
 
 
-def _finish_file(path: Path) -> str:
-    """fsync a written table file and return its sha256 (in the writer's second thread)."""
+def _finish_file(path: Path, digest: str) -> str:
+    """fsync a written table file and return its digest (in the writer's second thread)."""
     fsync_file(path)
-    return sha256_file(path)
+    return file_digest(path, digest)
 
 
 def _plain(value: Any) -> Any:
