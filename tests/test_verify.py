@@ -53,59 +53,48 @@ def run(sealed: Path, tmp_path: Path) -> Path:
     return Path(shutil.copytree(sealed, tmp_path / "run"))
 
 
-def _sealed_as(factory: pytest.TempPathFactory, encoding: str) -> Path:
-    """The same run sealed with an earlier encoding, as runs were before the next one."""
-    out = factory.mktemp(f"verify-{encoding[-2:]}") / "run"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(ledger, "ENCODING", encoding)
-        credsim.run("nanjing", population=2000, days=60, seed=1, out=out)
-    return out
-
-
 @pytest.fixture(scope="module")
-def sealed_v4(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Sealed with credsim-ledger-v4 (the other tables' digests credsim-table-v1, SHA-256),
-    as runs were before v5."""
-    return _sealed_as(tmp_path_factory, ledger.ENCODING_V4)
+def sealed_as(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
+    """The same run sealed with an earlier encoding, as runs were before the next one (each
+    sealed once, when a test first asks for it): v4 (the other tables' and the files' digests
+    SHA-256), v3 (the previous digest before the row), v2 (whole digests), v1."""
+    sealed: dict[str, Path] = {}
+
+    def seal(encoding: str) -> Path:
+        if encoding not in sealed:
+            out = tmp_path_factory.mktemp(f"verify-{encoding[-2:]}") / "run"
+            with pytest.MonkeyPatch.context() as mp:
+                mp.setattr(ledger, "ENCODING", encoding)
+                credsim.run("nanjing", population=2000, days=60, seed=1, out=out)
+            sealed[encoding] = out
+        return sealed[encoding]
+
+    return seal
+
+
+def _copy(seal: Callable[[str], Path], encoding: str, tmp_path: Path) -> Path:
+    """A copy of the run sealed with ``encoding``, for a test to tamper with."""
+    return Path(shutil.copytree(seal(encoding), tmp_path / f"run-{encoding[-2:]}"))
 
 
 @pytest.fixture
-def run_v4(sealed_v4: Path, tmp_path: Path) -> Path:
-    return Path(shutil.copytree(sealed_v4, tmp_path / "run-v4"))
-
-
-@pytest.fixture(scope="module")
-def sealed_v3(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Sealed with credsim-ledger-v3 (the previous digest before the row), as runs were
-    before v4."""
-    return _sealed_as(tmp_path_factory, ledger.ENCODING_V3)
+def run_v4(sealed_as: Callable[[str], Path], tmp_path: Path) -> Path:
+    return _copy(sealed_as, ledger.ENCODING_V4, tmp_path)
 
 
 @pytest.fixture
-def run_v3(sealed_v3: Path, tmp_path: Path) -> Path:
-    return Path(shutil.copytree(sealed_v3, tmp_path / "run-v3"))
-
-
-@pytest.fixture(scope="module")
-def sealed_v2(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Sealed with credsim-ledger-v2 (whole digests), as runs were before v3."""
-    return _sealed_as(tmp_path_factory, ledger.ENCODING_V2)
+def run_v3(sealed_as: Callable[[str], Path], tmp_path: Path) -> Path:
+    return _copy(sealed_as, ledger.ENCODING_V3, tmp_path)
 
 
 @pytest.fixture
-def run_v2(sealed_v2: Path, tmp_path: Path) -> Path:
-    return Path(shutil.copytree(sealed_v2, tmp_path / "run-v2"))
-
-
-@pytest.fixture(scope="module")
-def sealed_v1(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Sealed with credsim-ledger-v1, as runs were before v2."""
-    return _sealed_as(tmp_path_factory, ledger.ENCODING_V1)
+def run_v2(sealed_as: Callable[[str], Path], tmp_path: Path) -> Path:
+    return _copy(sealed_as, ledger.ENCODING_V2, tmp_path)
 
 
 @pytest.fixture
-def run_v1(sealed_v1: Path, tmp_path: Path) -> Path:
-    return Path(shutil.copytree(sealed_v1, tmp_path / "run-v1"))
+def run_v1(sealed_as: Callable[[str], Path], tmp_path: Path) -> Path:
+    return _copy(sealed_as, ledger.ENCODING_V1, tmp_path)
 
 
 def rewrite(path: Path, change: Callable[[list[dict[str, Any]]], list[dict[str, Any]]]) -> None:

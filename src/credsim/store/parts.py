@@ -34,7 +34,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from credsim.errors import RunStoreError
-from credsim.store.ledger import TableHasher
+from credsim.store.ledger import Sealer
 from credsim.store.parquet import ROW_GROUP_ROWS, Follower, StreamedTable
 from credsim.store.pqwrite import table_writer
 from credsim.store.schema import conform
@@ -226,13 +226,12 @@ class TableFile:
     grows). :meth:`finish` gives the :class:`~credsim.store.parquet.StreamedTable`: the same
     values and content digest as :func:`write_run` gives the whole table."""
 
-    def __init__(
-        self, name: str, path: Path, hasher: TableHasher | None = None, digest: str = "sha256"
-    ) -> None:
+    def __init__(self, name: str, path: Path, sealer: Sealer) -> None:
         self.name, self.path = name, path
         self.rows = 0
-        self._hasher = TableHasher(name) if hasher is None else hasher
-        self._file = PartedFile(path, table_writer, digest=digest)
+        # the content digest and the file's digest of the run's encoding (ledger v5: BLAKE3)
+        self._hasher = sealer.hasher(name)
+        self._file = PartedFile(path, table_writer, digest=sealer.file_digest)
 
     def add(self, part: pa.Table) -> None:
         """Append ``part``; its label columns may be dictionary arrays (stored and read back

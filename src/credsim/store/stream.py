@@ -344,9 +344,7 @@ class RecordStream:
         file = self._files.get(name)
         if file is None:
             path = self.folder / PARTIAL_TABLE.format(name)
-            file = self._files[name] = TableFile(
-                name, path, self.sealer.hasher(name), self.sealer.file_digest
-            )
+            file = self._files[name] = TableFile(name, path, self.sealer)
         file.add(part if isinstance(part, pa.Table) else score_part(self.sim, part, stored=True))
 
     def _finish_table(self, name: str) -> None:

@@ -128,7 +128,7 @@ class TableHasher:
         self._bits = [_Bits(hv) for hv, _, _ in self._streams] if version == TABLE_V2 else []
         self._lengths = "<i8" if version == TABLE_V1 else "<i4"
 
-    def _validity(self, i: int, valid: np.ndarray | None, n: int) -> None:
+    def _add_validity(self, i: int, valid: np.ndarray | None, n: int) -> None:
         """Column ``i``'s next ``n`` rows' validity: bytes (0/1), or None when all present."""
         if self._bits:
             self._bits[i].add(valid, n)
@@ -144,7 +144,7 @@ class TableHasher:
             if t == "string" and self._update_labels(i, column):
                 continue
             arr = _as_type(column, field.type)
-            self._validity(i, _validity(arr), n)
+            self._add_validity(i, _validity(arr), n)
             if t == "string":
                 if arr.null_count:
                     arr = pc.fill_null(arr, "")
@@ -176,7 +176,7 @@ class TableHasher:
         _, hx, hd = self._streams[i]
         for chunk in chunks:
             valid, lengths, data = label_streams(chunk)
-            self._validity(i, None if chunk.null_count == 0 else valid, len(chunk))
+            self._add_validity(i, None if chunk.null_count == 0 else valid, len(chunk))
             hx.update(_buf(lengths.astype(self._lengths, copy=False)))
             hd.update(_buf(data))
         return True
