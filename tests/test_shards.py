@@ -7,8 +7,10 @@ whole run are the same bytes for 1 worker, N workers, any shard count and the Ra
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import os
+import signal
 import threading
 from pathlib import Path
 
@@ -19,6 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from numba.core.compiler_lock import global_compiler_lock
 
+from credsim import _libc as libc
 from credsim.api import run, simulate
 from credsim.engine import ahead as ahead_module
 from credsim.engine.ahead import Ahead, AheadProcess
@@ -35,7 +38,7 @@ from credsim.engine.simulation import Simulation
 from credsim.errors import CredsimError
 from credsim.population import generate_population
 from credsim.schemes.compile import compile_scheme
-from credsim.schemes.loader import load_scheme
+from credsim.schemes.loader import bundled_ids, load_scheme
 
 MAX_HOUSEHOLD = 8
 
@@ -284,6 +287,52 @@ def test_drawing_days_ahead_changes_nothing(
     _tables_equal(drawn_ahead.tables, in_turn.tables)
     assert drawn_ahead.manifest["behaviour_events"] == in_turn.manifest["behaviour_events"]
     assert not [t for t in threading.enumerate() if t.name.startswith("credsim-ahead")]
+
+
+@pytest.mark.skipif(not ahead_module.can_fork(), reason="a process is forked on Linux only")
+@pytest.mark.parametrize("scheme", bundled_ids())
+def test_the_days_drawn_ahead_never_read_the_runs_outcome(
+    monkeypatch: pytest.MonkeyPatch, scheme: str
+) -> None:
+    """The process drawing days ahead is forked without the run's outcome arrays
+    (Simulation._outcome: scores, listings, records, ...; every one of them here, however
+    small): a child reading any of them would crash. Each bundled scheme whose days are drawn
+    ahead gives the tables of its days drawn in turn."""
+    monkeypatch.setattr(libc, "MIN_PRIVATE_BYTES", 0)
+    monkeypatch.setattr(ahead_module, "AHEAD_MIN_CANDIDATES", 0)
+    common = dict(population=2000, days=40, seed=3, execution=Execution(workers=2))
+    drawn_ahead = simulate(scheme, **common)  # type: ignore[arg-type]
+    drawer = drawn_ahead.simulation._ahead  # type: ignore[union-attr]
+    if drawer is None:
+        assert not drawn_ahead.simulation.behave.independent  # type: ignore[union-attr]
+        return
+    assert isinstance(drawer, AheadProcess) and drawer.delivered == 39
+    monkeypatch.setattr(Simulation, "_ahead_of", lambda self, day: None)
+    _tables_equal(drawn_ahead.tables, simulate(scheme, **common).tables)  # type: ignore[arg-type]
+
+
+@pytest.mark.skipif(not ahead_module.can_fork(), reason="fork: Linux only")
+def test_a_child_forked_within_not_inherited_has_no_pages_of_those_arrays() -> None:
+    big = np.arange(1 << 18, dtype=np.int64)  # 2 MB
+    small = np.arange(1000, dtype=np.int64)  # below MIN_PRIVATE_BYTES: shared as ever
+
+    def child_reads(a: np.ndarray) -> int:
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - runs in the child
+            try:
+                faulthandler.disable()  # (pytest's: it would print the crash expected here)
+                os._exit(int(a[a.shape[0] // 2]) % 7)  # a page in the middle
+            finally:
+                os._exit(99)
+        return os.waitpid(pid, 0)[1]
+
+    with libc.not_inherited([big, small]):
+        status = child_reads(big)
+        assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGSEGV
+        assert os.WEXITSTATUS(child_reads(small)) == 500 % 7
+    assert os.WEXITSTATUS(child_reads(big)) == (1 << 17) % 7  # forks as before again
+    big[0] = 5  # and this process keeps its pages
+    assert big[0] == 5 and big[-1] == (1 << 18) - 1
 
 
 def test_a_small_run_draws_its_days_in_turn() -> None:

@@ -32,6 +32,7 @@ from typing import Generic, Protocol, TypeVar
 import numpy as np
 from numba.core.compiler_lock import global_compiler_lock
 
+from credsim._libc import not_inherited
 from credsim.engine.shards import LocalRunner, Runner
 
 T = TypeVar("T")
@@ -63,15 +64,22 @@ def worth_it(behave: _Drawn) -> bool:
     return behave.runner.workers >= 2 and float(behave.lam.sum()) >= AHEAD_MIN_CANDIDATES
 
 
-def drawer(compute: Callable[[int], T], behave: _Drawn) -> Ahead[T] | AheadProcess[T]:
+def drawer(
+    compute: Callable[[int], T],
+    behave: _Drawn,
+    private: Callable[[], list[np.ndarray]] = list,
+) -> Ahead[T] | AheadProcess[T]:
     """Where days are drawn ahead: a forked process (Linux, local workers), which runs free of
-    this interpreter's lock, else a thread (Ray's runtime is not to be forked)."""
+    this interpreter's lock, else a thread (Ray's runtime is not to be forked). ``private``:
+    the arrays the days drawn ahead never read (see :class:`AheadProcess`)."""
     runner = behave.runner
     if not (can_fork() and isinstance(runner, LocalRunner)):
         return Ahead(compute)
     per_day = float(behave.lam.sum())  # expected candidates of a day
     # the child's thread pools were this process's (their threads are not there)
-    return AheadProcess(compute, int(per_day * AHEAD_BYTES * 1.25), AHEAD_DAYS, runner.forget_pool)
+    return AheadProcess(
+        compute, int(per_day * AHEAD_BYTES * 1.25), AHEAD_DAYS, runner.forget_pool, private
+    )
 
 
 def own_copy(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -150,7 +158,10 @@ class AheadProcess(Generic[T]):
     slot comes through the pipe instead (a copy).
 
     ``after_fork`` runs first in the child (to drop thread pools it inherits without their
-    threads). The child ignores Ctrl-C (this process stops it), dies with this process, and
+    threads). ``private()`` gives the arrays the computation never reads and this process
+    goes on writing (the run's scores, listings, records): the child is forked without them
+    (:func:`credsim._libc.not_inherited`), so that this process's writes do not copy their
+    pages. The child ignores Ctrl-C (this process stops it), dies with this process, and
     its errors are raised here with its traceback."""
 
     borrowed = True
@@ -161,9 +172,11 @@ class AheadProcess(Generic[T]):
         slot_bytes: int,
         depth: int,
         after_fork: Callable[[], None] = lambda: None,
+        private: Callable[[], list[np.ndarray]] = list,
     ) -> None:
         self.compute = compute
         self.after_fork = after_fork
+        self.private = private
         self.depth = max(1, int(depth))
         self.slots = self.depth + 1
         self.slot_bytes = max(MIN_SLOT, -(-int(slot_bytes) // 4096) * 4096)
@@ -266,7 +279,11 @@ class AheadProcess(Generic[T]):
             # tables', the sealing one) may be compiling or loading a kernel from the cache
             # under it, and the child, which first calls its own kernels there, would wait
             # forever for a lock whose owner it does not have.
-            with warnings.catch_warnings(), global_compiler_lock:
+            with (
+                warnings.catch_warnings(),
+                global_compiler_lock,
+                not_inherited(self.private()),
+            ):
                 # Python 3.12+ warns of forking with threads: the child uses none
                 warnings.simplefilter("ignore", DeprecationWarning)
                 pid = os.fork()

@@ -152,18 +152,11 @@ def records_arrow(
             return pa.array(v)
         return pa.Array.from_buffers(pa.bool_(), n, [None, zero()])  # all false, no copy
 
-    labels = {  # label columns from their codes
-        "item": (c("item"), names["item"]),
-        "behaviour": (c("behaviour"), names["behaviour"]),
-        "channel": (c("channel"), ALL_CHANNELS),
-        "source_agency": (c("agency"), names["agency"]),
-        "status": (c("status"), STATUS),
-        "basis": (c("basis"), BASIS),
-        "error": (
-            cols["error"] if cols["error"] is not None else default_column("error", n),
-            ERRORS,
-        ),
-    }
+    label_names = record_labels(names)
+    labels: dict[str, tuple[np.ndarray, list[str]]] = {}  # label columns from their codes
+    for field, name in LABEL_COLUMNS.items():
+        codes = cols[name]
+        labels[field] = (default_column(name, n) if codes is None else codes, label_names[field])
     label = _label_maker("records", stored)
     strings = [k for k in labels if _as_strings(RECORDS_CONTENT, k, stored)]
 
@@ -206,6 +199,32 @@ def records_arrow(
             "excused": flags("excused"),
         }
     )
+
+
+LABEL_COLUMNS = {
+    "item": "item",
+    "behaviour": "behaviour",
+    "channel": "channel",
+    "source_agency": "agency",
+    "status": "status",
+    "basis": "basis",
+    "error": "error",
+}
+"""The records' label fields and the engine columns holding their codes."""
+
+
+def record_labels(names: Mapping[str, list[str]]) -> dict[str, list[str]]:
+    """Each label field's names, the engine's code ``k`` naming ``[field][k]`` (``names``: the
+    run's own, :attr:`~credsim.engine.simulation.Simulation.names`)."""
+    return {
+        "item": names["item"],
+        "behaviour": names["behaviour"],
+        "channel": ALL_CHANNELS,
+        "source_agency": names["agency"],
+        "status": STATUS,
+        "basis": BASIS,
+        "error": ERRORS,
+    }
 
 
 SPLIT_ROWS = 100_000

@@ -34,7 +34,7 @@ from credsim.engine.records import (
 from credsim.engine.rng import Streams
 from credsim.engine.shards import BLOCK_SIZE, counting_order, partition
 from credsim.engine.snapshots import Snapshots
-from credsim.engine.state import entity_state
+from credsim.engine.state import entity_state, outcome
 from credsim.population.types import ORGANIZATION, PERSON, Population
 from credsim.schemes.compile import ALL_CHANNELS, Compiled
 
@@ -179,7 +179,7 @@ class Simulation:
         if self._drawing is None:  # decided once, on the first day (the runner is set by then)
             self._drawing = self.behave.independent and ahead.worth_it(self.behave)
             if self._drawing:
-                self._ahead = ahead.drawer(self._observed, self.behave)
+                self._ahead = ahead.drawer(self._observed, self.behave, lambda: outcome(self))
         if self._ahead is not None:
             self._ahead.start(day + 1, min(day + ahead.AHEAD_DAYS, self.horizon))
 

@@ -9,7 +9,12 @@ field is an array of its own. Here they are one array of 24-byte records, and
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+if TYPE_CHECKING:
+    from credsim.engine.simulation import Simulation
 
 NEVER = -(10**6)
 """``last_neg`` of an entity with no negative record yet: a day long before any run."""
@@ -43,3 +48,19 @@ def entity_state(enrolled: np.ndarray, has_score: bool, base: float) -> np.ndarr
     state["last_rec"] = -1
     state["last_neg"] = NEVER
     return state
+
+
+def outcome(sim: Simulation) -> list[np.ndarray]:
+    """The arrays of ``sim``'s outcome: scores and grades, caps, escalation rings, listings,
+    measures taken, records, score snapshots. Only the run's own process writes them, and the
+    days drawn ahead never read them (days are drawn ahead only when they depend on nothing
+    the run changes), so the process drawing them is forked without them
+    (:class:`~credsim.engine.ahead.AheadProcess`): the run's writes then copy no page of
+    theirs (tests/test_shards.py forks it without every one of them, each bundled scheme)."""
+    lists, taken = sim.lists, sim.measures
+    return [
+        *(sim.state, sim.grade, sim.cap_acc, sim.ring, sim.filled, sim.pos, sim._mark),
+        *(lists.ep_of, lists.counts, taken.counts, taken.ep),
+        *sim.records._cols.values(),
+        *(a for snap in sim.snap for a in snap[2:]),
+    ]

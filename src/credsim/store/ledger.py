@@ -51,6 +51,7 @@ import numpy as np
 import pyarrow as pa
 
 from credsim.errors import RunStoreError
+from credsim.store import ledger_engine
 from credsim.store.ledger_chain import (  # noqa: F401  (re-exported: the ledger's public API)
     ENCODING,
     ENCODING_V1,
@@ -86,6 +87,7 @@ from credsim.store.ledger_encode import (  # noqa: F401  (re-exported: the ledge
     RecordLayout,
     string_hash,
 )
+from credsim.store.ledger_engine import EngineRecords
 from credsim.store.ledger_packed import PackedEncoder, PackedLayout
 from credsim.store.ledger_vocab import (  # noqa: F401  (re-exported: the ledger's public API)
     check_vocabulary,
@@ -286,12 +288,17 @@ class Sealer:
         the run went on, :class:`~credsim.store.parquet.StreamedTable`)."""
         self._hashers[name] = _Digested(digest)
 
-    def records(self, table: pa.Table, group_rows: int) -> Iterator[tuple[pa.Table, np.ndarray]]:
+    def records(
+        self, table: pa.Table, group_rows: int, engine: EngineRecords | None = None
+    ) -> Iterator[tuple[pa.Table, np.ndarray]]:
         """Chain the records of ``table`` (in order, after any added before): yields, for each
         run of ``group_rows`` records, the table's slice (without ``digest``) and what their
         ``digest`` column stores ((m, 32) uint8 digests; since v3 (m, 8) tags, copied out of
         the digests of each few hundred records as they are chained, so the group's new memory
-        is the tags only), a new array each time. An empty table yields itself once."""
+        is the tags only), a new array each time. An empty table yields itself once.
+
+        ``engine``: the same records as the engine's columns, which the rows are built from
+        when they can be (:mod:`credsim.store.ledger_engine`: the same rows, fewer steps)."""
         self._hashers["records"] = None
         if DIGEST_COLUMN in table.column_names:
             table = table.drop_columns([DIGEST_COLUMN])
@@ -300,15 +307,25 @@ class Sealer:
         if table.num_rows == 0:
             yield table, np.zeros((0, w), np.uint8)
             return
+        fused = engine is not None and ledger_engine.usable(encoder, engine)
         for start in range(0, table.num_rows, group_rows):
             part = table.slice(start, group_rows)
             out = np.empty((part.num_rows, w), np.uint8)
-            at = 0
-            for batch in batches(part, BATCH_ROWS):
-                m = batch.num_rows
-                self._head = encoder.chain(batch, self._head, out[at : at + m])
-                self._ids(batch.column("record_id"))
-                at += m
+            head = None
+            if fused:
+                assert engine is not None
+                m = part.num_rows
+                head = ledger_engine.chain(encoder, engine, start, m, self._head, out)
+            if head is not None:  # (None: a label outside the vocabularies, refused below)
+                self._head = head
+                self._id_run(engine.first + start, part.num_rows)  # type: ignore[union-attr]
+            else:
+                at = 0
+                for batch in batches(part, BATCH_ROWS):
+                    m = batch.num_rows
+                    self._head = encoder.chain(batch, self._head, out[at : at + m])
+                    self._ids(batch.column("record_id"))
+                    at += m
             self._records += part.num_rows
             yield part, out
 
@@ -376,6 +393,16 @@ class Sealer:
             start = int(self._next_id or 0)
             self._contiguous = _runs_on(ids, start)
         self._next_id = int(ids[-1]) + 1
+
+    def _id_run(self, first: int, n: int) -> None:
+        """As :meth:`_ids` for the ids ``first`` .. ``first + n - 1``."""
+        if n <= 0:
+            return
+        if self._first_id is None:
+            self._first_id = self._next_id = first
+        if self._contiguous:
+            self._contiguous = first == self._next_id
+        self._next_id = first + n
 
     def ledger(self) -> dict[str, Any]:
         """The manifest's ``ledger`` section."""

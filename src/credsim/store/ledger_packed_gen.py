@@ -12,9 +12,11 @@ import pyarrow as pa
 from credsim.store.ledger_packed import CHUNK, PackedEncoder, PackedLayout
 
 
-def _row_words(enc: PackedEncoder, value: Callable[[int], str]) -> list[str]:
-    """Each of the row's words as one expression of ``value(c)``, field ``c``'s value as a
-    uint64 (field 0: the null mask)."""
+def _row_words(
+    enc: PackedEncoder, value: Callable[[int], str], word: str = "words[{}]", indent: str = "    "
+) -> list[str]:
+    """Each of the row's words (``word`` with its index) as one expression of ``value(c)``,
+    field ``c``'s value as a uint64 (field 0: the null mask)."""
     at, shift, mask, spill = enc._place
     words: list[list[str]] = [[] for _ in range(enc._words)]
     for c in range(at.shape[0]):
@@ -24,8 +26,88 @@ def _row_words(enc: PackedEncoder, value: Callable[[int], str]) -> list[str]:
         if spill[c]:
             words[k + 1].append(f"({v} >> np.uint64({64 - int(shift[c])}))")
     return [
-        f"    words[{w}] = " + (" | ".join(parts) if parts else "np.uint64(0)")
+        f"{indent}{word.format(w)} = " + (" | ".join(parts) if parts else "np.uint64(0)")
         for w, parts in enumerate(words)
+    ]
+
+
+def _engine_kernel(layout: PackedLayout, enc: PackedEncoder) -> list[str]:
+    """``pack_engine_chain``: the rows built from the engine's columns
+    (:mod:`credsim.store.ledger_engine`) and chained with the SHA extensions, as
+    ``pack_rows_chain`` chains the rows of :meth:`PackedEncoder.values`; empty when a field
+    has no engine column."""
+    from credsim.store.ledger_engine import FIELDS
+
+    names = [name for name, _, _, _ in layout.fields[1:]]
+    if any(name not in FIELDS for name in names):
+        return []
+    args = [name for name in names if FIELDS[name][1] != "id"]
+    codes = [name for name in args if FIELDS[name][1] == "code"]
+    col = {name: f"a{k}" for k, name in enumerate(args)}
+    body: list[str] = ["nm = np.uint64(0)"]
+    for c, name in enumerate(names, start=1):
+        kind = FIELDS[name][1]
+        bit = f"np.uint64({1 << (c - 1)})"
+        read = f"{col[name]}[i & k{args.index(name)}]" if kind != "id" else ""
+        if kind == "id":
+            body.append(f"v{c} = np.uint64(first + i)")
+        elif kind in ("int", "double", "bool"):
+            cast = "np.int64" if kind == "int" else ""
+            body.append(f"v{c} = np.uint64({cast}({read}))")
+        else:
+            body += [
+                f"x{c} = {read}",
+                f"v{c} = np.uint64(0)",
+                f"if x{c} == -1:",
+                f"    nm |= {bit}",
+            ]
+            if kind == "nullable":
+                body += ["else:", f"    v{c} = np.uint64(np.int64(x{c}))"]
+            else:
+                m = f"m{codes.index(name)}"
+                body += [
+                    f"elif x{c} < 0 or x{c} >= {m}.shape[0] or {m}[x{c}] < 0:",
+                    "    unknown += 1",
+                    "else:",
+                    f"    v{c} = np.uint64({m}[x{c}])",
+                ]
+    row = _row_words(enc, lambda c: "nm" if c == 0 else f"v{c}", "rows[r, {}]", " " * 12)
+    params = ", ".join([*col.values(), *(f"m{k}" for k in range(len(codes)))])
+    return [
+        f"ENGINE_ARGS = {args!r}",
+        '"""The engine columns ``pack_engine_chain`` takes, by records field, in order."""',
+        f"ENGINE_CODES = {codes!r}",
+        '"""Its label columns, whose vocabulary codes by engine code follow the columns."""',
+        "",
+        "",
+        "@numba.njit(cache=True, nogil=True)",
+        f"def pack_engine_chain(first, masks, {params}, prev, out, head, width, chain):"
+        "  # type: ignore[no-untyped-def]",
+        '    """The chain of rows built from the engine\'s columns (credsim.store.ledger_engine):',
+        "    column ``a<k>`` read at ``i & masks[k]`` (0: one value, the column's default, for",
+        "    every row), label codes mapped by ``m<k>``; as pack_rows_chain otherwise. Returns",
+        '    the labels outside the vocabularies met (nothing to keep when not 0)."""',
+        "    n = out.shape[0]",
+        "    w = out.shape[1]",
+        *(f"    k{k} = masks[{k}]" for k in range(len(args))),
+        "    rows = np.zeros((CHUNK, (width + 7) // 8), np.uint64)",
+        "    digests = np.empty((CHUNK, 32), np.uint8)",
+        "    head[:] = prev",
+        "    unknown = 0",
+        "    for s in range(0, n, CHUNK):",
+        "        m = min(CHUNK, n - s)",
+        "        for r in range(m):",
+        "            i = s + r",
+        *("            " + line for line in body),
+        *row,
+        "        chain(rows.ctypes.data, rows.shape[1] * 8, m, head.ctypes.data,"
+        " digests.ctypes.data)",
+        "        for r in range(m):",
+        "            for q in range(w):",
+        "                out[s + r, q] = digests[r, q]",
+        "        head[:] = digests[m - 1]",
+        "    return unknown",
+        "",
     ]
 
 
@@ -107,6 +189,8 @@ def kernel_source(layout: PackedLayout) -> str:
             "                out[s + r, q] = digests[r, q]",
             "        head[:] = digests[m - 1]",
             "",
+            "",
+            *_engine_kernel(layout, enc),
         ]
     )
 

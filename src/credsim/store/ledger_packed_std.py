@@ -119,3 +119,254 @@ def pack_rows_chain(vals, prev, out, head, width, chain):  # type: ignore[no-unt
             for q in range(w):
                 out[s + r, q] = digests[r, q]
         head[:] = digests[m - 1]
+
+
+ENGINE_ARGS = [
+    "day",
+    "behaviour_day",
+    "entity_id",
+    "actor_id",
+    "item",
+    "behaviour",
+    "channel",
+    "source_agency",
+    "points",
+    "applied",
+    "status",
+    "truthful",
+    "basis",
+    "error",
+    "cause_record",
+    "review_day",
+    "appeal_day",
+    "appealed",
+    "import_row",
+    "excused",
+]
+"""The engine columns ``pack_engine_chain`` takes, by records field, in order."""
+ENGINE_CODES = ["item", "behaviour", "channel", "source_agency", "status", "basis", "error"]
+"""Its label columns, whose vocabulary codes by engine code follow the columns."""
+
+
+@numba.njit(cache=True, nogil=True)
+def pack_engine_chain(
+    first,
+    masks,
+    a0,
+    a1,
+    a2,
+    a3,
+    a4,
+    a5,
+    a6,
+    a7,
+    a8,
+    a9,
+    a10,
+    a11,
+    a12,
+    a13,
+    a14,
+    a15,
+    a16,
+    a17,
+    a18,
+    a19,
+    m0,
+    m1,
+    m2,
+    m3,
+    m4,
+    m5,
+    m6,
+    prev,
+    out,
+    head,
+    width,
+    chain,
+):  # type: ignore[no-untyped-def]
+    """The chain of rows built from the engine's columns (credsim.store.ledger_engine):
+    column ``a<k>`` read at ``i & masks[k]`` (0: one value, the column's default, for
+    every row), label codes mapped by ``m<k>``; as pack_rows_chain otherwise. Returns
+    the labels outside the vocabularies met (nothing to keep when not 0)."""
+    n = out.shape[0]
+    w = out.shape[1]
+    k0 = masks[0]
+    k1 = masks[1]
+    k2 = masks[2]
+    k3 = masks[3]
+    k4 = masks[4]
+    k5 = masks[5]
+    k6 = masks[6]
+    k7 = masks[7]
+    k8 = masks[8]
+    k9 = masks[9]
+    k10 = masks[10]
+    k11 = masks[11]
+    k12 = masks[12]
+    k13 = masks[13]
+    k14 = masks[14]
+    k15 = masks[15]
+    k16 = masks[16]
+    k17 = masks[17]
+    k18 = masks[18]
+    k19 = masks[19]
+    rows = np.zeros((CHUNK, (width + 7) // 8), np.uint64)
+    digests = np.empty((CHUNK, 32), np.uint8)
+    head[:] = prev
+    unknown = 0
+    for s in range(0, n, CHUNK):
+        m = min(CHUNK, n - s)
+        for r in range(m):
+            i = s + r
+            nm = np.uint64(0)
+            v1 = np.uint64(first + i)
+            v2 = np.uint64(np.int64(a0[i & k0]))
+            x3 = a1[i & k1]
+            v3 = np.uint64(0)
+            if x3 == -1:
+                nm |= np.uint64(4)
+            else:
+                v3 = np.uint64(np.int64(x3))
+            v4 = np.uint64(np.int64(a2[i & k2]))
+            x5 = a3[i & k3]
+            v5 = np.uint64(0)
+            if x5 == -1:
+                nm |= np.uint64(16)
+            else:
+                v5 = np.uint64(np.int64(x5))
+            x6 = a4[i & k4]
+            v6 = np.uint64(0)
+            if x6 == -1:
+                nm |= np.uint64(32)
+            elif x6 < 0 or x6 >= m0.shape[0] or m0[x6] < 0:
+                unknown += 1
+            else:
+                v6 = np.uint64(m0[x6])
+            x7 = a5[i & k5]
+            v7 = np.uint64(0)
+            if x7 == -1:
+                nm |= np.uint64(64)
+            elif x7 < 0 or x7 >= m1.shape[0] or m1[x7] < 0:
+                unknown += 1
+            else:
+                v7 = np.uint64(m1[x7])
+            x8 = a6[i & k6]
+            v8 = np.uint64(0)
+            if x8 == -1:
+                nm |= np.uint64(128)
+            elif x8 < 0 or x8 >= m2.shape[0] or m2[x8] < 0:
+                unknown += 1
+            else:
+                v8 = np.uint64(m2[x8])
+            x9 = a7[i & k7]
+            v9 = np.uint64(0)
+            if x9 == -1:
+                nm |= np.uint64(256)
+            elif x9 < 0 or x9 >= m3.shape[0] or m3[x9] < 0:
+                unknown += 1
+            else:
+                v9 = np.uint64(m3[x9])
+            v10 = np.uint64(a8[i & k8])
+            v11 = np.uint64(a9[i & k9])
+            x12 = a10[i & k10]
+            v12 = np.uint64(0)
+            if x12 == -1:
+                nm |= np.uint64(2048)
+            elif x12 < 0 or x12 >= m4.shape[0] or m4[x12] < 0:
+                unknown += 1
+            else:
+                v12 = np.uint64(m4[x12])
+            v13 = np.uint64(a11[i & k11])
+            x14 = a12[i & k12]
+            v14 = np.uint64(0)
+            if x14 == -1:
+                nm |= np.uint64(8192)
+            elif x14 < 0 or x14 >= m5.shape[0] or m5[x14] < 0:
+                unknown += 1
+            else:
+                v14 = np.uint64(m5[x14])
+            x15 = a13[i & k13]
+            v15 = np.uint64(0)
+            if x15 == -1:
+                nm |= np.uint64(16384)
+            elif x15 < 0 or x15 >= m6.shape[0] or m6[x15] < 0:
+                unknown += 1
+            else:
+                v15 = np.uint64(m6[x15])
+            x16 = a14[i & k14]
+            v16 = np.uint64(0)
+            if x16 == -1:
+                nm |= np.uint64(32768)
+            else:
+                v16 = np.uint64(np.int64(x16))
+            x17 = a15[i & k15]
+            v17 = np.uint64(0)
+            if x17 == -1:
+                nm |= np.uint64(65536)
+            else:
+                v17 = np.uint64(np.int64(x17))
+            x18 = a16[i & k16]
+            v18 = np.uint64(0)
+            if x18 == -1:
+                nm |= np.uint64(131072)
+            else:
+                v18 = np.uint64(np.int64(x18))
+            v19 = np.uint64(a17[i & k17])
+            x20 = a18[i & k18]
+            v20 = np.uint64(0)
+            if x20 == -1:
+                nm |= np.uint64(524288)
+            else:
+                v20 = np.uint64(np.int64(x20))
+            v21 = np.uint64(a19[i & k19])
+            rows[r, 0] = (nm & np.uint64(0xFFFFFFFF)) | (
+                (v1 & np.uint64(0xFFFFFFFFFFFFFFFF)) << np.uint64(32)
+            )
+            rows[r, 1] = ((v1 & np.uint64(0xFFFFFFFFFFFFFFFF)) >> np.uint64(32)) | (
+                (v2 & np.uint64(0xFFFFFFFF)) << np.uint64(32)
+            )
+            rows[r, 2] = (v3 & np.uint64(0xFFFFFFFF)) | (
+                (v4 & np.uint64(0xFFFFFFFF)) << np.uint64(32)
+            )
+            rows[r, 3] = (
+                (v5 & np.uint64(0xFFFFFFFF))
+                | ((v6 & np.uint64(0xFFFF)) << np.uint64(32))
+                | ((v7 & np.uint64(0xFFFF)) << np.uint64(48))
+            )
+            rows[r, 4] = (
+                (v8 & np.uint64(0xFFFF))
+                | ((v9 & np.uint64(0xFFFF)) << np.uint64(16))
+                | ((v10 & np.uint64(0xFFFFFFFFFFFFFFFF)) << np.uint64(32))
+            )
+            rows[r, 5] = ((v10 & np.uint64(0xFFFFFFFFFFFFFFFF)) >> np.uint64(32)) | (
+                (v11 & np.uint64(0xFFFFFFFFFFFFFFFF)) << np.uint64(32)
+            )
+            rows[r, 6] = (
+                ((v11 & np.uint64(0xFFFFFFFFFFFFFFFF)) >> np.uint64(32))
+                | ((v12 & np.uint64(0xFFFF)) << np.uint64(32))
+                | ((v13 & np.uint64(0xFF)) << np.uint64(48))
+                | ((v14 & np.uint64(0xFFFF)) << np.uint64(56))
+            )
+            rows[r, 7] = (
+                ((v14 & np.uint64(0xFFFF)) >> np.uint64(8))
+                | ((v15 & np.uint64(0xFFFF)) << np.uint64(8))
+                | ((v16 & np.uint64(0xFFFFFFFFFFFFFFFF)) << np.uint64(24))
+            )
+            rows[r, 8] = (
+                ((v16 & np.uint64(0xFFFFFFFFFFFFFFFF)) >> np.uint64(40))
+                | ((v17 & np.uint64(0xFFFFFFFF)) << np.uint64(24))
+                | ((v18 & np.uint64(0xFFFFFFFF)) << np.uint64(56))
+            )
+            rows[r, 9] = (
+                ((v18 & np.uint64(0xFFFFFFFF)) >> np.uint64(8))
+                | ((v19 & np.uint64(0xFF)) << np.uint64(24))
+                | ((v20 & np.uint64(0xFFFFFFFF)) << np.uint64(32))
+            )
+            rows[r, 10] = v21 & np.uint64(0xFF)
+        chain(rows.ctypes.data, rows.shape[1] * 8, m, head.ctypes.data, digests.ctypes.data)
+        for r in range(m):
+            for q in range(w):
+                out[s + r, q] = digests[r, q]
+        head[:] = digests[m - 1]
+    return unknown

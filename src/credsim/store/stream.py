@@ -36,6 +36,7 @@ from credsim.engine.output import (
     NO_SNAPSHOT,
     friendships_table,
     population_table,
+    record_labels,
     record_names,
     records_arrow,
     score_part,
@@ -44,6 +45,7 @@ from credsim.engine.records import COLUMNS
 from credsim.engine.simulation import Simulation
 from credsim.errors import CredsimError, RunStoreError
 from credsim.store.ledger import Sealer
+from credsim.store.ledger_engine import EngineRecords
 from credsim.store.parquet import ROW_GROUP_ROWS, StreamedTable, file_digest
 from credsim.store.parts import PartedFile, TableFile
 from credsim.store.pqwrite import table_writer
@@ -99,6 +101,7 @@ class RecordStream:
         self.seg_dir = folder / SEGMENTS
         self.sealer = Sealer(basis)
         self.names = record_names(sim)
+        self.labels = record_labels(self.names)
         self.done = 0  # records handed to the writer thread
         self._batch_first = 0  # first record of the last batch handed over
         # score snapshots saved: name, day, the file's digest (Sealer.file_digest)
@@ -370,7 +373,8 @@ class RecordStream:
         final = conform("records", table, dictionaries=True)  # same values; schema nullability
         groups = []
         at = 0
-        for part, digests in self.sealer.records(table, ROW_GROUP_ROWS):
+        engine = EngineRecords(cols, first, self.labels)  # the rows straight from these
+        for part, digests in self.sealer.records(table, ROW_GROUP_ROWS, engine):
             stored = final.slice(at, part.num_rows)
             at += part.num_rows
             groups.append(

@@ -1,0 +1,185 @@
+"""Sealing records from the engine's columns (credsim.store.ledger_engine) gives the tags, head
+and ledger of sealing the records table built from them (the generic path of every version):
+random columns with nulls, columns left at their default, labels outside the manifest's, group
+and chunk boundaries anywhere; a label outside the vocabularies is refused either way."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from credsim.engine.output import record_labels, records_arrow
+from credsim.engine.records import COLUMNS, LAZY
+from credsim.errors import RunStoreError
+from credsim.store import ledger, ledger_engine, sha_ni
+from credsim.store.ledger_engine import EngineRecords
+from credsim.store.schema import conform
+
+NAMES = {
+    "item": ["speeding", "volunteering", "noise", "unpaid-fine", "court-default"],
+    "behaviour": ["speeding", "volunteering", "noise", "unpaid-fine"],
+    "agency": ["traffic-police", "court", "civil-affairs"],
+}
+LABELS = record_labels(NAMES)
+
+
+def _manifest(item_labels: int, rng: np.random.Generator | None = None) -> dict:
+    """Labels for every label column in an order of their own (the vocabularies' codes are
+    then not the engine's), the first ``item_labels`` items only: the records' other items
+    follow in the vocabulary, sorted."""
+    rng = rng or np.random.default_rng(0)
+    labels = {k: [str(w) for w in rng.permutation(v)] for k, v in LABELS.items()}
+    labels["item"] = labels["item"][:item_labels]
+    return {"scheme": {"sha256": "ab" * 32}, "seed": 7, "labels": labels}
+
+
+def _columns(rng: np.random.Generator, n: int, lazy: set[str], items: int) -> dict:
+    """Engine columns as Table.view gives them (None: a lazy column at its default); label
+    codes below ``items`` for the item column."""
+
+    def ints(lo: int, hi: int, dtype: type, null_share: float = 0.0) -> np.ndarray:
+        v = rng.integers(lo, hi, n).astype(dtype)
+        v[rng.random(n) < null_share] = -1
+        return v
+
+    nulls = rng.choice([0.0, 0.3, 1.0])
+    points = rng.choice(np.array([-5.0, 2.5, -0.0, 0.0, np.nan, np.inf, 1e-300]), n)
+    share = rng.choice(np.array([0.0, 1.0, 0.5, -0.0]), n)
+    cols: dict[str, np.ndarray | None] = {
+        "day": np.sort(ints(0, 400, np.int32)),
+        "behaviour_day": ints(0, 400, np.int32, nulls),
+        "entity": ints(0, 2**31 - 1, np.int32),
+        "actor": ints(0, 10**6, np.int32, nulls),
+        "item": ints(0, items, np.int32),
+        "behaviour": ints(0, len(NAMES["behaviour"]), np.int32, nulls),
+        "channel": ints(0, len(LABELS["channel"]), np.int8),
+        "agency": ints(0, len(NAMES["agency"]), np.int32, nulls),
+        "points": points,
+        "applied": np.where(share == 1.0, points, share),
+        "status": ints(0, len(LABELS["status"]), np.int8),
+        "truthful": rng.random(n) < 0.9,
+        "basis": ints(0, len(LABELS["basis"]), np.int8),
+        "error": ints(0, len(LABELS["error"]), np.int8, nulls),
+        "cause": ints(0, 2**40, np.int64, nulls),
+        "review_day": ints(0, 400, np.int32, nulls),
+        "appeal_day": ints(0, 400, np.int32, nulls),
+        "appealed": rng.random(n) < 0.2,
+        "import_row": ints(0, 10**5, np.int32, nulls),
+        "excused": rng.random(n) < 0.1,
+    }
+    for name, (dtype, _) in COLUMNS.items():
+        assert cols[name] is None or cols[name].dtype == np.dtype(dtype), name  # type: ignore[union-attr]
+    return {k: None if k in lazy else v for k, v in cols.items()}
+
+
+def _seal(manifest: dict, batches: list[tuple[dict, int]], group: int, engine: bool) -> tuple:
+    """Every batch sealed in turn (its engine columns and first id): the tags of each group
+    and the ledger."""
+    sealer = ledger.Sealer(manifest)
+    tags = []
+    for cols, first in batches:
+        table = conform("records", records_arrow(cols, first, NAMES, stored=True))
+        given_engine = EngineRecords(cols, first, LABELS) if engine else None
+        tags += [out.copy() for _, out in sealer.records(table, group, given_engine)]
+    return tags, sealer.ledger()
+
+
+@pytest.fixture
+def fused_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The records each call of the engine kernel chained."""
+    calls: list[int] = []
+    chain = ledger_engine.chain
+
+    def spy(encoder, records, lo, n, prev, out):  # noqa: ANN001, ANN202
+        calls.append(n)
+        return chain(encoder, records, lo, n, prev, out)
+
+    monkeypatch.setattr(ledger_engine, "chain", spy)
+    return calls
+
+
+SHA_NI = sha_ni.available(81, 64)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    sizes=st.lists(st.integers(5, 1500), min_size=1, max_size=3),
+    group=st.sampled_from([1, 255, 256, 257, 1000, 1 << 20]),
+    lazy=st.sets(st.sampled_from(LAZY)),
+    gap=st.sampled_from([0, 0, 3]),
+)
+def test_engine_columns_seal_as_the_table(
+    seed: int, sizes: list[int], group: int, lazy: set[str], gap: int
+) -> None:
+    rng = np.random.default_rng(seed)
+    batches, first = [], int(rng.integers(0, 10**6))
+    items = len(NAMES["item"])
+    for n in sizes:
+        batches.append((_columns(rng, n, lazy, items), first))
+        first += n + gap  # a gap: ids no longer contiguous, which both must say
+    batches[0][0]["item"][:items] = np.arange(items)[: sizes[0]]  # the first fix the vocabulary
+    manifest = _manifest(int(rng.integers(0, items)), rng)
+    calls: list[int] = []
+    chain = ledger_engine.chain
+
+    def spy(encoder, records, lo, n, prev, out):  # noqa: ANN001, ANN202
+        calls.append(n)
+        return chain(encoder, records, lo, n, prev, out)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(ledger_engine, "chain", spy)
+        fused_tags, fused = _seal(manifest, batches, group, engine=True)
+    tags, generic = _seal(manifest, batches, group, engine=False)
+    assert fused == generic
+    assert len(fused_tags) == len(tags)
+    assert all(np.array_equal(a, b) for a, b in zip(fused_tags, tags, strict=True))
+    assert generic["contiguous_ids"] is (gap == 0 or len(sizes) == 1)
+    # the engine's kernel chained every record, where the CPU has the SHA extensions
+    assert sum(calls) == (sum(sizes) if SHA_NI else 0)
+
+
+def test_a_label_outside_the_vocabularies_is_refused_from_the_engine_columns(
+    fused_calls: list[int],
+) -> None:
+    """The first batch holds items 0 and 1 only, which fix the vocabulary; the second holds
+    item 2 as well: refused, with the generic path's message, and nothing chained."""
+    rng = np.random.default_rng(3)
+    first = _columns(rng, 600, set(), items=2)
+    second = _columns(rng, 700, set(), items=3)
+    manifest = _manifest(item_labels=0)
+    for engine in (True, False):
+        sealer = ledger.Sealer(manifest)
+        for cols, start in ((first, 0), (second, 600)):
+            table = conform("records", records_arrow(cols, start, NAMES, stored=True))
+            given_engine = EngineRecords(cols, start, LABELS) if engine else None
+            if start == 0:
+                list(sealer.records(table, 256, given_engine))
+                head = sealer.ledger()["head"]
+                continue
+            with pytest.raises(RunStoreError, match="outside the ledger's vocabularies.*noise"):
+                list(sealer.records(table, 256, given_engine))
+        assert sealer.ledger()["head"] == head and sealer.ledger()["records"] == 600
+    assert fused_calls[:3] == ([256, 256, 88] if SHA_NI else [])
+
+
+def test_without_the_sha_extensions_the_table_is_sealed(
+    monkeypatch: pytest.MonkeyPatch, fused_calls: list[int]
+) -> None:
+    rng = np.random.default_rng(4)
+    batches = [(_columns(rng, 900, {"cause"}, 5), 10)]
+    want = _seal(_manifest(2), batches, 300, engine=False)
+    monkeypatch.setattr(sha_ni, "ENABLED", False)
+    assert _seal(_manifest(2), batches, 300, engine=True)[1] == want[1]
+    assert fused_calls == []
+
+
+def test_a_column_of_another_type_is_sealed_from_the_table(fused_calls: list[int]) -> None:
+    rng = np.random.default_rng(5)
+    cols = _columns(rng, 500, set(), 5)
+    cols["day"] = cols["day"].astype(np.int64)  # not the engine's int32
+    want = _seal(_manifest(1), [(cols, 0)], 1 << 20, engine=False)
+    assert _seal(_manifest(1), [(cols, 0)], 1 << 20, engine=True)[1] == want[1]
+    assert fused_calls == []
