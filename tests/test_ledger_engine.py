@@ -76,12 +76,19 @@ def _columns(rng: np.random.Generator, n: int, lazy: set[str], items: int) -> di
 
 def _seal(manifest: dict, batches: list[tuple[dict, int]], group: int, engine: bool) -> tuple:
     """Every batch sealed in turn (its engine columns and first id): the tags of each group
-    and the ledger."""
+    and the ledger. With ``engine``, as a streamed run seals them: from the engine's columns
+    alone once the first batch has fixed the vocabularies (Sealer.engine_records), else with
+    the table and the engine's columns beside it."""
     sealer = ledger.Sealer(manifest)
     tags = []
     for cols, first in batches:
-        table = conform("records", records_arrow(cols, first, NAMES, stored=True))
+        n = next(v.shape[0] for v in cols.values() if v is not None)
         given_engine = EngineRecords(cols, first, LABELS) if engine else None
+        alone = sealer.engine_records(given_engine, n, group) if given_engine else None
+        if alone is not None:
+            tags += alone
+            continue
+        table = conform("records", records_arrow(cols, first, NAMES, stored=True))
         tags += [out.copy() for _, out in sealer.records(table, group, given_engine)]
     return tags, sealer.ledger()
 
@@ -159,10 +166,21 @@ def test_a_label_outside_the_vocabularies_is_refused_from_the_engine_columns(
                 list(sealer.records(table, 256, given_engine))
                 head = sealer.ledger()["head"]
                 continue
+            if engine:  # from the engine's columns alone: nothing chained, the table needed
+                assert sealer.engine_records(given_engine, 700, 256) is None  # type: ignore[arg-type]
+                assert sealer.ledger()["head"] == head
             with pytest.raises(RunStoreError, match="outside the ledger's vocabularies.*noise"):
                 list(sealer.records(table, 256, given_engine))
         assert sealer.ledger()["head"] == head and sealer.ledger()["records"] == 600
     assert fused_calls[:3] == ([256, 256, 88] if SHA_NI else [])
+
+
+def test_the_first_records_fix_the_vocabularies_from_their_table() -> None:
+    rng = np.random.default_rng(6)
+    cols = _columns(rng, 300, set(), 5)
+    sealer = ledger.Sealer(_manifest(5))
+    assert sealer.engine_records(EngineRecords(cols, 0, LABELS), 300, 100) is None
+    assert sealer.ledger()["records"] == 0
 
 
 def test_without_the_sha_extensions_the_table_is_sealed(

@@ -180,6 +180,10 @@ class Table:
             return None
         return self._cols[name][lo : self.n if hi is None else hi]
 
+    def arrays(self) -> list[np.ndarray]:
+        """The columns' backing arrays (those of the lazy columns written so far)."""
+        return list(self._cols.values())
+
     def _materialise(self, name: str) -> None:
         """Give a lazy column its array, every row so far at the default (the released rows
         below :attr:`base` are never read)."""

@@ -61,6 +61,6 @@ def outcome(sim: Simulation) -> list[np.ndarray]:
     return [
         *(sim.state, sim.grade, sim.cap_acc, sim.ring, sim.filled, sim.pos, sim._mark),
         *(lists.ep_of, lists.counts, taken.counts, taken.ep),
-        *sim.records._cols.values(),
+        *sim.records.arrays(),
         *(a for snap in sim.snap for a in snap[2:]),
     ]

@@ -329,6 +329,33 @@ class Sealer:
             self._records += part.num_rows
             yield part, out
 
+    def engine_records(
+        self, engine: EngineRecords, n: int, group_rows: int
+    ) -> list[np.ndarray] | None:
+        """As :meth:`records` for the ``n`` records of ``engine`` (the engine's columns), without
+        their table: what each group's ``digest`` column stores. None, with nothing chained,
+        when the table is needed: before the first records have fixed the layout and the
+        vocabularies, where the kernel cannot run (:func:`ledger_engine.usable`), or for a
+        label outside the vocabularies (:meth:`records` refuses it)."""
+        encoder = self._encoder
+        if encoder is None or n <= 0 or not ledger_engine.usable(encoder, engine):
+            return None
+        w = self.digest_field.type.byte_width
+        head = self._head
+        out = []
+        for start in range(0, n, group_rows):
+            m = min(group_rows, n - start)
+            out.append(np.empty((m, w), np.uint8))
+            got = ledger_engine.chain(encoder, engine, start, m, head, out[-1])
+            if got is None:
+                return None
+            head = got
+        self._hashers["records"] = None
+        self._head = head
+        self._id_run(engine.first, n)
+        self._records += n
+        return out
+
     def stored(self, digests: np.ndarray) -> pa.Array:
         """The ``digest`` column holding what :meth:`records` yields (sharing its memory)."""
         return digest_array(digests)

@@ -365,25 +365,59 @@ class RecordStream:
 
     def _write(self, cols: dict[str, np.ndarray | None], first: int) -> None:
         """Seal a batch (this thread: the chain is serial) and have the file thread store it
-        while the next batch is sealed."""
+        while the next batch is sealed. Once the first records have fixed the ledger's
+        vocabularies, the records are chained from the engine's columns alone and the file
+        thread builds their table (off the chain's thread, the run's critical path)."""
         rows = cols["import_row"]  # None: no record so far was imported
         if rows is not None and (imp := rows >= 0).any():
             self._imports.append((np.nonzero(imp)[0] + first, rows[imp].copy()))
+        engine = EngineRecords(cols, first, self.labels)  # the rows straight from these
+        n = next(v.shape[0] for v in cols.values() if v is not None)
+        tags = self.sealer.engine_records(engine, n, ROW_GROUP_ROWS)
+        if tags is None:
+            groups = self._tabled(cols, first, engine)
+        if self._stored is not None:  # at most one batch waits for the file thread
+            self._stored.result()
+        if tags is None:
+            self._stored = self._out.submit(self._store, groups)
+        else:
+            self._stored = self._out.submit(self._store_tagged, cols, first, tags)
+
+    def _tabled(
+        self, cols: dict[str, np.ndarray | None], first: int, engine: EngineRecords
+    ) -> list[pa.Table]:
+        """The batch's table sealed group by group (what fixes the vocabularies, and what
+        refuses a label outside them), each group with its ``digest`` column."""
         table = records_arrow(cols, first, self.names, stored=True)
         final = conform("records", table, dictionaries=True)  # same values; schema nullability
         groups = []
         at = 0
-        engine = EngineRecords(cols, first, self.labels)  # the rows straight from these
         for part, digests in self.sealer.records(table, ROW_GROUP_ROWS, engine):
             stored = final.slice(at, part.num_rows)
             at += part.num_rows
             groups.append(
                 stored.append_column(self.sealer.digest_field, self.sealer.stored(digests))
             )
-        del table, final
-        if self._stored is not None:  # at most one batch waits for the file thread
-            self._stored.result()
-        self._stored = self._out.submit(self._store, groups)
+        return groups
+
+    def _store_tagged(
+        self, cols: dict[str, np.ndarray | None], first: int, tags: list[np.ndarray]
+    ) -> None:
+        """Store a batch chained from the engine's columns: its table, each group with what
+        its ``digest`` column holds (``tags``)."""
+        final = conform(
+            "records", records_arrow(cols, first, self.names, stored=True), dictionaries=True
+        )
+        at = 0
+        groups = []
+        for digests in tags:
+            stored = final.slice(at, digests.shape[0])
+            at += digests.shape[0]
+            groups.append(
+                stored.append_column(self.sealer.digest_field, self.sealer.stored(digests))
+            )
+        del final
+        self._store(groups)
 
     def _store(self, groups: list[pa.Table]) -> None:
         for sealed in groups:
