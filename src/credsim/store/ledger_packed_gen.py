@@ -31,6 +31,16 @@ def _row_words(
     ]
 
 
+_CHUNK_CHAINED = [
+    "        chain(rows.ctypes.data, rows.shape[1] * 8, m, head.ctypes.data, digests.ctypes.data)",
+    "        for r in range(m):",
+    "            for q in range(w):",
+    "                out[s + r, q] = digests[r, q]",
+    "        head[:] = digests[m - 1]",
+]
+"""A chunk's rows chained with the SHA extensions, their tags copied out (the kernels' loop)."""
+
+
 def _engine_kernel(layout: PackedLayout, enc: PackedEncoder) -> list[str]:
     """``pack_engine_chain``: the rows built from the engine's columns
     (:mod:`credsim.store.ledger_engine`) and chained with the SHA extensions, as
@@ -52,8 +62,11 @@ def _engine_kernel(layout: PackedLayout, enc: PackedEncoder) -> list[str]:
         if kind == "id":
             body.append(f"v{c} = np.uint64(first + i)")
         elif kind in ("int", "double", "bool"):
-            cast = "np.int64" if kind == "int" else ""
-            body.append(f"v{c} = np.uint64({cast}({read}))")
+            body.append(
+                f"v{c} = np.uint64(np.int64({read}))"
+                if kind == "int"
+                else f"v{c} = np.uint64({read})"
+            )
         else:
             body += [
                 f"x{c} = {read}",
@@ -100,12 +113,7 @@ def _engine_kernel(layout: PackedLayout, enc: PackedEncoder) -> list[str]:
         "            i = s + r",
         *("            " + line for line in body),
         *row,
-        "        chain(rows.ctypes.data, rows.shape[1] * 8, m, head.ctypes.data,"
-        " digests.ctypes.data)",
-        "        for r in range(m):",
-        "            for q in range(w):",
-        "                out[s + r, q] = digests[r, q]",
-        "        head[:] = digests[m - 1]",
+        *_CHUNK_CHAINED,
         "    return unknown",
         "",
     ]
@@ -182,12 +190,7 @@ def kernel_source(layout: PackedLayout) -> str:
             "        m = min(CHUNK, n - s)",
             "        for r in range(m):",
             "            put_row(rows[r], vals, s + r)",
-            "        chain(rows.ctypes.data, rows.shape[1] * 8, m, head.ctypes.data,"
-            " digests.ctypes.data)",
-            "        for r in range(m):",
-            "            for q in range(w):",
-            "                out[s + r, q] = digests[r, q]",
-            "        head[:] = digests[m - 1]",
+            *_CHUNK_CHAINED,
             "",
             "",
             *_engine_kernel(layout, enc),
