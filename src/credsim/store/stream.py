@@ -389,35 +389,26 @@ class RecordStream:
         """The batch's table sealed group by group (what fixes the vocabularies, and what
         refuses a label outside them), each group with its ``digest`` column."""
         table = records_arrow(cols, first, self.names, stored=True)
+        tags = [digests for _, digests in self.sealer.records(table, ROW_GROUP_ROWS, engine)]
+        return self._groups(table, tags)
+
+    def _groups(self, table: pa.Table, tags: list[np.ndarray]) -> list[pa.Table]:
+        """The records of ``table`` as stored, a group for each of ``tags`` (what the group's
+        ``digest`` column holds)."""
         final = conform("records", table, dictionaries=True)  # same values; schema nullability
-        groups = []
-        at = 0
-        for part, digests in self.sealer.records(table, ROW_GROUP_ROWS, engine):
-            stored = final.slice(at, part.num_rows)
-            at += part.num_rows
-            groups.append(
-                stored.append_column(self.sealer.digest_field, self.sealer.stored(digests))
-            )
+        groups, at = [], 0
+        for digests in tags:
+            part = final.slice(at, digests.shape[0])
+            at += digests.shape[0]
+            groups.append(part.append_column(self.sealer.digest_field, self.sealer.stored(digests)))
         return groups
 
     def _store_tagged(
         self, cols: dict[str, np.ndarray | None], first: int, tags: list[np.ndarray]
     ) -> None:
-        """Store a batch chained from the engine's columns: its table, each group with what
-        its ``digest`` column holds (``tags``)."""
-        final = conform(
-            "records", records_arrow(cols, first, self.names, stored=True), dictionaries=True
-        )
-        at = 0
-        groups = []
-        for digests in tags:
-            stored = final.slice(at, digests.shape[0])
-            at += digests.shape[0]
-            groups.append(
-                stored.append_column(self.sealer.digest_field, self.sealer.stored(digests))
-            )
-        del final
-        self._store(groups)
+        """Store a batch chained from the engine's columns (``tags``: what each group's
+        ``digest`` column holds), building its table here."""
+        self._store(self._groups(records_arrow(cols, first, self.names, stored=True), tags))
 
     def _store(self, groups: list[pa.Table]) -> None:
         for sealed in groups:
