@@ -288,17 +288,14 @@ class Sealer:
         the run went on, :class:`~credsim.store.parquet.StreamedTable`)."""
         self._hashers[name] = _Digested(digest)
 
-    def records(
-        self, table: pa.Table, group_rows: int, engine: EngineRecords | None = None
-    ) -> Iterator[tuple[pa.Table, np.ndarray]]:
+    def records(self, table: pa.Table, group_rows: int) -> Iterator[tuple[pa.Table, np.ndarray]]:
         """Chain the records of ``table`` (in order, after any added before): yields, for each
         run of ``group_rows`` records, the table's slice (without ``digest``) and what their
         ``digest`` column stores ((m, 32) uint8 digests; since v3 (m, 8) tags, copied out of
         the digests of each few hundred records as they are chained, so the group's new memory
-        is the tags only), a new array each time. An empty table yields itself once.
-
-        ``engine``: the same records as the engine's columns, which the rows are built from
-        when they can be (:mod:`credsim.store.ledger_engine`: the same rows, fewer steps)."""
+        is the tags only), a new array each time. An empty table yields itself once. (A
+        streamed run's records, once the first have fixed the vocabularies, are chained from
+        the engine's columns instead: :meth:`engine_records`.)"""
         self._hashers["records"] = None
         if DIGEST_COLUMN in table.column_names:
             table = table.drop_columns([DIGEST_COLUMN])
@@ -307,25 +304,15 @@ class Sealer:
         if table.num_rows == 0:
             yield table, np.zeros((0, w), np.uint8)
             return
-        fused = engine is not None and ledger_engine.usable(encoder, engine)
         for start in range(0, table.num_rows, group_rows):
             part = table.slice(start, group_rows)
             out = np.empty((part.num_rows, w), np.uint8)
-            head = None
-            if fused:
-                assert engine is not None
-                m = part.num_rows
-                head = ledger_engine.chain(encoder, engine, start, m, self._head, out)
-            if head is not None:  # (None: a label outside the vocabularies, refused below)
-                self._head = head
-                self._id_run(engine.first + start, part.num_rows)  # type: ignore[union-attr]
-            else:
-                at = 0
-                for batch in batches(part, BATCH_ROWS):
-                    m = batch.num_rows
-                    self._head = encoder.chain(batch, self._head, out[at : at + m])
-                    self._ids(batch.column("record_id"))
-                    at += m
+            at = 0
+            for batch in batches(part, BATCH_ROWS):
+                m = batch.num_rows
+                self._head = encoder.chain(batch, self._head, out[at : at + m])
+                self._ids(batch.column("record_id"))
+                at += m
             self._records += part.num_rows
             yield part, out
 

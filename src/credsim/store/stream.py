@@ -375,7 +375,7 @@ class RecordStream:
         n = next(v.shape[0] for v in cols.values() if v is not None)
         tags = self.sealer.engine_records(engine, n, ROW_GROUP_ROWS)
         if tags is None:
-            groups = self._tabled(cols, first, engine)
+            groups = self._tabled(cols, first)
         if self._stored is not None:  # at most one batch waits for the file thread
             self._stored.result()
         if tags is None:
@@ -383,13 +383,11 @@ class RecordStream:
         else:
             self._stored = self._out.submit(self._store_tagged, cols, first, tags)
 
-    def _tabled(
-        self, cols: dict[str, np.ndarray | None], first: int, engine: EngineRecords
-    ) -> list[pa.Table]:
+    def _tabled(self, cols: dict[str, np.ndarray | None], first: int) -> list[pa.Table]:
         """The batch's table sealed group by group (what fixes the vocabularies, and what
         refuses a label outside them), each group with its ``digest`` column."""
         table = records_arrow(cols, first, self.names, stored=True)
-        tags = [digests for _, digests in self.sealer.records(table, ROW_GROUP_ROWS, engine)]
+        tags = [digests for _, digests in self.sealer.records(table, ROW_GROUP_ROWS)]
         return self._groups(table, tags)
 
     def _groups(self, table: pa.Table, tags: list[np.ndarray]) -> list[pa.Table]:
