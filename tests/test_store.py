@@ -346,6 +346,15 @@ def test_used_values_refuses_an_index_outside_the_dictionary() -> None:
     bad = pa.DictionaryArray.from_arrays(pa.array([0, 2], pa.int32()), words, safe=False)
     with pytest.raises(RunStoreError, match="outside its 2 values"):
         used_values(pa.chunked_array([bad]))
+    # without nulls (the codes read into a register's bits): past the end, negative, or 64
+    # on (which the bits' shift would wrap onto a word used) in any index width
+    for index_type in (pa.int8(), pa.int16(), pa.int64()):
+        for code in (2, -1, 64, 65):
+            bad = pa.DictionaryArray.from_arrays(
+                pa.array([1, code, 0], index_type), words, safe=False
+            )
+            with pytest.raises(RunStoreError, match="outside its 2 values"):
+                used_values(pa.chunked_array([bad]))
 
 
 def test_missing_table_and_bad_runs(tmp_path: Path) -> None:

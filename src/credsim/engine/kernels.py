@@ -164,26 +164,43 @@ def item_listings(
     listing emitted here is marked -2 in ``list_ep`` until the caller gives it an episode id.
     """
     n_out = 0
-    for j in range(ids.shape[0]):
-        r = ids[j]
-        it = item[r]
-        e = entity[r]
-        for lst in range(list_item.shape[0]):
-            if list_item[lst] != it or it < 0:
-                continue
-            if enrolled_only[lst] and not enrolled[e]:
-                continue
-            if list_ep[lst, e] != -1:
-                continue
-            row = count_row[lst]
-            counts[row, e] += 1
-            if counts[row, e] >= list_count[lst]:
-                counts[row, e] = 0
-                list_ep[lst, e] = -2
-                out_list[n_out] = lst
-                out_entity[n_out] = e
-                out_record[n_out] = r
-                n_out += 1
+    n, lists = ids.shape[0], list_item.shape[0]
+    hit = np.empty(min(n, 4096), np.int64)
+    for s in range(0, n, 4096):
+        k = 0  # the chunk's records of an item some list counts (a tenth, or none, of them)
+        for j in range(s, min(s + 4096, n)):
+            it = item[ids[j]]
+            for lst in range(lists):
+                if list_item[lst] == it and it >= 0:
+                    hit[k] = ids[j]
+                    k += 1
+                    break
+        for h in range(k):
+            if h + AHEAD < k:  # the counts of the record AHEAD on: on the way while this runs
+                f = hit[h + AHEAD]
+                for lst in range(lists):
+                    if list_item[lst] == item[f]:
+                        prefetch(list_ep, (lst, entity[f]))
+                        prefetch(counts, (count_row[lst], entity[f]))
+            r = hit[h]
+            it = item[r]
+            e = entity[r]
+            for lst in range(lists):
+                if list_item[lst] != it or it < 0:
+                    continue
+                if enrolled_only[lst] and not enrolled[e]:
+                    continue
+                if list_ep[lst, e] != -1:
+                    continue
+                row = count_row[lst]
+                counts[row, e] += 1
+                if counts[row, e] >= list_count[lst]:
+                    counts[row, e] = 0
+                    list_ep[lst, e] = -2
+                    out_list[n_out] = lst
+                    out_entity[n_out] = e
+                    out_record[n_out] = r
+                    n_out += 1
     return n_out
 
 

@@ -118,6 +118,7 @@ class Simulation:
             cs.capacity if cs.capacity < 0 else max(1, round(cs.capacity * pop.n_persons / size))
         )
         self.appeals_due: dict[int, list[np.ndarray]] = defaultdict(list)
+        self._regrades = cs.regrades
         self.snap: list[tuple[np.ndarray, int, np.ndarray, np.ndarray]] = []
         """Score snapshots (entities, day, scores, grades), every 30 days. A run written to a
         folder empties each one (keeping its day) once it is written and, when the run
@@ -214,18 +215,18 @@ class Simulation:
         tm["observe"] += t_observe + (t1 - t0)
         accepted = self._review(day, new) if self.cs.review else new
         t2 = clock()
-        changed: list[np.ndarray] = []
+        changed: list[np.ndarray] = []  # the ids of the records that changed a score
         self._accept(accepted, day, changed)
         t3 = clock()
         self._appeals(day, accepted, changed)
         t4 = clock()
         self._recover(day, changed)
         t5 = clock()
-        ents = (
-            kernels.unique_ids(np.concatenate(changed), self._mark)
-            if changed
-            else np.zeros(0, np.intp)
-        )
+        ents = np.zeros(0, np.intp)  # their entities, when the scheme reads them (regrades)
+        if changed and self._regrades:
+            ents = kernels.unique_ids(
+                self.records.col("entity")[np.concatenate(changed)], self._mark
+            )
         old = self.grade[ents]  # indexing by an array copies
         self._grade(ents)
         self.lists.due(day, self.last_neg)
@@ -324,7 +325,7 @@ class Simulation:
         batch = ids
         while batch.shape[0]:
             self._apply(batch, day, True)
-            changed.append(rec.col("entity")[batch])
+            changed.append(batch)
             self.lists.by_items(batch, rec.raw("entity"), rec.raw("item"), self.enrolled, day, rng)
             self._associate(batch, day, changed)
             batch = self._escalate(batch, day)
@@ -451,7 +452,7 @@ class Simulation:
             won, rec.raw("entity"), rec.raw("applied"), self.score, self.scored, cs.lo, cs.hi
         )
         self.lists.overturned(won, rec.col("entity"), day)
-        changed.append(rec.col("entity")[won])
+        changed.append(won)
 
     def _recover(self, day: int, changed: list[np.ndarray]) -> None:
         """Points regained after each full period without a new negative record."""
@@ -480,7 +481,7 @@ class Simulation:
         and score them; they never start a clean period's clock again."""
         ids = self.records.append(day=day, status=ACCEPTED, **cols)  # type: ignore[arg-type]
         self._apply(ids, day, False)
-        changed.append(self.records.col("entity")[ids])
+        changed.append(ids)
 
     def _grade(self, ents: np.ndarray) -> None:
         if self.cs.grade_min.shape[0] == 0 or ents.shape[0] == 0:

@@ -110,6 +110,16 @@ class Compiled:
     fav_rate: float = 0.0
     fav_points: float = 0.0
 
+    @property
+    def regrades(self) -> bool:
+        """Whether a day's end reads the entities whose score changed that day: to grade
+        them, to check score or grade lists, or to take or lift measures on grades."""
+        return bool(
+            self.grade_min.shape[0]
+            or (self.inc_kind != INC_ITEM).any()
+            or (self.m_trigger == TRIG_GRADES).any()
+        )
+
 
 def _v(num: object, default: float = 0.0) -> float:
     return default if num is None else float(num.value)  # type: ignore[attr-defined]

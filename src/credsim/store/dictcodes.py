@@ -86,6 +86,17 @@ def _used_codes(ix, bits, offset, k):  # type: ignore[no-untyped-def]
     seen = np.zeros(k + 1, np.bool_)
     outside = False
     masked = bits.shape[0] > 0
+    if k <= 64 and not masked and ix.shape[0]:  # a bit a word in a register: no store a row
+        used, lo, hi = np.uint64(0), ix[0], ix[0]
+        for i in range(ix.shape[0]):
+            v = ix[i]
+            used |= np.uint64(1) << (np.uint64(v) & np.uint64(63))
+            lo = min(lo, v)
+            hi = max(hi, v)
+        for v in range(k):
+            seen[v] = (used >> np.uint64(v)) & np.uint64(1) != 0
+        seen[k] = lo < 0 or hi >= k
+        return seen
     for i in range(ix.shape[0]):
         if masked:
             j = offset + i

@@ -22,8 +22,15 @@ The formats are Apache Parquet's (``Encodings.md`` of parquet-format):
 
 from __future__ import annotations
 
+import sys
+from typing import Any
+
 import numba
 import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 BLOCK = 128
 MINI = 32
@@ -61,10 +68,12 @@ def _delta_into(values: np.ndarray, bits: int, out: np.ndarray) -> int:
     start = 1
     while start < n:
         m = min(BLOCK, n - start)
-        d = np.int64(values[start]) - np.int64(values[start - 1])
-        dmin, dmax = d, d
+        last = np.int64(values[start - 1])
+        dmin = dmax = np.int64(values[start]) - last
         for k in range(m):  # (no branch in the loop: min and max, checked after)
-            d = np.int64(values[start + k]) - np.int64(values[start + k - 1])
+            x = np.int64(values[start + k])
+            d = x - last
+            last = x
             deltas[k] = d
             dmin = min(dmin, d)
             dmax = max(dmax, d)
@@ -80,8 +89,7 @@ def _delta_into(values: np.ndarray, bits: int, out: np.ndarray) -> int:
                 top = np.uint64(0)
                 for k in range(q * MINI, (q + 1) * MINI):
                     top |= np.uint64(deltas[k] - dmin)
-                while w < 64 and (top >> np.uint64(w)) != np.uint64(0):
-                    w += 1
+                w = _bit_length(top)
                 if bits == 32 and w > 32:
                     return -1
             widths[q] = w
@@ -91,6 +99,17 @@ def _delta_into(values: np.ndarray, bits: int, out: np.ndarray) -> int:
             j = _pack(deltas, q * MINI, MINI, widths[q], dmin, out, j, scratch)
         start += m
     return j
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _bit_length(x: np.uint64) -> int:
+    """Bits ``x`` takes (0 for 0), in six steps."""
+    w = 0
+    for step in (32, 16, 8, 4, 2, 1):
+        if x >> np.uint64(step):
+            w += step
+            x >>= np.uint64(step)
+    return w + int(x)
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -202,11 +221,43 @@ def delta(values: np.ndarray, bits: int, scratch: Scratch) -> np.ndarray | None:
     return None if used < 0 else out[:used]
 
 
+_LITTLE = sys.byteorder == "little"
+
+
+@intrinsic
+def _store_u64(typingctx: Any, arr: Any, index: Any, value: Any) -> Any:  # pragma: no cover
+    """Store ``value`` as 8 little-endian bytes at ``arr[index]`` (a uint8 array), whatever
+    the address's alignment, with no bounds check: the caller leaves 8 bytes of room."""
+    if not (isinstance(arr, types.Array) and arr.dtype == types.uint8):
+        return None
+    sig = types.void(arr, index, value)
+
+    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+        aty, ity, vty = signature.args
+        ary = context.make_array(aty)(context, builder, args[0])
+        ix = context.cast(builder, args[1], ity, types.intp)
+        ptr = cgutils.get_item_pointer(context, builder, aty, ary, [ix], wraparound=False)
+        word = context.cast(builder, args[2], vty, types.uint64)
+        builder.store(word, builder.bitcast(ptr, ir.IntType(64).as_pointer()), align=1)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
 @numba.njit(cache=True, nogil=True)
 def _bitpack_into(codes: np.ndarray, w: int, out: np.ndarray, words: np.ndarray) -> int:
     n = codes.shape[0]
     full = n - n % 8
-    j = _pack(codes, 0, full, w, np.int64(0), out, 0, words)
+    if w <= 8 and _LITTLE:  # eight values are w bytes: built in a register, stored at once
+        mask = (np.uint64(1) << np.uint64(w)) - np.uint64(1)
+        for g in range(full // 8):
+            acc = np.uint64(0)
+            for k in range(8):
+                acc |= (np.uint64(codes[8 * g + k]) & mask) << np.uint64(k * w)
+            _store_u64(out, g * w, acc)  # type: ignore[call-arg]  # (past w bytes: zeros)
+        j = full // 8 * w
+    else:
+        j = _pack(codes, 0, full, w, np.int64(0), out, 0, words)
     if full < n:  # the last group, padded with zeros
         tail = np.zeros(8, np.int64)
         for k in range(full, n):
