@@ -179,8 +179,8 @@ def test_sealer_vocabularies_genesis_and_chain_by_hand() -> None:
         "columns": lg["columns"],
         "vocabularies": vocab,
     }
-    assert lg["encoding"] == "credsim-ledger-v5"  # v2's rows; 8 bytes of each digest stored
-    genesis = hashlib.sha256(b"credsim-ledger-v5\0" + _json(basis)).digest()
+    assert lg["encoding"] == "credsim-ledger-v6"  # v2's rows; 4 bytes of each digest stored
+    genesis = hashlib.sha256(b"credsim-ledger-v6\0" + _json(basis)).digest()
     assert lg["genesis"] == genesis.hex()
     first = records.slice(0, 1).to_pylist()[0]  # record 1: speeding, accepted, no error, ...
     row = struct.pack(
@@ -211,14 +211,14 @@ def test_sealer_vocabularies_genesis_and_chain_by_hand() -> None:
     assert first["error"] is None and len(row) == 81
     # v4: the row's first 64 bytes, the previous digest, the row's last 17 bytes
     digest = hashlib.sha256(row[:64] + genesis + row[64:]).digest()
-    assert sealed.column("digest")[0].as_py() == digest[:8]
+    assert sealed.column("digest")[0].as_py() == digest[:4]
     assert lg["records"] == records.num_rows
     second = records.slice(1, 1).to_pylist()[0]
     assert second["record_id"] == first["record_id"] + 1  # (its row differs from the first's)
     rows = ledger.PackedEncoder(sealer.layout).encode(records.slice(0, 2))
     assert rows[0].tobytes() == row
     link = hashlib.sha256(rows[1, :64].tobytes() + digest + rows[1, 64:].tobytes()).digest()
-    assert sealed.column("digest")[1].as_py() == link[:8]
+    assert sealed.column("digest")[1].as_py() == link[:4]
 
 
 def test_sealer_refuses_a_label_first_seen_after_the_vocabularies_were_fixed() -> None:
@@ -417,9 +417,10 @@ def test_the_encoder_chains_with_the_sha_extensions_as_openssl_does(
         got, head = np.empty((n, 32), np.uint8), np.empty(32, np.uint8)
         enc._rows_chain(vals, prev.copy(), got, head, link)
         assert np.array_equal(got, want) and np.array_equal(head, want[-1])
-        tags = np.empty((n, ledger.TAG_BYTES), np.uint8)  # what v3 and v4 records store
-        enc._rows_chain(vals, prev.copy(), tags, head, link)
-        assert np.array_equal(tags, want[:, :8]) and np.array_equal(head, want[-1])
+        for w in (ledger.TAG_BYTES, 8):  # what records store (since v6; in v3 to v5)
+            tags = np.empty((n, w), np.uint8)
+            enc._rows_chain(vals, prev.copy(), tags, head, link)
+            assert np.array_equal(tags, want[:, :w]) and np.array_equal(head, want[-1])
         prev = want[-1].copy()
 
 

@@ -4,9 +4,10 @@ One small real run (Nanjing, 2,000 persons, 60 days) is made once; each test tam
 own copy, as an outsider would: reading a Parquet file or the manifest, changing it, writing it
 back. The re-implementation tests at the end follow docs/integrity.md byte for byte, without
 using :mod:`credsim.store.ledger`, to keep the specification honest. New runs are sealed with
-``credsim-ledger-v5`` (each record stores an 8-byte tag of its digest; each link hashes the
+``credsim-ledger-v6`` (each record stores a 4-byte tag of its digest; each link hashes the
 previous digest after the row's first 64 bytes; the other tables' content digests BLAKE3); the
-same run sealed as runs were before it (``credsim-ledger-v4``, the tables' digests SHA-256;
+same run sealed as runs were before it (``credsim-ledger-v5``, 8-byte tags;
+``credsim-ledger-v4``, the tables' digests SHA-256;
 ``credsim-ledger-v3``, the previous digest before the row; ``credsim-ledger-v2``, whole
 digests, each link checked on its own; and ``credsim-ledger-v1``) must still verify, and its
 tampering still be caught and named.
@@ -56,8 +57,8 @@ def run(sealed: Path, tmp_path: Path) -> Path:
 @pytest.fixture(scope="module")
 def sealed_as(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
     """The same run sealed with an earlier encoding, as runs were before the next one (each
-    sealed once, when a test first asks for it): v4 (the other tables' and the files' digests
-    SHA-256), v3 (the previous digest before the row), v2 (whole digests), v1."""
+    sealed once, when a test first asks for it): v5 (8-byte tags), v4 (the other tables' and
+    the files' digests SHA-256), v3 (the previous digest before the row), v2 (whole digests), v1."""
     sealed: dict[str, Path] = {}
 
     def seal(encoding: str) -> Path:
@@ -75,6 +76,11 @@ def sealed_as(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]
 def _copy(seal: Callable[[str], Path], encoding: str, tmp_path: Path) -> Path:
     """A copy of the run sealed with ``encoding``, for a test to tamper with."""
     return Path(shutil.copytree(seal(encoding), tmp_path / f"run-{encoding[-2:]}"))
+
+
+@pytest.fixture
+def run_v5(sealed_as: Callable[[str], Path], tmp_path: Path) -> Path:
+    return _copy(sealed_as, ledger.ENCODING_V5, tmp_path)
 
 
 @pytest.fixture
@@ -137,7 +143,7 @@ def test_intact_run_verifies(run: Path, capsys: pytest.CaptureFixture[str]) -> N
 def test_sealed_manifest_and_records(run: Path) -> None:
     m = json.loads((run / "manifest.json").read_text())
     lg = m["ledger"]
-    assert lg["encoding"] == "credsim-ledger-v5" and lg["first_record_id"] == 0
+    assert lg["encoding"] == "credsim-ledger-v6" and lg["first_record_id"] == 0
     assert lg["contiguous_ids"] is True
     assert lg["columns"] == [
         f"{f.name}:string:u16" if f.type == pa.string() else f"{f.name}:{f.type}"
@@ -151,8 +157,8 @@ def test_sealed_manifest_and_records(run: Path) -> None:
     records = pq.read_table(run / "records.parquet")
     assert records.schema.equals(SCHEMAS["records"], check_metadata=False)
     assert records.schema.names[-1] == "digest"
-    assert records.schema.field("digest").type == pa.binary(8)  # the tags
-    assert records.column("digest")[-1].as_py().hex() == lg["head"][:16]
+    assert records.schema.field("digest").type == pa.binary(4)  # the tags
+    assert records.column("digest")[-1].as_py().hex() == lg["head"][:8]
 
 
 def test_fixture_run_with_ids_from_one_and_friendships(tmp_path: Path) -> None:
@@ -290,12 +296,16 @@ def test_swapped_records_with_ids_swapped_back(run: Path) -> None:
     assert any(p.startswith(f"record {K} (record_id {K}): digest mismatch") for p in found)
 
 
-@pytest.mark.parametrize(("which", "at"), [("v4", K), ("v4", -1), ("v3", K), ("v2", K)])
-def test_altered_stored_digest(run: Path, run_v3: Path, run_v2: Path, which: str, at: int) -> None:
-    """A stored digest (since v3: its tag) altered, its record intact, is named as such; with
-    tags also the last record's, which no record after it confirms (the ledger's head does;
-    v2 calls that one a content change)."""
-    run = {"v4": run, "v3": run_v3, "v2": run_v2}[which]
+@pytest.mark.parametrize(
+    ("which", "at"), [("v6", K), ("v6", -1), ("v5", K), ("v5", -1), ("v3", K), ("v2", K)]
+)
+def test_altered_stored_digest(
+    run: Path, run_v5: Path, run_v3: Path, run_v2: Path, which: str, at: int
+) -> None:
+    """A stored digest (since v3: its tag, 8 bytes to v5, 4 since) altered, its record intact,
+    is named as such; with tags also the last record's, which no record after it confirms (the
+    ledger's head does; v2 calls that one a content change)."""
+    run = {"v6": run, "v5": run_v5, "v3": run_v3, "v2": run_v2}[which]
     n = pq.read_metadata(run / "records.parquet").num_rows
     K = at % n
 
@@ -323,7 +333,7 @@ def test_tag_failure_at_a_batch_edge(
     monkeypatch.setattr(ledger, "BATCH_ROWS", batch)
 
     def change(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        rows[K][field] = bytes(8) if field == "digest" else rows[K][field] - 1
+        rows[K][field] = bytes(4) if field == "digest" else rows[K][field] - 1
         return rows
 
     rewrite(run / "records.parquet", change)
@@ -643,7 +653,7 @@ def test_unsealed_run(run: Path) -> None:
 
 
 def test_v4_run_still_verifies_with_sha256_digests(run: Path, run_v4: Path) -> None:
-    """v4 (the tables' content and files digested with SHA-256) and v5 (BLAKE3) hold the same
+    """v4 (the tables' content and files digested with SHA-256) and v6 (BLAKE3) hold the same
     records, chained alike (another genesis), and the same other tables."""
     m4 = json.loads((run_v4 / "manifest.json").read_text())
     m5 = json.loads((run / "manifest.json").read_text())
@@ -787,7 +797,7 @@ def test_hashlib_fallback_gives_the_same_result(run: Path, monkeypatch: pytest.M
     assert verify(run).ok
     m = json.loads((run / "manifest.json").read_text())
     resealed = ledger.Sealer(m).add("records", pq.read_table(run / "records.parquet"))
-    assert resealed.column("digest")[-1].as_py().hex() == m["ledger"]["head"][:16]
+    assert resealed.column("digest")[-1].as_py().hex() == m["ledger"]["head"][:8]
 
 
 def test_batches_do_not_change_digests(run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -814,15 +824,16 @@ def _canonical(value: Any) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-@pytest.mark.parametrize("which", ["v5", "v4", "v3", "v2"])
+@pytest.mark.parametrize("which", ["v6", "v5", "v4", "v3", "v2"])
 def test_record_digests_follow_the_documented_encoding(
-    run: Path, run_v4: Path, run_v3: Path, run_v2: Path, which: str
+    run: Path, run_v5: Path, run_v4: Path, run_v3: Path, run_v2: Path, which: str
 ) -> None:
-    """docs/integrity.md (credsim-ledger-v5, -v4, -v3 and -v2), re-implemented with struct
-    and hashlib only: the same rows; v5 and v4 hash each row's first 64 bytes, the previous
-    digest, the row's last 17 bytes, v3 and v2 the previous digest, then the row; v5 to v3
+    """docs/integrity.md (credsim-ledger-v6 to -v2), re-implemented with struct and hashlib
+    only: the same rows; v6 to v4 hash each row's first 64 bytes, the previous digest, the
+    row's last 17 bytes, v3 and v2 the previous digest, then the row; v6 stores each digest's
+    first 4 bytes, v5 to v3
     store each digest's first 8 bytes, v2 all 32."""
-    run = {"v5": run, "v4": run_v4, "v3": run_v3, "v2": run_v2}[which]
+    run = {"v6": run, "v5": run_v5, "v4": run_v4, "v3": run_v3, "v2": run_v2}[which]
     m = json.loads((run / "manifest.json").read_text())
     lg = m["ledger"]
     vocabularies = lg["vocabularies"]
@@ -853,11 +864,12 @@ def test_record_digests_follow_the_documented_encoding(
                 parts.append(_scalar(v, t))  # natural width
         row = struct.pack("<I", nulls) + b"".join(parts)
         assert len(row) == 81
-        if which in ("v5", "v4"):
+        if which in ("v6", "v5", "v4"):
             prev = hashlib.sha256(row[:64] + prev + row[64:]).digest()
         else:
             prev = hashlib.sha256(prev + row).digest()
-        assert prev[: 32 if which == "v2" else 8] == rec["digest"], rec["record_id"]
+        tag = {"v6": 4, "v2": 32}.get(which, 8)
+        assert prev[:tag] == rec["digest"], rec["record_id"]
     assert prev.hex() == lg["head"]
 
 
@@ -892,18 +904,18 @@ def test_v1_record_digests_follow_the_documented_encoding(run_v1: Path) -> None:
     assert prev.hex() == m["ledger"]["head"]
 
 
-@pytest.mark.parametrize("which", ["v5", "v4", "v3", "v2", "v1"])
+@pytest.mark.parametrize("which", ["v6", "v4", "v3", "v2", "v1"])
 def test_table_and_manifest_digests_follow_the_documented_encoding(
     run: Path, run_v4: Path, run_v3: Path, run_v2: Path, run_v1: Path, which: str
 ) -> None:
-    """docs/integrity.md: the tables' content digests credsim-table-v2 (ledger v5: BLAKE3,
+    """docs/integrity.md: the tables' content digests credsim-table-v2 (since ledger v5: BLAKE3,
     validity bits, 32-bit lengths) and -v1 (before: SHA-256, a validity byte a row, 64-bit
     lengths), re-implemented with struct, hashlib and blake3 only; the records' digest from
     the chain and the manifest digest as in every version."""
-    run = {"v5": run, "v4": run_v4, "v3": run_v3, "v2": run_v2, "v1": run_v1}[which]
+    run = {"v6": run, "v4": run_v4, "v3": run_v3, "v2": run_v2, "v1": run_v1}[which]
     m = json.loads((run / "manifest.json").read_text())
     sha = hashlib.sha256
-    v2 = which == "v5"
+    v2 = which == "v6"
     h_of = blake3.blake3 if v2 else sha
     tv = b"2" if v2 else b"1"
     columns = json.dumps(m["ledger"]["columns"], separators=(",", ":"))

@@ -5,12 +5,13 @@ A sealed run folder carries, besides the file SHA-256s the writer always recorde
 * a ``digest`` column in ``records.parquet``: ``digest_i = sha256(row_i[:64] || digest_{i-1} ||
   row_i[64:])``, where ``row_i`` is the record's canonical encoding and ``digest_{-1}`` is the
   *genesis*, derived from the scheme's sha256 and the seed (and since v2 from the row layout
-  and the vocabularies). New runs are sealed with ``credsim-ledger-v5`` (:class:`PackedLayout`:
+  and the vocabularies). New runs are sealed with ``credsim-ledger-v6`` (:class:`PackedLayout`:
   values packed in their natural widths, labels as codes in per-column vocabularies, 81 bytes
   for today's records schema, 2 SHA-256 blocks per record, the first of them the row's first
-  64 bytes alone; each record stores the first 8 bytes of its digest, its *tag*; the other
+  64 bytes alone; each record stores the first 4 bytes of its digest, its *tag*; the other
   tables' content digests ``credsim-table-v2``, BLAKE3); runs sealed with
-  ``credsim-ledger-v4`` (the same, the tables' digests ``credsim-table-v1``, SHA-256), ``-v3``
+  ``credsim-ledger-v5`` (the same, 8-byte tags), ``-v4`` (as v5, the tables' digests
+  ``credsim-table-v1``, SHA-256), ``-v3``
   (the same rows and tags, ``digest_i = sha256(digest_{i-1} || row_i)``), ``-v2`` (as v3,
   all 32 bytes stored) and ``-v1`` (:class:`RecordLayout`: 64-bit words, strings as 16 bytes
   of their sha256, 232 bytes, 5 blocks) are still verified;
@@ -59,6 +60,7 @@ from credsim.store.ledger_chain import (  # noqa: F401  (re-exported: the ledger
     ENCODING_V3,
     ENCODING_V4,
     ENCODING_V5,
+    ENCODING_V6,
     ENCODINGS,
     PACKED,
     TAG_BYTES,
@@ -188,11 +190,11 @@ class Sealer:
     each group while the next is chained). Tables other than the records may be added from
     another thread while the records are chained (each has its own hasher).
 
-    ``encoding``: :data:`ENCODING` (``credsim-ledger-v5``) unless told; ``credsim-ledger-v4``
+    ``encoding``: :data:`ENCODING` (``credsim-ledger-v6``) unless told; ``credsim-ledger-v5``
     to ``-v1`` seal as runs were sealed before it (to test that such runs stay verifiable).
-    :meth:`stored` gives what the records' ``digest`` column holds (since v3 each digest's
-    first 8 bytes; :attr:`digest_field` its field). Since v2 the row layout, the label
-    vocabularies and so the genesis are fixed by the first records chained (or by
+    :meth:`stored` gives what the records' ``digest`` column holds (since v6 each digest's
+    first 4 bytes, 8 in v3 to v5; :attr:`digest_field` its field). Since v2 the row layout,
+    the label vocabularies and so the genesis are fixed by the first records chained (or by
     :meth:`ledger` when there are none): each vocabulary is the manifest's ``labels`` for the
     column, then the values those records hold that the labels lack, sorted
     (:func:`~credsim.store.ledger_vocab.vocabularies`). Records chained later may hold no other

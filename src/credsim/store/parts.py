@@ -229,7 +229,7 @@ class TableFile:
     def __init__(self, name: str, path: Path, sealer: Sealer) -> None:
         self.name, self.path = name, path
         self.rows = 0
-        # the content digest and the file's digest of the run's encoding (ledger v5: BLAKE3)
+        # the content digest and the file's digest of the run's encoding (since ledger v5: BLAKE3)
         self._hasher = sealer.hasher(name)
         self._file = PartedFile(path, table_writer, digest=sealer.file_digest)
 

@@ -88,7 +88,7 @@ class RunStore:
 
     def verify(self) -> None:
         """Check every table file against the row count and digest in the manifest (BLAKE3
-        in runs sealed with ``credsim-ledger-v5``, SHA-256 before).
+        in runs sealed since ``credsim-ledger-v5``, SHA-256 before).
 
         Raises :class:`~credsim.errors.RunStoreError` listing each mismatch; cost is one read
         of every file, so this is an explicit step rather than part of opening.

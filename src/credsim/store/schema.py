@@ -62,11 +62,11 @@ RECORDS = pa.schema(
         _f("appealed", pa.bool_()),
         _f("import_row", pa.int32(), True),  # data row of an imported event (run --events)
         _f("excused", pa.bool_(), True),  # the behaviour had a legitimate excuse (context)
-        # Computed by the writer (credsim.store.ledger), never by the engine: the first 8 bytes
-        # (the tag) of the record's link in the hash chain (credsim-ledger-v5: sha256(the
-        # canonical row's first 64 bytes || previous digest || its rest)); all 32 in runs
-        # sealed before credsim-ledger-v3. Always the last column.
-        _f("digest", pa.binary(8)),
+        # Computed by the writer (credsim.store.ledger), never by the engine: the first 4 bytes
+        # (the tag) of the record's link in the hash chain (credsim-ledger-v6: sha256(the
+        # canonical row's first 64 bytes || previous digest || its rest)); 8 in runs sealed
+        # with credsim-ledger-v3 to -v5, all 32 before. Always the last column.
+        _f("digest", pa.binary(4)),
     ]
 )
 
