@@ -154,7 +154,7 @@ def test_packed_alias_entries_decide_as_the_probabilities(
 
 def _behaviour(scheme: str, n: int, block_size: int) -> Behaviour:
     cs, pop = _population(scheme, n)
-    traits = draw_traits(cs, pop, np.random.default_rng(1))
+    traits = draw_traits(cs, pop.n_persons, pop.n_orgs, np.random.default_rng(1))
     return Behaviour(cs, pop, traits, block_size)
 
 
@@ -580,7 +580,7 @@ def test_alias_tables_built_on_threads_are_the_same(
 
 def test_a_behaviour_set_up_on_threads_is_the_same() -> None:
     cs, pop = _population("suzhou", 3000)
-    traits = draw_traits(cs, pop, np.random.default_rng(1))
+    traits = draw_traits(cs, pop.n_persons, pop.n_orgs, np.random.default_rng(1))
     one = Behaviour(cs, pop, traits, 100)
     many = Behaviour(cs, pop, traits, 100, blocks=partition(pop, len(cs.groups), 100), threads=3)
     assert one.table.shape[0] >= 2  # several weightings: several rows of tables

@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 
 from credsim._manifest import build_manifest
 from credsim.engine import budget
+from credsim.engine.behave import draw_traits
 from credsim.engine.events import EventsFile, ImportedEvents, read_events_file, validate_events
 from credsim.engine.output import all_tables
 from credsim.engine.rng import Streams
@@ -27,6 +28,7 @@ from credsim.engine.shards import BACKENDS, Execution, make_runner
 from credsim.engine.simulation import Simulation
 from credsim.errors import CredsimError
 from credsim.population import generate_population
+from credsim.population.generate import organizations
 from credsim.schemes.compile import Compiled, compile_scheme
 from credsim.schemes.loader import LoadedScheme
 
@@ -126,8 +128,15 @@ def prepare(req: Request, *, fresh: bool = True) -> Prepared:
     s = req.loaded.scheme
     ex = req.execution
     threads = ex.n_workers() if ex.backend == "local" else 1  # (Ray's workers: not here)
-    # the identity codes on another thread while the simulation is set up (it reads none)
-    with ThreadPoolExecutor(1, thread_name_prefix="credsim-codes") as helper:
+    # on another thread: the propensities while the population is made (they depend on its
+    # numbers of persons and organisations only), then the identity codes while the
+    # simulation is set up (it reads none)
+    with ThreadPoolExecutor(1, thread_name_prefix="credsim-aside") as helper:
+        traits = None
+        if threads > 1:
+            orgs = organizations(s.population, req.n)
+            draws = Streams(req.seed).get("traits")
+            traits = helper.submit(draw_traits, req.cs, req.n, orgs, draws)
         pop = generate_population(
             s.population,
             req.n,
@@ -135,7 +144,7 @@ def prepare(req: Request, *, fresh: bool = True) -> Prepared:
             with_friends=req.cs.needs_friends,
             helper=helper if threads > 1 else None,
         )
-        sim = Simulation(req.cs, pop, req.seed, ex.block_size, threads=threads)
+        sim = Simulation(req.cs, pop, req.seed, ex.block_size, threads=threads, traits=traits)
         pop.complete()  # (should the simulation fail, leaving the block waits for the codes)
     # room for the records expected (and a margin), so that they are not copied as they grow
     sim.records.reserve(int(1.25 * budget.expected_records(req.cs, pop.n, req.days)) + 1024)

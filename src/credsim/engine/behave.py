@@ -26,7 +26,7 @@ from credsim.engine.shards import (
     partition,
     segment_alias,
 )
-from credsim.population.types import ORGANIZATION, Population
+from credsim.population.types import Population
 from credsim.schemes.compile import Compiled
 
 __all__ = ["Behaviour", "draw_traits", "group_with_orgs"]
@@ -168,14 +168,15 @@ class Behaviour:
         self.events += events
 
 
-def draw_traits(cs: Compiled, pop: Population, rng: np.random.Generator) -> np.ndarray:
-    """Individual propensities: float64[T, N], zero for entities a trait does not apply to."""
+def draw_traits(cs: Compiled, n_persons: int, n_orgs: int, rng: np.random.Generator) -> np.ndarray:
+    """Individual propensities: float64[T, N], zero for entities a trait does not apply to.
+    They depend on the numbers of persons and organisations only (persons come first,
+    :mod:`credsim.population.types`), so they can be drawn while the population is made."""
     s = cs.scheme
-    out = np.zeros((len(cs.traits), pop.n))
+    out = np.zeros((len(cs.traits), n_persons + n_orgs))
     for t, (_, p) in enumerate(s.propensities.items()):
-        kind = 0 if p.applies_to == "person" else ORGANIZATION
-        mask = pop.kind == kind
-        m = int(mask.sum())
+        mask = slice(0, n_persons) if p.applies_to == "person" else slice(n_persons, None)
+        m = n_persons if p.applies_to == "person" else n_orgs
         if p.distribution == "gamma":
             vals = rng.gamma(p.shape.value, p.scale.value, m)  # type: ignore[union-attr]
         elif p.distribution == "lognormal":

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 
@@ -64,9 +64,10 @@ class Simulation:
         block_size: int = BLOCK_SIZE,
         *,
         threads: int = 1,
+        traits: Future[np.ndarray] | None = None,
     ) -> None:
-        """``threads``: threads the set-up may use (the population's blocks are cut while the
-        propensities are drawn, and the alias tables built in parts): the same state."""
+        """``threads``: threads the set-up may use (the population's blocks cut while the
+        propensities are drawn, here or as ``traits``; alias tables built in parts)."""
         self.cs, self.pop = cs, pop
         self.streams = Streams(seed)
         self.timings: dict[str, float] = defaultdict(float)
@@ -75,35 +76,36 @@ class Simulation:
         self.item_assoc, self.item_recovery = self.n_items, self.n_items + 1
         self.item_favour = self.n_items + 2
         self.item_names = [*cs.items, "association-spillover", "score-recovery", "official-favour"]
-        # the blocks (sorting the population) on another thread while this one draws (an
-        # executor starts no thread before its first task)
+        # the blocks (sorting the population) on another thread while this one draws and sets
+        # up what needs no blocks (an executor starts no thread before its first task)
         with ThreadPoolExecutor(1, thread_name_prefix="credsim-setup") as helper:
             cut = helper.submit(partition, pop, len(cs.groups), block_size) if threads > 1 else None
-            traits = draw_traits(cs, pop, self.streams.get("traits"))
+            rng = self.streams.get("traits")
+            props = traits.result() if traits else draw_traits(cs, pop.n_persons, pop.n_orgs, rng)
+            self.enrolled = draw_enrolment(cs, pop, self.streams.get("enrolment"))
+            self.state = entity_state(self.enrolled, cs.has_score, cs.base)
+            """The entities' hot state (:data:`~credsim.engine.state.ENTITY_STATE`); its fields:"""
+            self.score, self.scored = self.state["score"], self.state["scored"]
+            self.last_rec, self.last_neg = self.state["last_rec"], self.state["last_neg"]
+            self.grade = np.full(n, -1, np.int16)
+            group = group_with_orgs(pop, len(cs.groups))
+            order, gstart = counting_order(group, len(cs.groups) + 1)
+            self.observer = Observer(cs, pop, group, order, gstart)
+            self.records = RecordBuffer(max(1024, n // 4))
+            self.records.kept = self.kept_columns
+            capped = np.nonzero(np.isfinite(cs.cap))[0]
+            self.cap_ix = np.full(self.n_items, -1, np.int32)
+            self.cap_ix[capped] = np.arange(capped.shape[0], dtype=np.int32)
+            self.cap_acc = np.zeros((capped.shape[0], n))
+            E = cs.esc_item.shape[0]
+            self.ring_off = np.concatenate(([0], np.cumsum(cs.esc_count.astype(np.int64) * n)))
+            self.ring = np.full(int(self.ring_off[-1]), -1, np.int64)
+            self.filled = np.zeros((E, n), np.int16)
+            self.pos = np.zeros((E, n), np.int16)
+            self.lists = ListBook(cs, n)
+            self.measures = MeasureBook(cs, pop)
             blocks = cut.result() if cut is not None else None
-        self.enrolled = draw_enrolment(cs, pop, self.streams.get("enrolment"))
-        self.state = entity_state(self.enrolled, cs.has_score, cs.base)
-        """The entities' hot state (:data:`~credsim.engine.state.ENTITY_STATE`); its fields:"""
-        self.score, self.scored = self.state["score"], self.state["scored"]
-        self.last_rec, self.last_neg = self.state["last_rec"], self.state["last_neg"]
-        self.grade = np.full(n, -1, np.int16)
-        self.behave = Behaviour(cs, pop, traits, block_size, blocks=blocks, threads=threads)
-        group = group_with_orgs(pop, len(cs.groups))
-        order, gstart = counting_order(group, len(cs.groups) + 1)
-        self.observer = Observer(cs, pop, group, order, gstart)
-        self.records = RecordBuffer(max(1024, n // 4))
-        self.records.kept = self.kept_columns
-        capped = np.nonzero(np.isfinite(cs.cap))[0]
-        self.cap_ix = np.full(self.n_items, -1, np.int32)
-        self.cap_ix[capped] = np.arange(capped.shape[0], dtype=np.int32)
-        self.cap_acc = np.zeros((capped.shape[0], n))
-        E = cs.esc_item.shape[0]
-        self.ring_off = np.concatenate(([0], np.cumsum(cs.esc_count.astype(np.int64) * n)))
-        self.ring = np.full(int(self.ring_off[-1]), -1, np.int64)
-        self.filled = np.zeros((E, n), np.int16)
-        self.pos = np.zeros((E, n), np.int16)
-        self.lists = ListBook(cs, n)
-        self.measures = MeasureBook(cs, pop)
+        self.behave = Behaviour(cs, pop, props, block_size, blocks=blocks, threads=threads)
         self.behave.multiplier = self.measures.multiplier
         self.horizon: int | None = None
         """The last day the run will step through; known, it lets the next day's behaviours

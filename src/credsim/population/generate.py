@@ -198,6 +198,15 @@ def _friends(
     return kernels.friend_csr(keys, n)
 
 
+def organizations(spec: PopulationSpec, n_persons: int) -> int:
+    """The number of organisations beside ``n_persons`` persons:
+    ``round(n_persons * organizations_per_1000 / 1000)``, at least one if the rate is
+    positive."""
+    rate = spec.organizations_per_1000.value
+    n_orgs = int(round(n_persons * rate / 1000))
+    return max(n_orgs, 1) if rate > 0 else 0
+
+
 def generate_population(
     spec: PopulationSpec,
     n_persons: int,
@@ -208,8 +217,8 @@ def generate_population(
 ) -> Population:
     """Generate ``n_persons`` persons and their organisations following ``spec``.
 
-    Organisations number ``round(n_persons * organizations_per_1000 / 1000)`` (at least one
-    if the rate is positive). See the module docstring for the modelling choices.
+    Organisations number :func:`organizations`. See the module docstring for the modelling
+    choices.
 
     ``helper``: an executor on which the identity codes (and the birth dates they move) are
     written while this thread makes the friendships and, once the population is returned, goes
@@ -238,9 +247,7 @@ def generate_population(
     hh_group = _draw(rng_hh, _shares([g.share.value for g in groups]), n_hh, scratch)
     hh_decile = np.asarray(rng_hh.integers(1, 11, size=n_hh), dtype=np.int8)
 
-    rate = spec.organizations_per_1000.value
-    n_orgs = int(round(n * rate / 1000))
-    n_orgs = max(n_orgs, 1) if rate > 0 else 0
+    n_orgs = organizations(spec, n)
 
     def column(dtype: type, org_value: int) -> tuple[np.ndarray, np.ndarray]:
         """An entity column and its persons' part (a view) to be filled in place."""
