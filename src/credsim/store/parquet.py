@@ -51,7 +51,9 @@ _SPREAD = frozenset({"score"})
 """Floating-point columns of many distinct values (the scores table's ``score``): stored
 ``BYTE_STREAM_SPLIT`` (each byte of the values in a stream of its own), which zstd compresses
 better and faster than the plain values (3M scores: 13 against 29 ns a value, 0.94 against 1.19
-bytes). The records' points, of few distinct values, compress as well plain."""
+bytes). The records' points, of few distinct values, compress as well plain. credsim's own
+writer stores such a column with a dictionary when its values are whole numbers close together
+(:mod:`credsim.store.pqwrite`), as a point scheme's scores are."""
 
 
 def parquet_options(schema: pa.Schema) -> dict[str, Any]:

@@ -344,3 +344,52 @@ def float_range(values):  # noqa: ANN001, ANN201
             hi = max(hi, v)
             k += 1
     return lo, hi, k
+
+
+DICTIONARY_SPAN = 1 << 16
+"""Whole numbers a float column's dictionary (:func:`whole_numbers`) may span at most."""
+
+
+@numba.njit(cache=True, nogil=True)
+def _whole_range(values):  # noqa: ANN001, ANN201
+    """(minimum, maximum, whether every value is a whole number: finite, neither NaN nor
+    -0.0, whose sign a dictionary of whole numbers would lose)."""
+    lo, hi = np.inf, -np.inf
+    whole = True
+    for i in range(values.shape[0]):
+        x = values[i]
+        lo = min(lo, x)
+        hi = max(hi, x)
+        whole &= (x == np.floor(x)) & ((x != 0.0) | ~np.signbit(x))
+    return lo, hi, whole and np.isfinite(lo) and np.isfinite(hi)
+
+
+@numba.njit(cache=True, nogil=True)
+def _whole_codes(values, lo, span, codes):  # noqa: ANN001, ANN201
+    """Each value's rank among the distinct ones (whole numbers from ``lo``, ``span`` of them
+    at most) into ``codes``; those distinct values, ascending."""
+    rank = np.zeros(span, np.int32)
+    for i in range(values.shape[0]):
+        rank[np.int64(values[i] - lo)] = 1
+    words = np.empty(span, np.float64)
+    k = 0
+    for j in range(span):
+        if rank[j]:
+            rank[j] = k
+            words[k] = lo + j
+            k += 1
+    for i in range(values.shape[0]):
+        codes[i] = rank[np.int64(values[i] - lo)]
+    return words[:k]
+
+
+def whole_numbers(values: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """A dictionary for float ``values`` (at least one, none null) that are all whole numbers
+    within :data:`DICTIONARY_SPAN` of each other (the scores of a point scheme): the distinct
+    values ascending and each value's index among them (int32); None otherwise."""
+    v = np.ascontiguousarray(values, np.float64)
+    lo, hi, whole = _whole_range(v)
+    if not whole or hi - lo >= DICTIONARY_SPAN:
+        return None
+    codes = np.empty(v.shape[0], np.int32)
+    return _whole_codes(v, lo, int(hi - lo) + 1, codes), codes

@@ -14,7 +14,11 @@ is written by Arrow (:data:`table_writer`).
 
 Layout: each ``write_table`` call writes its rows as row groups of at most ``row_group_size``
 rows; each column chunk is one data page (format v1: definition levels, then values; the whole
-page compressed), after its dictionary page for a label column. Row groups carry the same
+page compressed), after its dictionary page for a label column. A float column the options store
+``BYTE_STREAM_SPLIT`` whose values are whole numbers close together (the scores of a point
+scheme: :func:`credsim.store.pqencode.whole_numbers`) is stored with a dictionary of them
+instead, the values' indices bit-packed (182M scores of a 13M run: 4.4 against 10 ns a value,
+0.73 against 0.54 bytes); any other is stored as the options say. Row groups carry the same
 statistics as Arrow writes for the chosen columns (minimum, maximum, null count). The file is
 opened for appending (``O_APPEND``): a writer started on a file that already holds bytes (a
 checkpoint's next part, :class:`credsim.store.parts.PartedFile`) writes its own magic, pages
@@ -233,17 +237,28 @@ class Writer:
         chunk_start = self._pos
         dict_offset, used, stats = None, 0, None
         encodings = {_RLE}
-        if kind == "label":
-            names = arr.dictionary.to_pylist()
+        whole = None
+        if kind == "f64" and self._enc[i] == "BYTE_STREAM_SPLIT" and len(arr):
+            whole = enc.whole_numbers(arr.to_numpy(zero_copy_only=False))
+        if kind == "label" or whole is not None:
+            if whole is None:
+                names = arr.dictionary.to_pylist()
+                words: Any = enc.plain_strings(names)
+                count = len(names)
+                codes = arr.indices.to_numpy(zero_copy_only=False) if len(arr) else None
+            else:  # (a float column of whole numbers: a score; as if stored with a dictionary)
+                words, codes = whole
+                count = len(words)
             dict_offset = self._pos
-            used = self._page(_DICT_PAGE, i, [enc.plain_strings(names)], len(names), _PLAIN)
-            w = enc.width(len(names))
+            used = self._page(_DICT_PAGE, i, [words], count, _PLAIN)
+            w = enc.width(count)
             parts.append(bytes([w]))
-            if len(arr):
-                codes = arr.indices.to_numpy(zero_copy_only=False)
+            if codes is not None:
                 parts += enc.bitpacked_run(codes, w, self._scratch)
             encoding = _RLE_DICT
             encodings.add(_PLAIN)
+            if whole is not None and self._stats[i]:
+                stats = _minmax(whole[0]) + [(3, _I64, nulls)]
         elif kind == "bool":
             parts.append(_bits(arr))
             encoding = _PLAIN
