@@ -38,7 +38,7 @@ from credsim.store import (
     summarize,
     write_run,
 )
-from credsim.store.dictcodes import used_values
+from credsim.store.dictcodes import label_streams, used_values
 
 CODE_0 = "110101199003074578"
 CODE_1 = "11010119880512457X"
@@ -339,6 +339,29 @@ def test_used_values_are_the_valid_rows_dictionary_values(
     indices = pa.Array.from_buffers(index_type, 2, [valid, values], null_count=1)
     nulled = pa.DictionaryArray.from_arrays(indices, words)
     assert used_values(pa.chunked_array([nulled])) == ["black"]
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(st.text(max_size=30), min_size=1, max_size=6, unique=True),
+    st.lists(st.one_of(st.none(), st.integers(0, 5)), min_size=0, max_size=60),
+    st.integers(0, 9),
+)
+def test_label_streams_are_those_of_the_strings(
+    words: list[str], codes: list[int | None], start: int
+) -> None:
+    """The streams a table digest takes from a dictionary column (validity, byte lengths,
+    the present rows' UTF-8 bytes one after the other) are those of the strings it stands for,
+    whatever the words' lengths (empty, longer than 8 or 16 bytes, not ASCII), nulls and
+    offset."""
+    codes = [None if c is None else c % len(words) for c in codes]
+    column = pa.DictionaryArray.from_arrays(pa.array(codes, pa.int8()), pa.array(words))
+    column = column.slice(min(start, len(codes)))
+    strings = column.to_pylist()
+    valid, lengths, data = label_streams(column)
+    assert valid.tolist() == [int(v is not None) for v in strings]
+    assert lengths.tolist() == [len(v.encode()) if v is not None else 0 for v in strings]
+    assert data.tobytes() == b"".join(v.encode() for v in strings if v is not None)
 
 
 def test_used_values_refuses_an_index_outside_the_dictionary() -> None:

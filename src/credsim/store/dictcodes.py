@@ -16,6 +16,7 @@ import numpy as np
 import pyarrow as pa
 
 from credsim.errors import RunStoreError
+from credsim.store.pqencode import _store_u64
 
 _NO_BITS = np.zeros(0, np.uint8)
 
@@ -71,10 +72,16 @@ def label_streams(chunk: pa.DictionaryArray) -> tuple[np.ndarray, np.ndarray, np
     total = _label_lengths(ix, bits, ind.offset, w_off, valid, lengths)
     if total < 0:
         raise _outside(len(words))
-    out = np.empty(total, np.uint8)
-    if total:
-        _label_bytes(ix, valid, w_off, w_data, out)
-    return valid, lengths, out
+    if not total:
+        return valid, lengths, np.empty(0, np.uint8)
+    k = len(words)
+    size = int((w_off[1 : k + 1] - w_off[:k]).max()) if k else 0
+    padded = np.zeros((k, -(-size // 8) * 8), np.uint8)  # each word, zeros after it
+    for j in range(k):
+        padded[j, : w_off[j + 1] - w_off[j]] = w_data[w_off[j] : w_off[j + 1]]
+    out = np.empty(total + padded.shape[1], np.uint8)  # (room for a whole padded word)
+    _label_bytes(ix, valid, w_off, padded.view(np.uint64), out)
+    return valid, lengths, out[:total]
 
 
 @numba.njit(cache=True, nogil=True)
@@ -136,13 +143,15 @@ def _label_lengths(ix, bits, offset, w_off, valid, lengths):  # type: ignore[no-
 
 
 @numba.njit(cache=True, nogil=True)
-def _label_bytes(ix, valid, w_off, w_data, out):  # type: ignore[no-untyped-def]
-    """The valid rows' strings, one after the other."""
+def _label_bytes(ix, valid, w_off, padded, out):  # type: ignore[no-untyped-def]
+    """The valid rows' strings, one after the other: each word stored whole, 8 bytes at a
+    time from ``padded`` (the words, zeros after each, in 64-bit words), the next row's
+    written over the zeros (``out``: room for a whole padded word past the end)."""
     at = 0
+    wide = padded.shape[1]
     for i in range(ix.shape[0]):
         if valid[i]:
-            a = w_off[ix[i]]
-            m = w_off[ix[i] + 1] - a
-            for q in range(m):
-                out[at + q] = w_data[a + q]
-            at += m
+            c = ix[i]
+            for q in range(wide):
+                _store_u64(out, at + 8 * q, padded[c, q])
+            at += w_off[c + 1] - w_off[c]
