@@ -33,6 +33,7 @@ import numpy as np
 from numba.core.compiler_lock import global_compiler_lock
 
 from credsim._libc import not_inherited
+from credsim.engine import arena
 from credsim.engine.shards import LocalRunner, Runner
 
 T = TypeVar("T")
@@ -310,6 +311,7 @@ class AheadProcess(Generic[T]):
     # -- the child ---------------------------------------------------------------------------
     def _serve(self, conn: Connection) -> None:  # pragma: no cover - runs in the child
         ring = _RINGS[self._key]
+        origin = np.frombuffer(ring, np.uint8).ctypes.data  # (the ring's address)
         while True:
             try:
                 msg = conn.recv_bytes()
@@ -319,9 +321,12 @@ class AheadProcess(Generic[T]):
                 return
             (day,) = _DAY.unpack(msg)
             try:
-                result = self.compute(day)
                 base = (day % self.slots) * self.slot_bytes
-                laid = _Layout(ring, self._key, base, base + self.slot_bytes)
+                # the day's record columns taken from its slot: handed over where they are
+                with arena.using(ring, base, base + self.slot_bytes) as room:
+                    result = self.compute(day)
+                laid = _Layout(ring, self._key, room.top, base + self.slot_bytes)
+                laid.placed = (origin, base, room.top)
                 skeleton = laid.put(result)
                 answer = ("ok", day, skeleton if laid.fits else result)
                 data = pickle.dumps(answer, pickle.HIGHEST_PROTOCOL)
@@ -354,13 +359,20 @@ class _Layout:  # pragma: no cover - runs in the child
     """Copies the arrays of a result into a slot of the ring (each 64-byte aligned) and gives
     the result with :class:`_InRing` in their place (``key``: the ring's in :data:`_RINGS`);
     :attr:`fits` false when the slot is too small (the result then goes whole through the
-    pipe)."""
+    pipe). An array already in the slot (:attr:`placed`: the ring's address and the bytes of
+    the slot its arena handed out, :mod:`credsim.engine.arena`) stays where it is."""
 
     def __init__(self, ring: mmap.mmap, key: int, at: int, end: int) -> None:
-        self.ring, self.key, self.at, self.end, self.fits = ring, key, at, end, True
+        self.ring, self.key, self.end, self.fits = ring, key, end, True
+        self.at = -(-at // 64) * 64
+        self.placed = (0, 0, 0)
 
     def put(self, obj: object) -> object:
         if isinstance(obj, np.ndarray) and self.fits:
+            origin, lo, hi = self.placed
+            where = obj.__array_interface__["data"][0] - origin
+            if obj.flags.c_contiguous and lo <= where and where + obj.nbytes <= hi:
+                return _InRing(self.key, where, obj.dtype.str, obj.shape)
             arr = np.ascontiguousarray(obj)
             if self.at + arr.nbytes > self.end:
                 self.fits = False

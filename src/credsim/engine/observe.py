@@ -14,6 +14,7 @@ from collections import defaultdict
 import numpy as np
 from numba import njit
 
+from credsim.engine import arena
 from credsim.engine.records import (
     B_BEHAVIOUR,
     B_FALSE_REPORT,
@@ -369,7 +370,7 @@ class Observer:
     def _write(self, day: int, delay: int, jobs: list[tuple]) -> Batch | None:
         """Write the records of one delay's channels (in channel order) into one batch."""
         bound = sum(j[1] for j in jobs)
-        cols = [np.empty(bound, QUEUED[k][0]) for k in COLS]
+        cols = [arena.empty(bound, QUEUED[k][0]) for k in COLS]  # (in place to be handed over)
         o = 0
         none_d = np.zeros(0)
         for c, _, a, b, *rest in jobs:
