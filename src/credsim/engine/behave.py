@@ -158,8 +158,11 @@ class Behaviour:
         self.add(self.tally(kind), blocked)
 
     def tally(self, kind: np.ndarray) -> np.ndarray:
-        """Occurrences per behaviour of a day's behaviours (as drawn by :meth:`draw`)."""
-        return np.bincount(kind, minlength=self.lam.shape[0])
+        """Occurrences per behaviour of a day's behaviours (as drawn by :meth:`draw`: in
+        behaviour order, so each behaviour's are a run found by binary search; counting them
+        one by one took 0.6 s of a 13M run's year)."""
+        K = self.lam.shape[0]
+        return np.diff(np.searchsorted(kind, np.arange(K + 1, dtype=kind.dtype)))
 
     def add(self, events: np.ndarray, blocked: np.ndarray | None) -> None:
         """Add a day's occurrences per behaviour (:meth:`tally`) and attempts blocked."""
