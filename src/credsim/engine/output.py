@@ -35,6 +35,13 @@ def _nullable(arr: np.ndarray, null: int = -1, type_: pa.DataType | None = None)
     return pa.Array.from_buffers(own, arr.shape[0], [valid, pa.py_buffer(arr)], null_count=k)
 
 
+def _flags(arr: np.ndarray) -> pa.Array:
+    """Booleans as an Arrow array, their bits packed by numpy (Arrow's conversion took a
+    nanosecond a value: 0.2 s for a 13M run's 220M records)."""
+    bits = np.packbits(np.ascontiguousarray(arr, np.bool_), bitorder="little")
+    return pa.Array.from_buffers(pa.bool_(), arr.shape[0], [None, pa.py_buffer(bits)])
+
+
 def _labels(codes: np.ndarray, names: list[str], null: int = -1) -> pa.Array:
     """Strings from small integer codes, null where ``code == null`` (the small tables' labels,
     whose names may repeat: a measure's kind, a list's rule). A ``take`` from the names. Codes
@@ -91,7 +98,7 @@ def population_table(sim: Simulation, *, stored: bool = False) -> pa.Table:
             "income_decile": pa.array(pop.income_decile.astype(np.int8), mask=org),
             "household_id": _nullable(pop.household.astype(np.int32)),
             "employer_id": _nullable(pop.employer.astype(np.int32)),
-            "enrolled": pa.array(sim.enrolled),
+            "enrolled": _flags(sim.enrolled),
         }
     )
 
@@ -149,7 +156,7 @@ def records_arrow(
     def flags(name: str) -> pa.Array:
         v = cols[name]
         if v is not None:
-            return pa.array(v)
+            return _flags(v)
         return pa.Array.from_buffers(pa.bool_(), n, [None, zero()])  # all false, no copy
 
     label_names = record_labels(names)
@@ -188,7 +195,7 @@ def records_arrow(
             "points": pa.array(c("points")),
             "applied": pa.array(c("applied")),
             "status": s["status"],
-            "truthful": pa.array(c("truthful")),
+            "truthful": _flags(c("truthful")),
             "basis": s["basis"],
             "error": s["error"],
             "cause_record": nullable("cause", pa.int64()),
