@@ -69,6 +69,7 @@ def test_width() -> None:
 
 
 _KINDS = ("i32", "i64", "f64", "bool", "flba", "label8", "label16", "label32")
+_KINDS += ("i8", "i16", "date", "str")
 _INDEX = {"label8": pa.int8(), "label16": pa.int16(), "label32": pa.int32()}
 
 
@@ -107,6 +108,28 @@ def _tables(draw: st.DrawFn) -> tuple[pa.Table, dict[str, object]]:
             arr = pa.array(vals.astype(np.int32 if bits == 32 else np.int64), mask=mask)
             if draw(st.booleans()):
                 options["column_encoding"][name] = "DELTA_BINARY_PACKED"  # type: ignore[index]
+        elif kind in ("i8", "i16", "date"):  # (a dictionary when asked for and they span little)
+            bits = {"i8": 8, "i16": 16, "date": 32}[kind]
+            lo, hi = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+            if kind == "date":  # (days Python's dates hold: years 1 to 9999)
+                lo, hi = -719_162, 2_932_896
+            wide = draw(st.sampled_from([5, 300, enc.DICTIONARY_SPAN, hi]))
+            ints = st.integers(max(lo, -wide), min(hi, wide))
+            vals = np.array(draw(st.lists(ints, min_size=n, max_size=n)), np.int64)
+            t = {"i8": pa.int8(), "i16": pa.int16(), "date": pa.int32()}[kind]
+            arr = pa.array(vals, t, mask=mask)
+            if kind == "date":
+                arr = arr.cast(pa.date32())
+            how = draw(st.sampled_from(["dictionary", "delta", "plain"]))
+            if how == "dictionary":
+                options["use_dictionary"].append(name)  # type: ignore[union-attr]
+            elif how == "delta":
+                options["column_encoding"][name] = "DELTA_BINARY_PACKED"  # type: ignore[index]
+        elif kind == "str":
+            text = st.text(max_size=20) | st.sampled_from(["", "320505199001011234"])
+            gone = mask if mask is not None else np.zeros(n, bool)
+            words = draw(st.lists(text, min_size=n, max_size=n))
+            arr = pa.array([None if gone[i] else words[i] for i in range(n)], pa.string())
         elif kind == "f64":
             floats = st.floats(allow_nan=True, allow_infinity=True) | st.sampled_from([0.0, -0.0])
             if draw(st.booleans()):  # whole numbers (scores): a dictionary when they span little
@@ -139,7 +162,7 @@ def _tables(draw: st.DrawFn) -> tuple[pa.Table, dict[str, object]]:
             options["use_dictionary"].append(name)  # type: ignore[union-attr]
         if draw(st.booleans()):
             options["compression"][name] = "zstd"  # type: ignore[index]
-        if kind in ("i32", "i64", "f64") and draw(st.booleans()):
+        if kind in ("i32", "i64", "f64", "i8", "i16", "date") and draw(st.booleans()):
             options["write_statistics"].append(name)  # type: ignore[union-attr]
         cols[name] = arr
         fields.append(pa.field(name, arr.type, nullable or arr.null_count > 0))
@@ -271,7 +294,7 @@ def test_appending_writes_the_files_offsets(tmp_path: Path) -> None:
 
 
 def test_the_opener_leaves_other_types_to_arrow(tmp_path: Path) -> None:
-    plain = pa.schema([pa.field("s", pa.string())])
+    plain = pa.schema([pa.field("s", pa.list_(pa.string()))])
     assert not supported(plain)
     w = table_writer(tmp_path / "s.parquet", plain)
     assert w is not None and not isinstance(w, Writer)
@@ -281,5 +304,14 @@ def test_the_opener_leaves_other_types_to_arrow(tmp_path: Path) -> None:
     w = table_writer(tmp_path / "l.parquet", labels)
     assert isinstance(w, Writer)
     w.close()
+    # strings given as strings: a label (stored with a dictionary) left to Arrow, an
+    # identity code (no dictionary: distinct values) written here, PLAIN
+    for name, ours in (("rule", False), ("code", True)):
+        strings = pa.schema([pa.field(name, pa.string())])
+        w = table_writer(tmp_path / f"{name}.parquet", strings)
+        assert isinstance(w, Writer) is ours, name
+        w.write_table(pa.table({name: ["320505199001011234", "é"]}), 10)
+        w.close()
+        assert pq.read_table(tmp_path / f"{name}.parquet")[name].to_pylist()[1] == "é"
     with pytest.raises(TypeError):
         Writer(tmp_path / "x.parquet", plain, {})

@@ -393,3 +393,68 @@ def whole_numbers(values: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         return None
     codes = np.empty(v.shape[0], np.int32)
     return _whole_codes(v, lo, int(hi - lo) + 1, codes), codes
+
+
+@numba.njit(cache=True, nogil=True)
+def _small_codes(values, lo, span, codes):  # noqa: ANN001, ANN201
+    """As :func:`_whole_codes`, for integers: the distinct values as int32."""
+    rank = np.zeros(span, np.int32)
+    for i in range(values.shape[0]):
+        rank[np.int64(values[i]) - lo] = 1
+    words = np.empty(span, np.int32)
+    k = 0
+    for j in range(span):
+        if rank[j]:
+            rank[j] = k
+            words[k] = lo + j
+            k += 1
+    for i in range(values.shape[0]):
+        codes[i] = rank[np.int64(values[i]) - lo]
+    return words[:k]
+
+
+def small_integers(values: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """A dictionary for integer ``values`` (at least one, none null) within
+    :data:`DICTIONARY_SPAN` of each other (ages, dates, deciles): the distinct values ascending
+    (int32, as an INT32 column stores them) and each value's index among them; None
+    otherwise."""
+    v = np.ascontiguousarray(values)
+    lo, hi = int_range(v)
+    if int(hi) - int(lo) >= DICTIONARY_SPAN:
+        return None
+    codes = np.empty(v.shape[0], np.int32)
+    return _small_codes(v, int(lo), int(hi) - int(lo) + 1, codes), codes
+
+
+@numba.njit(cache=True, nogil=True)
+def _byte_arrays(offsets, data, out):  # noqa: ANN001, ANN201
+    """Each string of ``offsets`` into ``data`` as its 4-byte length, then its bytes."""
+    at = 0
+    for i in range(offsets.shape[0] - 1):
+        a, m = offsets[i], offsets[i + 1] - offsets[i]
+        out[at] = m & 0xFF
+        out[at + 1] = (m >> 8) & 0xFF
+        out[at + 2] = (m >> 16) & 0xFF
+        out[at + 3] = (m >> 24) & 0xFF
+        for q in range(m):
+            out[at + 4 + q] = data[a + q]
+        at += 4 + m
+
+
+def plain_byte_arrays(arr: Any) -> np.ndarray:
+    """PLAIN BYTE_ARRAY values of a string array without nulls (Arrow's ``string``): each a
+    4-byte length and its UTF-8 bytes."""
+    n = len(arr)
+    offsets = np.frombuffer(arr.buffers()[1], np.int32)[arr.offset : arr.offset + n + 1]
+    data = arr.buffers()[2]
+    body = np.frombuffer(data, np.uint8) if data is not None else np.zeros(0, np.uint8)
+    out = np.empty(4 * n + int(offsets[-1] - offsets[0]), np.uint8)
+    size = np.diff(offsets)
+    if n and (size == size[0]).all():  # all of one length (identity codes): two strided copies
+        m = int(size[0])
+        rows = out.reshape(n, 4 + m)
+        rows[:, :4] = np.frombuffer(m.to_bytes(4, "little"), np.uint8)
+        rows[:, 4:] = body[offsets[0] : offsets[-1]].reshape(n, m)
+        return out
+    _byte_arrays(offsets, body, out)
+    return out

@@ -42,7 +42,7 @@ from credsim.store import pqencode as enc
 from credsim.store.parquet import as_strings, label_writer
 
 # Thrift compact protocol types
-_BOOL, _I16, _I32, _I64, _BIN, _LIST, _STRUCT = 1, 4, 5, 6, 8, 9, 12
+_BOOL, _BYTE, _I16, _I32, _I64, _BIN, _LIST, _STRUCT = 1, 3, 4, 5, 6, 8, 9, 12
 # Parquet enums (parquet.thrift)
 _BOOLEAN, _INT32, _INT64, _DOUBLE, _FLBA, _BYTE_ARRAY = 0, 1, 2, 5, 7, 6
 _PLAIN, _RLE, _DELTA, _RLE_DICT, _SPLIT = 0, 3, 5, 8, 9
@@ -86,6 +86,8 @@ def _value(t: int, v: Any, out: bytearray) -> None:
     """A value of Thrift type ``t`` (a field's or a list element's) in the compact protocol."""
     if t in (_I16, _I32, _I64):
         _uleb((v << 1) ^ (v >> 63), out)
+    elif t == _BYTE:
+        out.append(v & 0xFF)
     elif t == _BIN:
         b = v.encode() if isinstance(v, str) else bytes(v)
         _uleb(len(b), out)
@@ -101,9 +103,15 @@ def _value(t: int, v: Any, out: bytearray) -> None:
             _value(et, x, out)
 
 
-def supported(schema: pa.Schema) -> bool:
-    """Whether every column of ``schema`` is of a type this writer handles."""
-    return all(_kind(f.type) is not None for f in schema)
+def supported(schema: pa.Schema, options: dict[str, Any] | None = None) -> bool:
+    """Whether every column of ``schema`` is of a type this writer handles, as ``options``
+    would have it stored: a string column (other than a dictionary array) only without a
+    dictionary (the population's identity codes; it stores strings PLAIN)."""
+    use = (options or {}).get("use_dictionary", False)
+    kinds = [_kind(f.type) for f in schema]
+    plain = [f.name for f, k in zip(schema, kinds, strict=True) if k == "str"]
+    wanted = use is True or (not isinstance(use, bool) and any(c in use for c in plain))
+    return None not in kinds and not (plain and wanted)
 
 
 def _kind(t: pa.DataType) -> str | None:
@@ -112,6 +120,10 @@ def _kind(t: pa.DataType) -> str | None:
         return "label" if pa.types.is_string(t.value_type) and narrow else None
     for name, test in (
         ("bool", pa.types.is_boolean),
+        ("i8", lambda x: x == pa.int8()),
+        ("i16", lambda x: x == pa.int16()),
+        ("date", lambda x: x == pa.date32()),
+        ("str", lambda x: x == pa.string()),
         ("i32", lambda x: x == pa.int32()),
         ("i64", lambda x: x == pa.int64()),
         ("f64", lambda x: x == pa.float64()),
@@ -129,15 +141,15 @@ class Opener:
     (:func:`credsim.store.parquet.label_writer`)."""
 
     def __call__(self, where: Path | pa.NativeFile, schema: pa.Schema) -> Any:
-        if isinstance(where, Path) and supported(schema):
-            return Writer(where, schema, as_strings(schema)[1])
+        options = as_strings(schema)[1]
+        if isinstance(where, Path) and supported(schema, options):
+            return Writer(where, schema, options)
         return label_writer(where, schema)
 
     def append(self, path: Path, schema: pa.Schema) -> Writer | None:
         """A writer appending to ``path``, or None (a schema left to Arrow, which cannot)."""
-        return (
-            Writer(path, schema, as_strings(schema)[1], append=True) if supported(schema) else None
-        )
+        options = as_strings(schema)[1]
+        return Writer(path, schema, options, append=True) if supported(schema, options) else None
 
 
 table_writer = Opener()
@@ -145,13 +157,29 @@ table_writer = Opener()
 
 _PHYSICAL = {
     "bool": _BOOLEAN,
+    "i8": _INT32,
+    "i16": _INT32,
+    "date": _INT32,
+    "str": _BYTE_ARRAY,
     "i32": _INT32,
     "i64": _INT64,
     "f64": _DOUBLE,
     "flba": _FLBA,
     "label": _BYTE_ARRAY,
 }
-_NUMPY = {"i32": np.int32, "i64": np.int64, "f64": np.float64}
+_NUMPY: dict[str, type] = {"i8": np.int32, "i16": np.int32, "date": np.int32, "i32": np.int32}
+_NUMPY |= {"i64": np.int64, "f64": np.float64}
+_SMALL = ("i8", "i16", "date")
+"""Kinds stored with a dictionary when the options give them one (as Arrow's writer does
+with narrow integers and dates) and their values span at most DICTIONARY_SPAN."""
+_LOGICAL: dict[str, list[Field]] = {
+    "label": [(6, _I32, 0), (10, _STRUCT, [(1, _STRUCT, [])])],  # UTF8; STRING
+    "str": [(6, _I32, 0), (10, _STRUCT, [(1, _STRUCT, [])])],
+    "i8": [(6, _I32, 15), (10, _STRUCT, [(10, _STRUCT, [(1, _BYTE, 8), (2, _BOOL, True)])])],
+    "i16": [(6, _I32, 16), (10, _STRUCT, [(10, _STRUCT, [(1, _BYTE, 16), (2, _BOOL, True)])])],
+    "date": [(6, _I32, 6), (10, _STRUCT, [(6, _STRUCT, [])])],  # DATE; DATE
+}
+"""Each kind's converted type and logical type (parquet.thrift's SchemaElement 6 and 10)."""
 
 
 class Writer:
@@ -173,6 +201,8 @@ class Writer:
         self._codec = [comp.get(c, "none") if isinstance(comp, dict) else comp for c in names]
         enc_of = options.get("column_encoding") or {}
         self._enc = [enc_of.get(c, "PLAIN") for c in names]
+        use = options.get("use_dictionary", True)
+        self._dict = [use is True or (not isinstance(use, bool) and c in use) for c in names]
         st = options.get("write_statistics", True)
         self._stats = [
             k in _NUMPY and (st is True or c in st) for k, c in zip(self._kinds, names, strict=True)
@@ -238,15 +268,19 @@ class Writer:
         dict_offset, used, stats = None, 0, None
         encodings = {_RLE}
         whole = None
+        if kind == "date":
+            arr = arr.cast(pa.int32())
         if kind == "f64" and self._enc[i] == "BYTE_STREAM_SPLIT" and len(arr):
             whole = enc.whole_numbers(arr.to_numpy(zero_copy_only=False))
+        elif kind in _SMALL and self._dict[i] and len(arr):
+            whole = enc.small_integers(arr.to_numpy(zero_copy_only=False))
         if kind == "label" or whole is not None:
             if whole is None:
                 names = arr.dictionary.to_pylist()
                 words: Any = enc.plain_strings(names)
                 count = len(names)
                 codes = arr.indices.to_numpy(zero_copy_only=False) if len(arr) else None
-            else:  # (a float column of whole numbers: a score; as if stored with a dictionary)
+            else:  # whole numbers: a score, an age, a date (a float column's as if it had one)
                 words, codes = whole
                 count = len(words)
             dict_offset = self._pos
@@ -261,6 +295,9 @@ class Writer:
                 stats = _minmax(whole[0]) + [(3, _I64, nulls)]
         elif kind == "bool":
             parts.append(_bits(arr))
+            encoding = _PLAIN
+        elif kind == "str":
+            parts.append(enc.plain_byte_arrays(arr))
             encoding = _PLAIN
         elif kind == "flba":
             size = arr.type.byte_width
@@ -294,7 +331,7 @@ class Writer:
         """Column ``i``'s non-null numbers encoded as its options say: (bytes, encoding).
         An INT32 column whose deltas overflow 32 bits is stored PLAIN."""
         if self._enc[i] == "DELTA_BINARY_PACKED":
-            packed = enc.delta(values, 32 if kind == "i32" else 64, self._scratch)
+            packed = enc.delta(values, 64 if kind == "i64" else 32, self._scratch)
             if packed is not None:
                 return packed, _DELTA
         elif self._enc[i] == "BYTE_STREAM_SPLIT":
@@ -375,8 +412,7 @@ def _schema(schema: pa.Schema) -> list[list[Field]]:
             (3, _I32, 1 if f.nullable else 0),
             (4, _BIN, f.name),
         ]
-        if kind == "label":
-            el += [(6, _I32, 0), (10, _STRUCT, [(1, _STRUCT, [])])]  # UTF8; STRING
+        el += _LOGICAL.get(str(kind), [])
         out.append(el)
     return out
 
