@@ -365,22 +365,28 @@ def _whole_range(values):  # noqa: ANN001, ANN201
 
 
 @numba.njit(cache=True, nogil=True)
-def _whole_codes(values, lo, span, codes):  # noqa: ANN001, ANN201
-    """Each value's rank among the distinct ones (whole numbers from ``lo``, ``span`` of them
-    at most) into ``codes``; those distinct values, ascending."""
-    rank = np.zeros(span, np.int32)
+def _codes(values, lo, words, codes):  # noqa: ANN001, ANN201
+    """Each value's rank among the distinct ones (whole numbers from ``lo``, at most as many
+    as ``words`` holds) into ``codes``, and those distinct values, ascending, into ``words``:
+    how many."""
+    rank = np.zeros(words.shape[0], np.int32)
     for i in range(values.shape[0]):
         rank[np.int64(values[i] - lo)] = 1
-    words = np.empty(span, np.float64)
     k = 0
-    for j in range(span):
+    for j in range(words.shape[0]):
         if rank[j]:
             rank[j] = k
             words[k] = lo + j
             k += 1
     for i in range(values.shape[0]):
         codes[i] = rank[np.int64(values[i] - lo)]
-    return words[:k]
+    return k
+
+
+def _dictionary(v: np.ndarray, lo: Any, hi: Any, dtype: Any) -> tuple[np.ndarray, np.ndarray]:
+    words = np.empty(int(hi - lo) + 1, dtype)
+    codes = np.empty(v.shape[0], np.int32)
+    return words[: _codes(v, lo, words, codes)], codes
 
 
 def whole_numbers(values: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
@@ -391,26 +397,7 @@ def whole_numbers(values: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     lo, hi, whole = _whole_range(v)
     if not whole or hi - lo >= DICTIONARY_SPAN:
         return None
-    codes = np.empty(v.shape[0], np.int32)
-    return _whole_codes(v, lo, int(hi - lo) + 1, codes), codes
-
-
-@numba.njit(cache=True, nogil=True)
-def _small_codes(values, lo, span, codes):  # noqa: ANN001, ANN201
-    """As :func:`_whole_codes`, for integers: the distinct values as int32."""
-    rank = np.zeros(span, np.int32)
-    for i in range(values.shape[0]):
-        rank[np.int64(values[i]) - lo] = 1
-    words = np.empty(span, np.int32)
-    k = 0
-    for j in range(span):
-        if rank[j]:
-            rank[j] = k
-            words[k] = lo + j
-            k += 1
-    for i in range(values.shape[0]):
-        codes[i] = rank[np.int64(values[i]) - lo]
-    return words[:k]
+    return _dictionary(v, lo, hi, np.float64)
 
 
 def small_integers(values: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
@@ -422,8 +409,7 @@ def small_integers(values: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     lo, hi = int_range(v)
     if int(hi) - int(lo) >= DICTIONARY_SPAN:
         return None
-    codes = np.empty(v.shape[0], np.int32)
-    return _small_codes(v, int(lo), int(hi) - int(lo) + 1, codes), codes
+    return _dictionary(v, int(lo), int(hi), np.int32)
 
 
 @numba.njit(cache=True, nogil=True)
