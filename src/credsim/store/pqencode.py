@@ -62,6 +62,16 @@ def _delta_into(values: np.ndarray, bits: int, out: np.ndarray) -> int:
     j = _uleb(out, j, np.uint64(n))
     j = _uleb(out, j, _zigzag(np.int64(values[0]) if n else np.int64(0)))
     lo32, hi32 = -(2**31), 2**31 - 1
+    if n > 1 and _one_stride(values):  # (ids in order: every block its minimum, widths 0)
+        d = np.int64(values[1]) - np.int64(values[0])
+        if bits == 32 and (d < lo32 or d > hi32):
+            return -1
+        for _ in range(1, n, BLOCK):
+            j = _uleb(out, j, _zigzag(d))
+            for q in range(BLOCK // MINI):
+                out[j + q] = 0
+            j += BLOCK // MINI
+        return j
     widths = np.zeros(BLOCK // MINI, np.int64)
     deltas = np.zeros(BLOCK, np.int64)
     scratch = np.zeros(2 * MINI + 2, np.uint32)
@@ -99,6 +109,20 @@ def _delta_into(values: np.ndarray, bits: int, out: np.ndarray) -> int:
             j = _pack(deltas, q * MINI, MINI, widths[q], dmin, out, j, scratch)
         start += m
     return j
+
+
+@numba.njit(cache=True, nogil=True)
+def _one_stride(values):  # noqa: ANN001, ANN201
+    """Whether consecutive ``values`` (two at least) all differ by the same amount (record
+    ids: one pass without a branch, against a delta, a minimum and a maximum a value)."""
+    d = np.int64(values[1]) - np.int64(values[0])
+    n = values.shape[0]
+    if np.int64(values[n - 1]) - np.int64(values[0]) != d * (n - 1):
+        return False  # (what other values mostly show at once)
+    same = True
+    for i in range(1, n):
+        same &= np.int64(values[i]) - np.int64(values[i - 1]) == d
+    return same
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
