@@ -40,8 +40,7 @@ def test_arrays_from_the_slot_are_handed_over_without_a_copy() -> None:
         inside = arena.empty(100, np.int32)
         inside[:] = 7
     other = np.arange(5, dtype=np.int64)
-    laid = ahead._Layout(ring, 0, room.top, 8192)
-    laid.placed = (origin, 4096, room.top)
+    laid = ahead._Layout(ring, 0, room.top, 8192, (origin, 4096, room.top))
     got = laid.put({"a": inside[:60], "b": other})
     assert laid.fits
     a, b = got["a"], got["b"]  # type: ignore[index]

@@ -325,8 +325,8 @@ class AheadProcess(Generic[T]):
                 # the day's record columns taken from its slot: handed over where they are
                 with arena.using(ring, base, base + self.slot_bytes) as room:
                     result = self.compute(day)
-                laid = _Layout(ring, self._key, room.top, base + self.slot_bytes)
-                laid.placed = (origin, base, room.top)
+                end = base + self.slot_bytes
+                laid = _Layout(ring, self._key, room.top, end, (origin, base, room.top))
                 skeleton = laid.put(result)
                 answer = ("ok", day, skeleton if laid.fits else result)
                 data = pickle.dumps(answer, pickle.HIGHEST_PROTOCOL)
@@ -362,10 +362,12 @@ class _Layout:  # pragma: no cover - runs in the child
     pipe). An array already in the slot (:attr:`placed`: the ring's address and the bytes of
     the slot its arena handed out, :mod:`credsim.engine.arena`) stays where it is."""
 
-    def __init__(self, ring: mmap.mmap, key: int, at: int, end: int) -> None:
+    def __init__(
+        self, ring: mmap.mmap, key: int, at: int, end: int, placed: tuple = (0, 0, 0)
+    ) -> None:
         self.ring, self.key, self.end, self.fits = ring, key, end, True
         self.at = -(-at // 64) * 64
-        self.placed = (0, 0, 0)
+        self.placed = placed
 
     def put(self, obj: object) -> object:
         if isinstance(obj, np.ndarray) and self.fits:
