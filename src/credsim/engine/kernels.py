@@ -13,6 +13,11 @@ from numba import njit
 
 from credsim.engine.prefetch import AHEAD, prefetch
 
+SCORE_AHEAD = 32
+"""How many records ahead ``apply_points`` asks for an entity's state: a day's records run to
+hundreds of thousands, and at 13M entities 32 kept more of their waits for memory in flight
+than 8 (14.4 against 19.2 ns a record, 16: 15.7, 64: 14.3; measured alone)."""
+
 
 @njit(cache=True, nogil=True)
 def apply_points(
@@ -40,8 +45,8 @@ def apply_points(
     """
     n = ids.shape[0]
     for j in range(n):
-        if j + AHEAD < n:  # the entity AHEAD records on: its state on the way while this one runs
-            f = entity[ids[j + AHEAD]]
+        if j + SCORE_AHEAD < n:  # the entity SCORE_AHEAD records on: its state on the way
+            f = entity[ids[j + SCORE_AHEAD]]
             prefetch(score, f)
             prefetch(scored, f)
             prefetch(last_rec, f)
