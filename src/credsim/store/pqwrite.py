@@ -103,15 +103,22 @@ def _value(t: int, v: Any, out: bytearray) -> None:
             _value(et, x, out)
 
 
+def _dictionary_wanted(options: dict[str, Any] | None, name: str) -> bool:
+    """Whether ``options`` (Arrow's writer's: ``use_dictionary`` a flag or a list of columns,
+    true unless told) give column ``name`` a dictionary."""
+    use = (options or {}).get("use_dictionary", True)
+    return bool(use) if isinstance(use, bool) else name in use
+
+
 def supported(schema: pa.Schema, options: dict[str, Any] | None = None) -> bool:
     """Whether every column of ``schema`` is of a type this writer handles, as ``options``
     would have it stored: a string column (other than a dictionary array) only without a
     dictionary (the population's identity codes; it stores strings PLAIN)."""
-    use = (options or {}).get("use_dictionary", False)
     kinds = [_kind(f.type) for f in schema]
-    plain = [f.name for f, k in zip(schema, kinds, strict=True) if k == "str"]
-    wanted = use is True or (not isinstance(use, bool) and any(c in use for c in plain))
-    return None not in kinds and not (plain and wanted)
+    return None not in kinds and not any(
+        k == "str" and _dictionary_wanted(options, f.name)
+        for f, k in zip(schema, kinds, strict=True)
+    )
 
 
 def _kind(t: pa.DataType) -> str | None:
@@ -201,8 +208,7 @@ class Writer:
         self._codec = [comp.get(c, "none") if isinstance(comp, dict) else comp for c in names]
         enc_of = options.get("column_encoding") or {}
         self._enc = [enc_of.get(c, "PLAIN") for c in names]
-        use = options.get("use_dictionary", True)
-        self._dict = [use is True or (not isinstance(use, bool) and c in use) for c in names]
+        self._dict = [_dictionary_wanted(options, c) for c in names]
         st = options.get("write_statistics", True)
         self._stats = [
             k in _NUMPY and (st is True or c in st) for k, c in zip(self._kinds, names, strict=True)
