@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from credsim.engine.output import record_labels, records_arrow
 from credsim.engine.records import COLUMNS, LAZY
 from credsim.errors import RunStoreError
-from credsim.store import ledger, ledger_engine, sha_ni
+from credsim.store import ledger, ledger_engine
 from credsim.store.ledger_engine import EngineRecords
 from credsim.store.schema import conform
 
@@ -74,12 +74,18 @@ def _columns(rng: np.random.Generator, n: int, lazy: set[str], items: int) -> di
     return {k: None if k in lazy else v for k, v in cols.items()}
 
 
-def _seal(manifest: dict, batches: list[tuple[dict, int]], group: int, engine: bool) -> tuple:
+def _seal(
+    manifest: dict,
+    batches: list[tuple[dict, int]],
+    group: int,
+    engine: bool,
+    encoding: str | None = None,
+) -> tuple:
     """Every batch sealed in turn (its engine columns and first id): the tags of each group
     and the ledger. With ``engine``, as a streamed run seals them: from the engine's columns
     alone once the first batch has fixed the vocabularies (Sealer.engine_records), else from
     the table."""
-    sealer = ledger.Sealer(manifest)
+    sealer = ledger.Sealer(manifest, encoding=encoding)
     tags = []
     for cols, first in batches:
         n = next(v.shape[0] for v in cols.values() if v is not None)
@@ -105,9 +111,6 @@ def fused_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
     monkeypatch.setattr(ledger_engine, "chain", spy)
     return calls
-
-
-SHA_NI = sha_ni.available(81, 64)
 
 
 @settings(max_examples=30, deadline=None)
@@ -145,8 +148,8 @@ def test_engine_columns_seal_as_the_table(
     assert all(np.array_equal(a, b) for a, b in zip(fused_tags, tags, strict=True))
     assert generic["contiguous_ids"] is (gap == 0 or len(sizes) == 1)
     # the engine's kernel chained every record after the first batch (whose table fixes the
-    # vocabularies), where the CPU has the SHA extensions
-    assert sum(calls) == (sum(sizes[1:]) if SHA_NI else 0)
+    # vocabularies)
+    assert sum(calls) == sum(sizes[1:])
 
 
 def test_a_label_outside_the_vocabularies_is_refused_from_the_engine_columns(
@@ -174,7 +177,7 @@ def test_a_label_outside_the_vocabularies_is_refused_from_the_engine_columns(
             with pytest.raises(RunStoreError, match="outside the ledger's vocabularies.*noise"):
                 list(sealer.records(table, 256))
         assert sealer.ledger()["head"] == head and sealer.ledger()["records"] == 600
-    assert fused_calls == ([256] if SHA_NI else [])  # its first group holds item 2
+    assert fused_calls == [256]  # its first group holds item 2
 
 
 def test_the_first_records_fix_the_vocabularies_from_their_table() -> None:
@@ -185,15 +188,18 @@ def test_the_first_records_fix_the_vocabularies_from_their_table() -> None:
     assert sealer.ledger()["records"] == 0
 
 
-def test_without_the_sha_extensions_the_table_is_sealed(
-    monkeypatch: pytest.MonkeyPatch, fused_calls: list[int]
-) -> None:
+def test_an_encoding_before_v7_is_sealed_from_the_table(fused_calls: list[int]) -> None:
+    """The engine's kernel builds v7's compact rows: a sealer of v6 (as the tests seal earlier
+    runs) takes the table, and gets v6's chain, not v7's."""
     rng = np.random.default_rng(4)
     batches = [(_columns(rng, 900, {"cause"}, 5), 10), (_columns(rng, 400, {"cause"}, 5), 910)]
-    want = _seal(_manifest(2), batches, 300, engine=False)
-    monkeypatch.setattr(sha_ni, "ENABLED", False)
-    assert _seal(_manifest(2), batches, 300, engine=True)[1] == want[1]
+    v6 = ledger.ENCODING_V6
+    want = _seal(_manifest(2), batches, 300, engine=False, encoding=v6)
+    assert _seal(_manifest(2), batches, 300, engine=True, encoding=v6)[1] == want[1]
     assert fused_calls == []
+    v7 = _seal(_manifest(2), batches, 300, engine=True)[1]
+    assert v7["encoding"] == ledger.ENCODING_V7 and v7["head"] != want[1]["head"]
+    assert fused_calls == [300, 100]
 
 
 def test_a_column_of_another_type_is_sealed_from_the_table(fused_calls: list[int]) -> None:

@@ -23,6 +23,7 @@ from credsim.errors import RunStoreError
 from credsim.store import ledger, ledger_chain, sha_ni, write_run
 from credsim.store.schema import RECORDS_CONTENT, conform
 from credsim.store.verify import verify
+from tiny import STRUCT_FORMAT, sha256_compress, v7_link
 
 STRINGS = [f.name for f in RECORDS_CONTENT if f.type == pa.string()]
 
@@ -49,7 +50,7 @@ def tiny() -> pa.Table:
 
 def test_a_tiny_table_packs_as_specified() -> None:
     vocab = {"name": ["z", "a", "bé"], "tag": ["p", "q"]}
-    layout = ledger.PackedLayout.of_schema(tiny().schema, vocab)
+    layout = ledger.PackedLayout.of_schema(tiny().schema, vocab, ledger.ENCODING_V6)
     assert layout.spec() == [
         "id:int64",
         "flag:bool",
@@ -73,19 +74,32 @@ def test_a_tiny_table_packs_as_specified() -> None:
     assert [r.tobytes() for r in rows] == expected
     assert expected[0][20:28] == b"\0" * 7 + b"\x80"  # -0.0: the sign bit is kept
     assert dt.date(2024, 2, 29) - dt.date(1970, 1, 1) == dt.timedelta(days=19782)
+    # credsim-ledger-v7: a null column takes no bytes; each row zero up to its 64-byte block
+    compact = ledger.PackedLayout.of_schema(tiny().schema, vocab)
+    assert compact.encoding == ledger.ENCODING_V7 and compact.compact and compact.stride == 64
+    assert compact.spec() == layout.spec() and compact.size == layout.size
+    enc = ledger.PackedEncoder(compact)
+    rows = enc.encode(tiny())
+    want = [
+        expected[0],
+        struct.pack("<I q b i H", 0b1101010, -1, 127, 19782, 1),  # flag, mid, x, name: null
+        struct.pack("<I q ? h d H H", 0b10100, 2**40, False, 2, 1.5, 1, 0),  # small, day
+    ]
+    assert [r.tobytes() for r in rows] == [w + bytes(64 - len(w)) for w in want]
+    assert enc.counts.tolist() == [1, 1, 1]
 
 
 def test_mask_and_code_widths() -> None:
     many = [f"v{i}" for i in range(70_000)]
     t = pa.table({"a": pa.array(["v69999", "v1"]), "b": pa.array([1, 2], pa.int32())})
-    layout = ledger.PackedLayout.of_schema(t.schema, {"a": many})
+    layout = ledger.PackedLayout.of_schema(t.schema, {"a": many}, ledger.ENCODING_V6)
     assert layout.spec() == ["a:string:u32", "b:int32"] and layout.size == 4 + 4 + 4
     rows = ledger.PackedEncoder(layout).encode(t)
     assert rows[0].tobytes() == struct.pack("<IIi", 0, 69_999, 1)
     assert ledger.PackedLayout.of_schema(t.schema, {"a": many[:65_535]}).spec()[0].endswith("u16")
     assert ledger.PackedLayout.of_schema(t.schema, {"a": many[:65_536]}).spec()[0].endswith("u32")
     wide = pa.table({f"c{i}": pa.array([i], pa.int8()) for i in range(33)})
-    layout = ledger.PackedLayout.of_schema(wide.schema, {})
+    layout = ledger.PackedLayout.of_schema(wide.schema, {}, ledger.ENCODING_V6)
     assert layout.fields[0] == ("nulls", "uint64", 0, 8) and layout.size == 8 + 33
     assert ledger.PackedEncoder(layout).encode(wide)[0].tobytes() == struct.pack(
         "<Q" + "b" * 33, 0, *range(33)
@@ -138,7 +152,7 @@ def test_dictionary_codes_outside_the_labels_extend_the_vocabulary() -> None:
     codes = pa.array([2, None, 0], pa.int8())  # as the engine builds its label columns
     t = pa.table({"s": pa.DictionaryArray.from_arrays(codes, pa.array(names))})
     assert ledger.vocabularies({"s": ["y", "x"]}, t, ["s"]) == {"s": ["y", "x", "w"]}
-    layout = ledger.PackedLayout.of_schema(t.schema, {"s": ["y", "x", "w"]})
+    layout = ledger.PackedLayout.of_schema(t.schema, {"s": ["y", "x", "w"]}, ledger.ENCODING_V6)
     rows = ledger.PackedEncoder(layout).encode(t)
     assert [r.tobytes() for r in rows] == [
         struct.pack("<IH", 0, 2),
@@ -149,7 +163,7 @@ def test_dictionary_codes_outside_the_labels_extend_the_vocabulary() -> None:
     many = [f"n{i:03d}" for i in range(128)]
     wide = pa.DictionaryArray.from_arrays(pa.array([127, None, 0], pa.int8()), pa.array(many))
     t = pa.table({"s": wide})
-    layout = ledger.PackedLayout.of_schema(t.schema, {"s": many})
+    layout = ledger.PackedLayout.of_schema(t.schema, {"s": many}, ledger.ENCODING_V6)
     rows = ledger.PackedEncoder(layout).encode(t)
     plain = ledger.PackedEncoder(layout).encode(pa.table({"s": wide.cast(pa.string())}))
     assert np.array_equal(rows, plain)
@@ -179,12 +193,13 @@ def test_sealer_vocabularies_genesis_and_chain_by_hand() -> None:
         "columns": lg["columns"],
         "vocabularies": vocab,
     }
-    assert lg["encoding"] == "credsim-ledger-v6"  # v2's rows; 4 bytes of each digest stored
-    genesis = hashlib.sha256(b"credsim-ledger-v6\0" + _json(basis)).digest()
+    assert lg["encoding"] == "credsim-ledger-v7"  # compact rows; 4 bytes of each digest stored
+    genesis = hashlib.sha256(b"credsim-ledger-v7\0" + _json(basis)).digest()
     assert lg["genesis"] == genesis.hex()
     first = records.slice(0, 1).to_pylist()[0]  # record 1: speeding, accepted, no error, ...
-    row = struct.pack(
-        "<I q i i i i H H H H d d H ? H H q i i ? i ?",
+    row = struct.pack(  # v7: error, cause_record, review_day, appeal_day, import_row and
+        # excused are null: no bytes
+        "<I q i i i i H H H H d d H ? H ?",
         (1 << 14) | (1 << 15) | (1 << 16) | (1 << 17) | (1 << 19) | (1 << 20),
         1,
         5,
@@ -200,25 +215,85 @@ def test_sealer_vocabularies_genesis_and_chain_by_hand() -> None:
         vocab["status"].index("accepted"),
         True,
         vocab["basis"].index("behaviour"),
-        0,
-        0,
-        0,
-        0,
-        False,
-        0,
         False,
     )
-    assert first["error"] is None and len(row) == 81
-    # v4: the row's first 64 bytes, the previous digest, the row's last 17 bytes
-    digest = hashlib.sha256(row[:64] + genesis + row[64:]).digest()
+    assert first["error"] is None and first["excused"] is None and len(row) == 58
+    # v7: SHA-256's compression function over the row and 6 zero bytes, from the genesis
+    digest = v7_link(genesis, row)
     assert sealed.column("digest")[0].as_py() == digest[:4]
     assert lg["records"] == records.num_rows
     second = records.slice(1, 1).to_pylist()[0]
     assert second["record_id"] == first["record_id"] + 1  # (its row differs from the first's)
-    rows = ledger.PackedEncoder(sealer.layout).encode(records.slice(0, 2))
-    assert rows[0].tobytes() == row
-    link = hashlib.sha256(rows[1, :64].tobytes() + digest + rows[1, 64:].tobytes()).digest()
+    enc = ledger.PackedEncoder(sealer.layout)
+    rows = enc.encode(records.slice(0, 2))
+    assert rows.shape == (2, 128)  # room for the longest row (81 bytes): two blocks
+    assert rows[0].tobytes() == row + bytes(70) and enc.counts.tolist() == [1, 1]
+    link = sha256_compress(digest, rows[1, :64].tobytes())
     assert sealed.column("digest")[1].as_py() == link[:4]
+
+
+def test_a_row_longer_than_a_block_takes_two_by_hand() -> None:
+    """credsim-ledger-v7: a record with no null column is 81 bytes, compressed as two blocks
+    (the row, then 47 zero bytes) from the digest before; a record with a few nulls takes
+    two blocks still when it is longer than 64 bytes, from the digest before."""
+    from test_store import tables
+
+    records = conform("records", tables()["records"]).slice(0, 3)
+    full = {
+        "error": pa.array(["data_entry"] * 3),
+        "cause_record": pa.array([11, 12, 13], pa.int64()),
+        "review_day": pa.array([4, 5, 6], pa.int32()),
+        "appeal_day": pa.array([7, 8, 9], pa.int32()),
+        "import_row": pa.array([1, 2, 3], pa.int32()),
+        "excused": pa.array([False, True, False]),
+    }
+    for name, values in full.items():
+        i = records.schema.get_field_index(name)
+        records = records.set_column(i, records.schema.field(i), values)
+    nulls = pa.array([None] * 3, pa.int32())
+    last = records.slice(
+        2, 1
+    ).set_column(  # the third record: no review day
+        records.schema.get_field_index("review_day"), records.schema.field("review_day"), nulls[:1]
+    )
+    records = pa.concat_tables([records.slice(0, 2), last])
+    sealer = ledger.Sealer({"seed": 9})
+    sealed = sealer.add("records", records)
+    lg = sealer.ledger()
+    vocab = lg["vocabularies"]
+    prev = bytes.fromhex(lg["genesis"])
+    for k, rec in enumerate(records.to_pylist()):
+        nulls_mask, parts = 0, []
+        for j, spec in enumerate(lg["columns"]):
+            name, t, *code = spec.split(":")
+            v = rec[name]
+            if v is None:
+                nulls_mask |= 1 << j
+            elif t == "string":
+                parts.append(struct.pack("<H", vocab[name].index(v)))
+            else:
+                fmt = "<" + STRUCT_FORMAT[t]
+                parts.append(
+                    struct.pack(fmt, v.toordinal() - 719163 if t.startswith("date") else v)
+                )
+        row = struct.pack("<I", nulls_mask) + b"".join(parts)
+        assert len(row) == [81, 81, 69][k]  # the third: no review day, behaviour day, actor
+        prev = sha256_compress(prev, row + bytes(128 - len(row)))  # two blocks either way
+        assert sealed.column("digest")[k].as_py() == prev[:4]
+    assert lg["head"] == prev.hex()
+    enc = ledger.PackedEncoder(sealer.layout)
+    enc.encode(records)
+    assert enc.counts.tolist() == [2, 2, 2]
+    assert verify_records_only(sealed, lg)
+
+
+def verify_records_only(sealed: pa.Table, lg: dict) -> bool:
+    """The chain recomputed by the verifier's path (encode, then chain the blocks) matches."""
+    enc = ledger.PackedEncoder(ledger.PackedLayout.parse(lg["columns"], lg["vocabularies"]))
+    rows = enc.encode(sealed.drop_columns(["digest"]))
+    digests = ledger.chain_blocks(rows, enc.counts, bytes.fromhex(lg["genesis"]))
+    tags = [d[:4].tobytes() for d in digests]
+    return tags == sealed.column("digest").to_pylist() and digests[-1].tobytes().hex() == lg["head"]
 
 
 def test_sealer_refuses_a_label_first_seen_after_the_vocabularies_were_fixed() -> None:
@@ -301,7 +376,9 @@ def test_the_standard_kernel_is_the_standard_layouts_and_chains_as_the_generic_o
     from credsim.store import ledger_packed_gen as gen
     from credsim.store import ledger_packed_std as std
 
-    layout = gen.standard_layout()
+    layout = lp.PackedLayout.of_schema(
+        RECORDS_CONTENT, gen.standard_layout().vocabularies, ledger.ENCODING_V6
+    )
     assert std.SPEC == layout.spec() and std.SIZE == layout.size == 81
     assert layout.split == 64  # v4: the previous digest after the row's first 64 bytes
     assert lp.PackedEncoder(layout)._standard  # every run's records take it
@@ -431,6 +508,7 @@ def test_a_run_sealed_with_the_sha_extensions_is_the_run_sealed_with_openssl(
     """A whole run, its records streamed to the folder: the same head and table digests
     either way."""
     heads = []
+    monkeypatch.setattr(ledger, "ENCODING", ledger.ENCODING_V6)  # (v7 uses neither)
     for enabled in (True, False):
         monkeypatch.setattr(sha_ni, "ENABLED", enabled)
         out = credsim.run("suzhou", 800, 60, 2, tmp_path / f"sha-{enabled}").path

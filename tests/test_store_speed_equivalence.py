@@ -35,7 +35,7 @@ from credsim.store import ledger, write_run
 from credsim.store.reader import RunStore
 from credsim.store.schema import RECORDS_CONTENT, SCHEMAS, conform
 from credsim.store.verify import verify
-from tiny import STRUCT_FORMAT
+from tiny import STRUCT_FORMAT, v7_link
 
 # Head of the v1 chain over synthetic_records(5000) sealed with MANIFEST, computed with the
 # encoder and writer as they were before the fast path (commit 582d537).
@@ -112,16 +112,21 @@ _NATURAL = STRUCT_FORMAT
 
 
 def reference_row_v2(
-    rec: dict[str, Any], columns: list[str], vocabularies: dict[str, list[str]]
+    rec: dict[str, Any],
+    columns: list[str],
+    vocabularies: dict[str, list[str]],
+    compact: bool = False,
 ) -> bytes:
     """docs/integrity.md (credsim-ledger-v2) with struct only: ``columns`` as in the manifest's
-    ``ledger.columns``."""
+    ``ledger.columns``; ``compact``: as in credsim-ledger-v7, a null column takes no bytes."""
     nulls, fmt, values = 0, "", []
     for j, spec in enumerate(columns):
         name, t, *code = spec.split(":")
         v = rec[name]
         if v is None:
             nulls |= 1 << j
+            if compact:
+                continue
         if t == "string":
             fmt += {"u16": "H", "u32": "I"}[code[0]]
             values.append(0 if v is None else vocabularies[name].index(v))
@@ -146,7 +151,7 @@ def v2_layout(table: pa.Table, labels: dict[str, list[str]] | None = None) -> An
     """The v2 layout a sealer gives ``table`` (vocabularies: ``labels``, then what it holds)."""
     strings = [f.name for f in table.schema if f.type == pa.string()]
     vocab = ledger.vocabularies(labels or {}, table, strings)
-    return ledger.PackedLayout.of_schema(table.schema, vocab)
+    return ledger.PackedLayout.of_schema(table.schema, vocab, ledger.ENCODING_V6)
 
 
 def _section(layout: Any) -> dict[str, Any]:
@@ -456,11 +461,11 @@ def test_written_chain_matches_the_reference(small_run: tuple[Path, dict[str, pa
     records = pq.read_table(out / "records.parquet")
     prev = bytes.fromhex(m["ledger"]["genesis"])
     assert m["ledger"]["vocabularies"] == m["labels"]
-    rows = reference_rows_v2(records.drop_columns(["digest"]), m["ledger"])
-    assert m["ledger"]["encoding"] == "credsim-ledger-v6"
-    for row, digest in zip(rows, records.column("digest").to_pylist(), strict=True):
-        b = row.tobytes()
-        prev = hashlib.sha256(b[:64] + prev + b[64:]).digest()  # the previous digest after 64
+    assert m["ledger"]["encoding"] == "credsim-ledger-v7"
+    columns, vocab = m["ledger"]["columns"], m["ledger"]["vocabularies"]
+    digests = records.column("digest").to_pylist()
+    for rec, digest in zip(records.drop_columns(["digest"]).to_pylist(), digests, strict=True):
+        prev = v7_link(prev, reference_row_v2(rec, columns, vocab, compact=True))
         assert prev[:4] == digest  # the tag
     assert prev.hex() == m["ledger"]["head"]
 

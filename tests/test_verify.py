@@ -4,9 +4,11 @@ One small real run (Nanjing, 2,000 persons, 60 days) is made once; each test tam
 own copy, as an outsider would: reading a Parquet file or the manifest, changing it, writing it
 back. The re-implementation tests at the end follow docs/integrity.md byte for byte, without
 using :mod:`credsim.store.ledger`, to keep the specification honest. New runs are sealed with
-``credsim-ledger-v6`` (each record stores a 4-byte tag of its digest; each link hashes the
-previous digest after the row's first 64 bytes; the other tables' content digests BLAKE3); the
-same run sealed as runs were before it (``credsim-ledger-v5``, 8-byte tags;
+``credsim-ledger-v7`` (each record stores a 4-byte tag of its digest; a null column takes no
+bytes in a record's row, and each link is SHA-256's compression function over the row's blocks
+from the previous digest; the other tables' content digests BLAKE3); the same run sealed as
+runs were before it (``credsim-ledger-v6``, each link hashing the previous digest after the
+row's first 64 bytes; ``credsim-ledger-v5``, 8-byte tags;
 ``credsim-ledger-v4``, the tables' digests SHA-256;
 ``credsim-ledger-v3``, the previous digest before the row; ``credsim-ledger-v2``, whole
 digests, each link checked on its own; and ``credsim-ledger-v1``) must still verify, and its
@@ -37,7 +39,7 @@ from credsim.store import ledger, ledger_chain, sha_ni, write_run
 from credsim.store.schema import RECORDS_CONTENT, SCHEMAS, conform
 from credsim.store.verify import verify
 from credsim.store.verify_chain import TAG_ALTERED
-from tiny import STRUCT_FORMAT
+from tiny import STRUCT_FORMAT, v7_link
 
 K = 57  # the record tampered with
 
@@ -76,6 +78,11 @@ def sealed_as(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]
 def _copy(seal: Callable[[str], Path], encoding: str, tmp_path: Path) -> Path:
     """A copy of the run sealed with ``encoding``, for a test to tamper with."""
     return Path(shutil.copytree(seal(encoding), tmp_path / f"run-{encoding[-2:]}"))
+
+
+@pytest.fixture
+def run_v6(sealed_as: Callable[[str], Path], tmp_path: Path) -> Path:
+    return _copy(sealed_as, ledger.ENCODING_V6, tmp_path)
 
 
 @pytest.fixture
@@ -143,7 +150,7 @@ def test_intact_run_verifies(run: Path, capsys: pytest.CaptureFixture[str]) -> N
 def test_sealed_manifest_and_records(run: Path) -> None:
     m = json.loads((run / "manifest.json").read_text())
     lg = m["ledger"]
-    assert lg["encoding"] == "credsim-ledger-v6" and lg["first_record_id"] == 0
+    assert lg["encoding"] == "credsim-ledger-v7" and lg["first_record_id"] == 0
     assert lg["contiguous_ids"] is True
     assert lg["columns"] == [
         f"{f.name}:string:u16" if f.type == pa.string() else f"{f.name}:{f.type}"
@@ -297,15 +304,16 @@ def test_swapped_records_with_ids_swapped_back(run: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("which", "at"), [("v6", K), ("v6", -1), ("v5", K), ("v5", -1), ("v3", K), ("v2", K)]
+    ("which", "at"),
+    [("v7", K), ("v7", -1), ("v6", K), ("v5", K), ("v5", -1), ("v3", K), ("v2", K)],
 )
 def test_altered_stored_digest(
-    run: Path, run_v5: Path, run_v3: Path, run_v2: Path, which: str, at: int
+    run: Path, run_v6: Path, run_v5: Path, run_v3: Path, run_v2: Path, which: str, at: int
 ) -> None:
     """A stored digest (since v3: its tag, 8 bytes to v5, 4 since) altered, its record intact,
     is named as such; with tags also the last record's, which no record after it confirms (the
     ledger's head does; v2 calls that one a content change)."""
-    run = {"v6": run, "v5": run_v5, "v3": run_v3, "v2": run_v2}[which]
+    run = {"v7": run, "v6": run_v6, "v5": run_v5, "v3": run_v3, "v2": run_v2}[which]
     n = pq.read_metadata(run / "records.parquet").num_rows
     K = at % n
 
@@ -824,16 +832,24 @@ def _canonical(value: Any) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-@pytest.mark.parametrize("which", ["v6", "v5", "v4", "v3", "v2"])
+@pytest.mark.parametrize("which", ["v7", "v6", "v5", "v4", "v3", "v2"])
 def test_record_digests_follow_the_documented_encoding(
-    run: Path, run_v5: Path, run_v4: Path, run_v3: Path, run_v2: Path, which: str
+    run: Path,
+    run_v6: Path,
+    run_v5: Path,
+    run_v4: Path,
+    run_v3: Path,
+    run_v2: Path,
+    which: str,
 ) -> None:
-    """docs/integrity.md (credsim-ledger-v6 to -v2), re-implemented with struct and hashlib
-    only: the same rows; v6 to v4 hash each row's first 64 bytes, the previous digest, the
-    row's last 17 bytes, v3 and v2 the previous digest, then the row; v6 stores each digest's
-    first 4 bytes, v5 to v3
+    """docs/integrity.md (credsim-ledger-v7 to -v2), re-implemented with struct, hashlib and a
+    compression function of the tests' own only: v7's rows leave null columns out and each
+    link is SHA-256's compression function over the row and zeros to a whole block, from the
+    previous digest; v6 to v2 the same 81-byte rows, v6 to v4 hashing each row's first 64
+    bytes, the previous digest, the row's last 17 bytes, v3 and v2 the previous digest, then
+    the row; v7 and v6 store each digest's first 4 bytes, v5 to v3
     store each digest's first 8 bytes, v2 all 32."""
-    run = {"v6": run, "v5": run_v5, "v4": run_v4, "v3": run_v3, "v2": run_v2}[which]
+    run = {"v7": run, "v6": run_v6, "v5": run_v5, "v4": run_v4, "v3": run_v3, "v2": run_v2}[which]
     m = json.loads((run / "manifest.json").read_text())
     lg = m["ledger"]
     vocabularies = lg["vocabularies"]
@@ -851,26 +867,34 @@ def test_record_digests_follow_the_documented_encoding(
     assert len(columns) <= 32  # a uint32 null mask
     rows = pq.read_table(run / "records.parquet").to_pylist()
     prev = genesis
+    sizes = set()
     for rec in rows:
         nulls, parts = 0, []
         for j, (name, t, *code) in enumerate(columns):
             v = rec[name]
             if v is None:
                 nulls |= 1 << j
+                if which == "v7":  # a null column takes no bytes
+                    continue
             if t == "string":
                 k = 0 if v is None else vocabularies[name].index(v)
                 parts.append(struct.pack("<" + _CODE[code[0]], k))
             else:
                 parts.append(_scalar(v, t))  # natural width
         row = struct.pack("<I", nulls) + b"".join(parts)
-        assert len(row) == 81
-        if which in ("v6", "v5", "v4"):
+        sizes.add(len(row))
+        if which == "v7":
+            prev = v7_link(prev, row)
+        elif which in ("v6", "v5", "v4"):
             prev = hashlib.sha256(row[:64] + prev + row[64:]).digest()
         else:
             prev = hashlib.sha256(prev + row).digest()
-        tag = {"v6": 4, "v2": 32}.get(which, 8)
+        tag = {"v7": 4, "v6": 4, "v2": 32}.get(which, 8)
         assert prev[:tag] == rec["digest"], rec["record_id"]
     assert prev.hex() == lg["head"]
+    # v7's rows vary with their nulls (Nanjing's: 59 and 61 bytes, one block each; rows of two
+    # blocks: tests/test_ledger_v2.py); the others are 81 bytes
+    assert max(sizes) < 81 if which == "v7" else sizes == {81}
 
 
 def test_v1_record_digests_follow_the_documented_encoding(run_v1: Path) -> None:
@@ -904,7 +928,7 @@ def test_v1_record_digests_follow_the_documented_encoding(run_v1: Path) -> None:
     assert prev.hex() == m["ledger"]["head"]
 
 
-@pytest.mark.parametrize("which", ["v6", "v4", "v3", "v2", "v1"])
+@pytest.mark.parametrize("which", ["v7", "v4", "v3", "v2", "v1"])
 def test_table_and_manifest_digests_follow_the_documented_encoding(
     run: Path, run_v4: Path, run_v3: Path, run_v2: Path, run_v1: Path, which: str
 ) -> None:
@@ -912,10 +936,10 @@ def test_table_and_manifest_digests_follow_the_documented_encoding(
     validity bits, 32-bit lengths) and -v1 (before: SHA-256, a validity byte a row, 64-bit
     lengths), re-implemented with struct, hashlib and blake3 only; the records' digest from
     the chain and the manifest digest as in every version."""
-    run = {"v6": run, "v4": run_v4, "v3": run_v3, "v2": run_v2, "v1": run_v1}[which]
+    run = {"v7": run, "v4": run_v4, "v3": run_v3, "v2": run_v2, "v1": run_v1}[which]
     m = json.loads((run / "manifest.json").read_text())
     sha = hashlib.sha256
-    v2 = which == "v6"
+    v2 = which == "v7"
     h_of = blake3.blake3 if v2 else sha
     tv = b"2" if v2 else b"1"
     columns = json.dumps(m["ledger"]["columns"], separators=(",", ":"))

@@ -165,3 +165,58 @@ STRUCT_FORMAT = {
 }
 """The :mod:`struct` format of each fixed-width Arrow type in its natural width (little-endian
 with "<"), for writing the ledger's canonical rows by hand in tests."""
+
+
+_SHA_K = [
+    int(x, 16)
+    for x in """
+    428a2f98 71374491 b5c0fbcf e9b5dba5 3956c25b 59f111f1 923f82a4 ab1c5ed5 d807aa98 12835b01
+    243185be 550c7dc3 72be5d74 80deb1fe 9bdc06a7 c19bf174 e49b69c1 efbe4786 0fc19dc6 240ca1cc
+    2de92c6f 4a7484aa 5cb0a9dc 76f988da 983e5152 a831c66d b00327c8 bf597fc7 c6e00bf3 d5a79147
+    06ca6351 14292967 27b70a85 2e1b2138 4d2c6dfc 53380d13 650a7354 766a0abb 81c2c92e 92722c85
+    a2bfe8a1 a81a664b c24b8b70 c76c51a3 d192e819 d6990624 f40e3585 106aa070 19a4c116 1e376c08
+    2748774c 34b0bcb5 391c0cb3 4ed8aa4a 5b9cca4f 682e6ff3 748f82ee 78a5636f 84c87814 8cc70208
+    90befffa a4506ceb bef9a3f7 c67178f2""".split()
+]
+
+
+def sha256_compress(digest: bytes, blocks: bytes) -> bytes:
+    """SHA-256's compression function (FIPS 180-4, 6.2.2), written here apart from credsim's:
+    the digest (8 big-endian words) after each 64-byte block of ``blocks`` in turn. With the
+    initial words and a padded message it is SHA-256 (``tests/test_sha_block.py`` checks)."""
+
+    def rotr(x: int, n: int) -> int:
+        return ((x >> n) | (x << (32 - n))) & 0xFFFFFFFF
+
+    assert len(digest) == 32 and len(blocks) % 64 == 0
+    h = [int.from_bytes(digest[i : i + 4], "big") for i in range(0, 32, 4)]
+    for at in range(0, len(blocks), 64):
+        w = [int.from_bytes(blocks[at + i : at + i + 4], "big") for i in range(0, 64, 4)]
+        for t in range(16, 64):
+            s0 = rotr(w[t - 15], 7) ^ rotr(w[t - 15], 18) ^ (w[t - 15] >> 3)
+            s1 = rotr(w[t - 2], 17) ^ rotr(w[t - 2], 19) ^ (w[t - 2] >> 10)
+            w.append((w[t - 16] + s0 + w[t - 7] + s1) & 0xFFFFFFFF)
+        a, b, c, d, e, f, g, hh = h
+        for t in range(64):
+            ch = (e & f) ^ (~e & g)
+            t1 = hh + (rotr(e, 6) ^ rotr(e, 11) ^ rotr(e, 25)) + ch + _SHA_K[t] + w[t]
+            t2 = (rotr(a, 2) ^ rotr(a, 13) ^ rotr(a, 22)) + ((a & b) ^ (a & c) ^ (b & c))
+            a, b, c, d, e, f, g, hh = (
+                (t1 + t2) & 0xFFFFFFFF,
+                a,
+                b,
+                c,
+                (d + t1) & 0xFFFFFFFF,
+                e,
+                f,
+                g,
+            )
+        h = [(x + y) & 0xFFFFFFFF for x, y in zip(h, (a, b, c, d, e, f, g, hh), strict=True)]
+    return b"".join(x.to_bytes(4, "big") for x in h)
+
+
+def v7_link(prev: bytes, row: bytes) -> bytes:
+    """docs/integrity.md, credsim-ledger-v7: the row followed by zeros up to whole 64-byte
+    blocks (at least one), compressed in turn from the previous digest."""
+    blocks = max(1, -(-len(row) // 64))
+    return sha256_compress(prev, row + bytes(64 * blocks - len(row)))

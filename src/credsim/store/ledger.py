@@ -2,15 +2,17 @@
 
 A sealed run folder carries, besides the file SHA-256s the writer always recorded:
 
-* a ``digest`` column in ``records.parquet``: ``digest_i = sha256(row_i[:64] || digest_{i-1} ||
-  row_i[64:])``, where ``row_i`` is the record's canonical encoding and ``digest_{-1}`` is the
-  *genesis*, derived from the scheme's sha256 and the seed (and since v2 from the row layout
-  and the vocabularies). New runs are sealed with ``credsim-ledger-v6`` (:class:`PackedLayout`:
-  values packed in their natural widths, labels as codes in per-column vocabularies, 81 bytes
-  for today's records schema, 2 SHA-256 blocks per record, the first of them the row's first
-  64 bytes alone; each record stores the first 4 bytes of its digest, its *tag*; the other
-  tables' content digests ``credsim-table-v2``, BLAKE3); runs sealed with
-  ``credsim-ledger-v5`` (the same, 8-byte tags), ``-v4`` (as v5, the tables' digests
+* a ``digest`` column in ``records.parquet``: each record's link in the hash chain, whose
+  digest covers the record's canonical row and the digest before it (the first: the
+  *genesis*, derived from the scheme's sha256 and the seed, and since v2 from the row layout
+  and the vocabularies). New runs are sealed with ``credsim-ledger-v7`` (:class:`PackedLayout`
+  with compact rows: values packed in their natural widths, labels as codes in per-column
+  vocabularies, a null column taking no bytes, 59 bytes for the reference model's records;
+  each link SHA-256's compression function over the row's 64-byte blocks from the previous
+  digest, :mod:`credsim.store.sha_block`; each record stores the first 4 bytes of its digest,
+  its *tag*; the other tables' content digests ``credsim-table-v2``, BLAKE3); runs sealed with
+  ``credsim-ledger-v6`` (81-byte rows, ``sha256(row_i[:64] || digest_{i-1} || row_i[64:])``,
+  4-byte tags), ``-v5`` (the same, 8-byte tags), ``-v4`` (as v5, the tables' digests
   ``credsim-table-v1``, SHA-256), ``-v3``
   (the same rows and tags, ``digest_i = sha256(digest_{i-1} || row_i)``), ``-v2`` (as v3,
   all 32 bytes stored) and ``-v1`` (:class:`RecordLayout`: 64-bit words, strings as 16 bytes
@@ -29,16 +31,19 @@ The writer seals a run through :class:`Sealer` (``add`` each table as it is writ
 streams records can chain them as they come.
 
 Cost. The chain is inherently sequential, and SHA-256 through :mod:`hashlib` costs 1.3-2 us per
-call in CPython (setting up the context dominates). So the chain runs compiled: with the CPU's
-SHA extensions in a loop built for the row size (:mod:`credsim.store.sha_ni`, 64 ns per v4
-record, 86 per v2 or v3 record), else in a Numba loop calling OpenSSL's one-context
-``SHA256_Init/Update/Final`` (the library :mod:`hashlib` itself uses): about 0.12 us per
-record for a packed row (0.26 us for v1).
-Where neither can be used, the same digests are computed with :mod:`hashlib`, slower. Rows
-are built by Numba kernels reading the Arrow buffers (:mod:`credsim.store.ledger_packed`,
-:mod:`credsim.store.ledger_encode`), strings through dictionary indices, a chunk of rows at a
-time (or each hashed as soon as it is built, with OpenSSL). The writer chains the records in
-groups (:meth:`Sealer.records`) and writes each group while the next is chained.
+call in CPython (setting up the context dominates). So the chain runs compiled: a v7 record's
+row is built a chunk at a time and compressed with the CPU's SHA extensions where it has them
+(:mod:`credsim.store.sha_block`: one block, 41 to 43 ns, 67 ns a record with building its row
+from the engine's columns), portably elsewhere (about 0.2 us a block); the rows of v4 to v6 in
+a loop built for the row size (:mod:`credsim.store.sha_ni`, 64 ns per v4 record, 86 per v2 or
+v3 record), else in a Numba loop calling OpenSSL's one-context ``SHA256_Init/Update/Final``
+(the library :mod:`hashlib` itself uses): about 0.12 us per record for a packed row (0.26 us
+for v1). Where neither can be used, the same digests are computed with :mod:`hashlib`,
+slower. Rows are built by Numba kernels reading the Arrow buffers
+(:mod:`credsim.store.ledger_packed`, :mod:`credsim.store.ledger_encode`) or, for a streamed
+run, the engine's columns (:mod:`credsim.store.ledger_engine`), strings through dictionary
+indices, a chunk of rows at a time. The writer chains the records in groups
+(:meth:`Sealer.records`) and writes each group while the next is chained.
 """
 
 from __future__ import annotations
@@ -61,6 +66,7 @@ from credsim.store.ledger_chain import (  # noqa: F401  (re-exported: the ledger
     ENCODING_V4,
     ENCODING_V5,
     ENCODING_V6,
+    ENCODING_V7,
     ENCODINGS,
     PACKED,
     TAG_BYTES,
@@ -69,6 +75,7 @@ from credsim.store.ledger_chain import (  # noqa: F401  (re-exported: the ledger
     _buf,
     canonical_json,
     chain,
+    chain_blocks,
     chain_py,
     chain_split,
     digest_array,
@@ -190,7 +197,7 @@ class Sealer:
     each group while the next is chained). Tables other than the records may be added from
     another thread while the records are chained (each has its own hasher).
 
-    ``encoding``: :data:`ENCODING` (``credsim-ledger-v6``) unless told; ``credsim-ledger-v5``
+    ``encoding``: :data:`ENCODING` (``credsim-ledger-v7``) unless told; ``credsim-ledger-v6``
     to ``-v1`` seal as runs were sealed before it (to test that such runs stay verifiable).
     :meth:`stored` gives what the records' ``digest`` column holds (since v6 each digest's
     first 4 bytes, 8 in v3 to v5; :attr:`digest_field` its field). Since v2 the row layout,

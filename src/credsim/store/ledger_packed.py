@@ -36,8 +36,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from credsim.errors import RunStoreError
-from credsim.store import ledger_packed_std, sha_ni
+from credsim.store import ledger_packed_std, sha_block, sha_ni
 from credsim.store.ledger_chain import (
+    COMPACT,
     ENCODING,
     PACKED,
     _as_type,
@@ -46,6 +47,7 @@ from credsim.store.ledger_chain import (
     chain,
     chain_split,
 )
+from credsim.store.ledger_compact import _compact_chain_kernel, _compact_kernel
 from credsim.store.ledger_encode import _ARROW_TYPES, _column, _put_fixed
 from credsim.store.schema import DIGEST_COLUMN
 
@@ -144,7 +146,13 @@ class PackedLayout:
             self.fields.append((name, t, offset, width))
             offset += width
         self.size = offset
+        """The row's bytes (in a compact row, ``credsim-ledger-v7``: when no column is null)."""
         self.split = chain_split(encoding, offset)
+        self.compact = encoding in COMPACT
+        """Whether a null column takes no bytes and the row's blocks are chained by SHA-256's
+        compression function (:data:`~credsim.store.ledger_chain.COMPACT`)."""
+        self.stride = 64 * -(-offset // 64)
+        """The bytes of the longest compact row's blocks."""
 
     @classmethod
     def of_schema(
@@ -318,10 +326,19 @@ class PackedEncoder:
         (None when there is none)."""
         self._unknown_values: dict[str, set[str]] = {}
         self._digests = np.empty((0, 32), np.uint8)  # whole digests, when tags are kept
+        self._widths = widths
+        self._masks = self._place[2]
+        self._flat = np.empty(0, np.uint8)
+        self.counts = np.empty(0, np.uint8)
+        """After :meth:`encode` of compact rows: the blocks each row takes."""
 
     def encode(self, batch: pa.Table | pa.RecordBatch) -> np.ndarray:
-        """(n, layout.size) uint8 rows; valid until the next call. See :attr:`unknown`."""
+        """(n, layout.size) uint8 rows; valid until the next call. See :attr:`unknown`.
+        Compact rows (``credsim-ledger-v7``) are (n, layout.stride), each zero after its bytes,
+        the blocks each takes in :attr:`counts`."""
         n = batch.num_rows
+        if self.layout.compact:
+            return self._encode_compact(batch)
         if self._rows.shape[0] < n:
             self._rows = np.empty((n, self._words), np.uint64)
         rows = self._rows[:n]
@@ -333,6 +350,18 @@ class PackedEncoder:
             rows = rows.byteswap()
         return rows.view(np.uint8)[:, : self.layout.size]
 
+    def _encode_compact(self, batch: pa.Table | pa.RecordBatch) -> np.ndarray:
+        n, stride = batch.num_rows, self.layout.stride
+        if self._flat.shape[0] < n * stride + 8:
+            self._flat = np.empty(n * stride + 8, np.uint8)
+        self.counts = np.empty(n, np.uint8)
+        if n == 0:
+            self.unknown = None
+        else:
+            vals = self.values(batch).view(np.uint64)
+            _compact_kernel(vals, self._widths, self._masks, self._flat, stride, self.counts)
+        return self._flat[: n * stride].reshape(n, stride)
+
     def chain(self, batch: pa.Table | pa.RecordBatch, prev: bytes, out: np.ndarray) -> bytes:
         """The chain over the batch's rows after ``prev``, each row hashed as soon as it is
         assembled: with the CPU's SHA extensions (:mod:`credsim.store.sha_ni`) or else with
@@ -342,6 +371,13 @@ class PackedEncoder:
         n, w = out.shape
         if n == 0:
             return prev
+        if self.layout.compact:
+            vals = self.values(batch).view(np.uint64)
+            self._refuse_unknown()
+            state = sha_block.state_of(prev)
+            stride = self.layout.stride
+            _compact_chain_kernel(vals, self._widths, self._masks, stride, state, out)
+            return sha_block.digest_of(state)
         fast = _fast()
         size, split = self.layout.size, self.layout.split
         little = sys.byteorder == "little"

@@ -6,6 +6,10 @@ fields at constant places, with OpenSSL or the CPU's SHA extensions
 import numba
 import numpy as np
 
+from credsim.store.pqencode import _store_u32 as store_u32
+from credsim.store.pqencode import _store_u64 as store_u64
+from credsim.store.sha_block import put_digest, sha_block
+
 SPEC = [
     "record_id:int64",
     "day:int32",
@@ -143,13 +147,15 @@ ENGINE_ARGS = [
     "import_row",
     "excused",
 ]
-"""The engine columns ``pack_engine_chain`` takes, by records field, in order."""
+"""The engine columns ``pack_engine_compact`` takes, by records field, in order."""
 ENGINE_CODES = ["item", "behaviour", "channel", "source_agency", "status", "basis", "error"]
 """Its label columns, whose vocabulary codes by engine code follow the columns."""
+STRIDE = 128
+"""The bytes of the longest compact row's blocks (credsim-ledger-v7)."""
 
 
 @numba.njit(cache=True, nogil=True)
-def pack_engine_chain(
+def pack_engine_compact(
     first,
     masks,
     a0,
@@ -179,18 +185,16 @@ def pack_engine_chain(
     m4,
     m5,
     m6,
-    prev,
+    state,
     out,
-    head,
-    width,
-    chain,
 ):  # type: ignore[no-untyped-def]
-    """The chain of rows built from the engine's columns (credsim.store.ledger_engine):
-    column ``a<k>`` read at ``i & masks[k]`` (0: one value, the column's default, for
-    every row), label codes mapped by ``m<k>``; as pack_rows_chain otherwise. Returns
-    the labels outside the vocabularies met (nothing to keep when not 0)."""
+    """The chain of compact rows (credsim-ledger-v7) built from the engine's columns
+    (column ``a<k>`` read at ``i & masks[k]``, 0: one value, the column's default,
+    for every row; label codes mapped by ``m<k>``), CHUNK at a time into a buffer
+    that stays in the cache, then compressed into ``state`` in turn; the first
+    ``out.shape[1]`` bytes of each digest into ``out``. Returns the labels outside
+    the vocabularies met (nothing to keep when not 0)."""
     n = out.shape[0]
-    w = out.shape[1]
     k0 = masks[0]
     k1 = masks[1]
     k2 = masks[2]
@@ -211,162 +215,132 @@ def pack_engine_chain(
     k17 = masks[17]
     k18 = masks[18]
     k19 = masks[19]
-    rows = np.zeros((CHUNK, (width + 7) // 8), np.uint64)
-    digests = np.empty((CHUNK, 32), np.uint8)
-    head[:] = prev
+    buf = np.zeros(CHUNK * STRIDE + 8, np.uint8)
+    ends = np.empty(CHUNK, np.int64)
     unknown = 0
     for s in range(0, n, CHUNK):
         m = min(CHUNK, n - s)
         for r in range(m):
             i = s + r
-            nm = np.uint64(0)
-            v1 = np.uint64(first + i)
-            v2 = np.uint64(np.int64(a0[i & k0]))
-            x3 = a1[i & k1]
-            v3 = np.uint64(0)
-            if x3 == -1:
-                nm |= np.uint64(4)
+            o = r * STRIDE
+            nm = np.uint32(0)
+            p = o + 4
+            store_u64(buf, p, np.uint64(first + i) & np.uint64(0xFFFFFFFFFFFFFFFF))
+            p += 8
+            store_u64(buf, p, np.uint64(np.int64(a0[i & k0])) & np.uint64(0xFFFFFFFF))
+            p += 4
+            x = a1[i & k1]
+            if x == -1:
+                nm |= np.uint32(4)
             else:
-                v3 = np.uint64(np.int64(x3))
-            v4 = np.uint64(np.int64(a2[i & k2]))
-            x5 = a3[i & k3]
-            v5 = np.uint64(0)
-            if x5 == -1:
-                nm |= np.uint64(16)
+                store_u64(buf, p, np.uint64(np.int64(x)) & np.uint64(0xFFFFFFFF))
+                p += 4
+            store_u64(buf, p, np.uint64(np.int64(a2[i & k2])) & np.uint64(0xFFFFFFFF))
+            p += 4
+            x = a3[i & k3]
+            if x == -1:
+                nm |= np.uint32(16)
             else:
-                v5 = np.uint64(np.int64(x5))
-            x6 = a4[i & k4]
-            v6 = np.uint64(0)
-            if x6 == -1:
-                nm |= np.uint64(32)
-            elif x6 < 0 or x6 >= m0.shape[0] or m0[x6] < 0:
+                store_u64(buf, p, np.uint64(np.int64(x)) & np.uint64(0xFFFFFFFF))
+                p += 4
+            x = a4[i & k4]
+            if x == -1:
+                nm |= np.uint32(32)
+            elif x < 0 or x >= m0.shape[0] or m0[x] < 0:
                 unknown += 1
             else:
-                v6 = np.uint64(m0[x6])
-            x7 = a5[i & k5]
-            v7 = np.uint64(0)
-            if x7 == -1:
-                nm |= np.uint64(64)
-            elif x7 < 0 or x7 >= m1.shape[0] or m1[x7] < 0:
+                store_u64(buf, p, np.uint64(m0[x]) & np.uint64(0xFFFF))
+                p += 2
+            x = a5[i & k5]
+            if x == -1:
+                nm |= np.uint32(64)
+            elif x < 0 or x >= m1.shape[0] or m1[x] < 0:
                 unknown += 1
             else:
-                v7 = np.uint64(m1[x7])
-            x8 = a6[i & k6]
-            v8 = np.uint64(0)
-            if x8 == -1:
-                nm |= np.uint64(128)
-            elif x8 < 0 or x8 >= m2.shape[0] or m2[x8] < 0:
+                store_u64(buf, p, np.uint64(m1[x]) & np.uint64(0xFFFF))
+                p += 2
+            x = a6[i & k6]
+            if x == -1:
+                nm |= np.uint32(128)
+            elif x < 0 or x >= m2.shape[0] or m2[x] < 0:
                 unknown += 1
             else:
-                v8 = np.uint64(m2[x8])
-            x9 = a7[i & k7]
-            v9 = np.uint64(0)
-            if x9 == -1:
-                nm |= np.uint64(256)
-            elif x9 < 0 or x9 >= m3.shape[0] or m3[x9] < 0:
+                store_u64(buf, p, np.uint64(m2[x]) & np.uint64(0xFFFF))
+                p += 2
+            x = a7[i & k7]
+            if x == -1:
+                nm |= np.uint32(256)
+            elif x < 0 or x >= m3.shape[0] or m3[x] < 0:
                 unknown += 1
             else:
-                v9 = np.uint64(m3[x9])
-            v10 = np.uint64(a8[i & k8])
-            v11 = np.uint64(a9[i & k9])
-            x12 = a10[i & k10]
-            v12 = np.uint64(0)
-            if x12 == -1:
-                nm |= np.uint64(2048)
-            elif x12 < 0 or x12 >= m4.shape[0] or m4[x12] < 0:
+                store_u64(buf, p, np.uint64(m3[x]) & np.uint64(0xFFFF))
+                p += 2
+            store_u64(buf, p, np.uint64(a8[i & k8]) & np.uint64(0xFFFFFFFFFFFFFFFF))
+            p += 8
+            store_u64(buf, p, np.uint64(a9[i & k9]) & np.uint64(0xFFFFFFFFFFFFFFFF))
+            p += 8
+            x = a10[i & k10]
+            if x == -1:
+                nm |= np.uint32(2048)
+            elif x < 0 or x >= m4.shape[0] or m4[x] < 0:
                 unknown += 1
             else:
-                v12 = np.uint64(m4[x12])
-            v13 = np.uint64(a11[i & k11])
-            x14 = a12[i & k12]
-            v14 = np.uint64(0)
-            if x14 == -1:
-                nm |= np.uint64(8192)
-            elif x14 < 0 or x14 >= m5.shape[0] or m5[x14] < 0:
+                store_u64(buf, p, np.uint64(m4[x]) & np.uint64(0xFFFF))
+                p += 2
+            store_u64(buf, p, np.uint64(a11[i & k11]) & np.uint64(0xFF))
+            p += 1
+            x = a12[i & k12]
+            if x == -1:
+                nm |= np.uint32(8192)
+            elif x < 0 or x >= m5.shape[0] or m5[x] < 0:
                 unknown += 1
             else:
-                v14 = np.uint64(m5[x14])
-            x15 = a13[i & k13]
-            v15 = np.uint64(0)
-            if x15 == -1:
-                nm |= np.uint64(16384)
-            elif x15 < 0 or x15 >= m6.shape[0] or m6[x15] < 0:
+                store_u64(buf, p, np.uint64(m5[x]) & np.uint64(0xFFFF))
+                p += 2
+            x = a13[i & k13]
+            if x == -1:
+                nm |= np.uint32(16384)
+            elif x < 0 or x >= m6.shape[0] or m6[x] < 0:
                 unknown += 1
             else:
-                v15 = np.uint64(m6[x15])
-            x16 = a14[i & k14]
-            v16 = np.uint64(0)
-            if x16 == -1:
-                nm |= np.uint64(32768)
+                store_u64(buf, p, np.uint64(m6[x]) & np.uint64(0xFFFF))
+                p += 2
+            x = a14[i & k14]
+            if x == -1:
+                nm |= np.uint32(32768)
             else:
-                v16 = np.uint64(np.int64(x16))
-            x17 = a15[i & k15]
-            v17 = np.uint64(0)
-            if x17 == -1:
-                nm |= np.uint64(65536)
+                store_u64(buf, p, np.uint64(np.int64(x)) & np.uint64(0xFFFFFFFFFFFFFFFF))
+                p += 8
+            x = a15[i & k15]
+            if x == -1:
+                nm |= np.uint32(65536)
             else:
-                v17 = np.uint64(np.int64(x17))
-            x18 = a16[i & k16]
-            v18 = np.uint64(0)
-            if x18 == -1:
-                nm |= np.uint64(131072)
+                store_u64(buf, p, np.uint64(np.int64(x)) & np.uint64(0xFFFFFFFF))
+                p += 4
+            x = a16[i & k16]
+            if x == -1:
+                nm |= np.uint32(131072)
             else:
-                v18 = np.uint64(np.int64(x18))
-            v19 = np.uint64(a17[i & k17])
-            x20 = a18[i & k18]
-            v20 = np.uint64(0)
-            if x20 == -1:
-                nm |= np.uint64(524288)
+                store_u64(buf, p, np.uint64(np.int64(x)) & np.uint64(0xFFFFFFFF))
+                p += 4
+            store_u64(buf, p, np.uint64(a17[i & k17]) & np.uint64(0xFF))
+            p += 1
+            x = a18[i & k18]
+            if x == -1:
+                nm |= np.uint32(524288)
             else:
-                v20 = np.uint64(np.int64(x20))
-            v21 = np.uint64(a19[i & k19])
-            rows[r, 0] = (nm & np.uint64(0xFFFFFFFF)) | (
-                (v1 & np.uint64(0xFFFFFFFFFFFFFFFF)) << np.uint64(32)
-            )
-            rows[r, 1] = ((v1 & np.uint64(0xFFFFFFFFFFFFFFFF)) >> np.uint64(32)) | (
-                (v2 & np.uint64(0xFFFFFFFF)) << np.uint64(32)
-            )
-            rows[r, 2] = (v3 & np.uint64(0xFFFFFFFF)) | (
-                (v4 & np.uint64(0xFFFFFFFF)) << np.uint64(32)
-            )
-            rows[r, 3] = (
-                (v5 & np.uint64(0xFFFFFFFF))
-                | ((v6 & np.uint64(0xFFFF)) << np.uint64(32))
-                | ((v7 & np.uint64(0xFFFF)) << np.uint64(48))
-            )
-            rows[r, 4] = (
-                (v8 & np.uint64(0xFFFF))
-                | ((v9 & np.uint64(0xFFFF)) << np.uint64(16))
-                | ((v10 & np.uint64(0xFFFFFFFFFFFFFFFF)) << np.uint64(32))
-            )
-            rows[r, 5] = ((v10 & np.uint64(0xFFFFFFFFFFFFFFFF)) >> np.uint64(32)) | (
-                (v11 & np.uint64(0xFFFFFFFFFFFFFFFF)) << np.uint64(32)
-            )
-            rows[r, 6] = (
-                ((v11 & np.uint64(0xFFFFFFFFFFFFFFFF)) >> np.uint64(32))
-                | ((v12 & np.uint64(0xFFFF)) << np.uint64(32))
-                | ((v13 & np.uint64(0xFF)) << np.uint64(48))
-                | ((v14 & np.uint64(0xFFFF)) << np.uint64(56))
-            )
-            rows[r, 7] = (
-                ((v14 & np.uint64(0xFFFF)) >> np.uint64(8))
-                | ((v15 & np.uint64(0xFFFF)) << np.uint64(8))
-                | ((v16 & np.uint64(0xFFFFFFFFFFFFFFFF)) << np.uint64(24))
-            )
-            rows[r, 8] = (
-                ((v16 & np.uint64(0xFFFFFFFFFFFFFFFF)) >> np.uint64(40))
-                | ((v17 & np.uint64(0xFFFFFFFF)) << np.uint64(24))
-                | ((v18 & np.uint64(0xFFFFFFFF)) << np.uint64(56))
-            )
-            rows[r, 9] = (
-                ((v18 & np.uint64(0xFFFFFFFF)) >> np.uint64(8))
-                | ((v19 & np.uint64(0xFF)) << np.uint64(24))
-                | ((v20 & np.uint64(0xFFFFFFFF)) << np.uint64(32))
-            )
-            rows[r, 10] = v21 & np.uint64(0xFF)
-        chain(rows.ctypes.data, rows.shape[1] * 8, m, head.ctypes.data, digests.ctypes.data)
+                store_u64(buf, p, np.uint64(np.int64(x)) & np.uint64(0xFFFFFFFF))
+                p += 4
+            store_u64(buf, p, np.uint64(a19[i & k19]) & np.uint64(0xFF))
+            p += 1
+            store_u32(buf, o, nm)
+            end = o + 64 * max(1, (p - o + 63) // 64)
+            while p < end:
+                store_u64(buf, p, np.uint64(0))
+                p += 8
+            ends[r] = end
         for r in range(m):
-            for q in range(w):
-                out[s + r, q] = digests[r, q]
-        head[:] = digests[m - 1]
+            for b in range(r * STRIDE, ends[r], 64):
+                sha_block(state, buf, b)
+            put_digest(state, out, s + r)
     return unknown

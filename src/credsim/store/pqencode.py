@@ -268,6 +268,26 @@ def _store_u64(typingctx: Any, arr: Any, index: Any, value: Any) -> Any:  # prag
     return sig, codegen
 
 
+@intrinsic
+def _store_u32(typingctx: Any, arr: Any, index: Any, value: Any) -> Any:  # pragma: no cover
+    """Store ``value``'s low 32 bits as 4 little-endian bytes at ``arr[index]`` (a uint8
+    array), whatever the address's alignment, with no bounds check."""
+    if not (isinstance(arr, types.Array) and arr.dtype == types.uint8):
+        return None
+    sig = types.void(arr, index, value)
+
+    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+        aty, ity, vty = signature.args
+        ary = context.make_array(aty)(context, builder, args[0])
+        ix = context.cast(builder, args[1], ity, types.intp)
+        ptr = cgutils.get_item_pointer(context, builder, aty, ary, [ix], wraparound=False)
+        word = context.cast(builder, args[2], vty, types.uint32)
+        builder.store(word, builder.bitcast(ptr, ir.IntType(32).as_pointer()), align=1)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
 @numba.njit(cache=True, nogil=True)
 def _bitpack_into(codes: np.ndarray, w: int, out: np.ndarray, words: np.ndarray) -> int:
     n = codes.shape[0]

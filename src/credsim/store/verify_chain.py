@@ -111,7 +111,7 @@ class RecordChain:
             self.pos += n
             return
         if not self.has_digest:
-            digests = ledger.chain(rows, self.computed_prev, split=self.split)
+            digests = self._chain(rows)
             self.computed_prev = digests[-1].tobytes()
             for k in sorted(self.unknown):
                 self.bad += 1
@@ -149,7 +149,7 @@ class RecordChain:
         """(since v3) The chain recomputed over the batch, each tag compared with the stored one."""
         if self.lost_at is not None:
             return
-        computed = ledger.chain(rows, self.computed_prev, split=self.split)
+        computed = self._chain(rows)
         w = self.stored_bytes
         stored = ledger.stored_digests(batch.column(DIGEST_COLUMN), w)
         wrong = np.any(computed[:, :w] != stored, axis=1)
@@ -176,6 +176,13 @@ class RecordChain:
             else:
                 self._record_problem(self.pos + k, record_id, TAG_ALTERED)
         self.computed_prev = computed[-1].tobytes()
+
+    def _chain(self, rows: np.ndarray) -> np.ndarray:
+        """The digests of the batch's rows (just encoded) after :attr:`computed_prev`."""
+        if getattr(self.layout, "compact", False):  # (since v7) blocks from the digest before
+            counts = self.encoder.counts  # type: ignore[union-attr]
+            return ledger.chain_blocks(rows, counts, self.computed_prev)
+        return ledger.chain(rows, self.computed_prev, split=self.split)
 
     def _why_tag(self, k: int, ids: np.ndarray) -> str:
         """(since v3) Why record ``k``'s tag and the next fail: its content or its place."""
