@@ -26,6 +26,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 from credsim.engine.records import COLUMNS
 from credsim.store import sha_block
@@ -97,6 +100,51 @@ def usable(encoder: Any, records: EngineRecords) -> bool:
     return True
 
 
+@intrinsic
+def at(typingctx: Any, a: Any, i: Any) -> Any:  # pragma: no cover - compiled
+    """Value ``i`` of an engine column in a kernel: ``a[i]`` of an array (no check: ``i`` is
+    in range), or ``a`` itself for a scalar (a column every record holds at its default), the
+    kernel then compiled for it, its branches on the value gone."""
+    if isinstance(a, types.Array):
+
+        def load(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+            ary = context.make_array(a)(context, builder, args[0])
+            ix = context.cast(builder, args[1], i, types.intp)
+            ptr = cgutils.get_item_pointer(context, builder, a, ary, [ix], wraparound=False)
+            return builder.load(ptr)
+
+        return a.dtype(a, i), load
+    if isinstance(a, (types.Integer, types.Float, types.Boolean)):
+        return a(a, i), lambda context, builder, sig, args: args[0]
+    return None
+
+
+@intrinsic
+def mapped(typingctx: Any, m: Any, x: Any) -> Any:  # pragma: no cover - compiled
+    """The vocabulary code of engine code ``x`` (not -1) in a kernel: ``m[x]``, ``m`` ending
+    in -1, which any ``x`` outside it maps to (a label outside the vocabulary); or ``x`` itself
+    when ``m`` is None (the engine's codes are the vocabulary's: no table to read)."""
+    if isinstance(m, types.NoneType):
+        return types.int64(m, x), lambda context, builder, sig, args: context.cast(
+            builder, args[1], x, types.int64
+        )
+    if not (isinstance(m, types.Array) and m.dtype == types.int64):
+        return None
+
+    def load(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+        ary = context.make_array(m)(context, builder, args[0])
+        last = builder.sub(
+            cgutils.unpack_tuple(builder, ary.shape)[0], context.get_constant(types.intp, 1)
+        )
+        ix = context.cast(builder, args[1], x, types.intp)
+        ix = builder.select(builder.icmp_unsigned("<", ix, last), ix, last)
+        return builder.load(
+            cgutils.get_item_pointer(context, builder, m, ary, [ix], wraparound=False)
+        )
+
+    return types.int64(m, x), load
+
+
 def chain(
     encoder: Any, records: EngineRecords, lo: int, n: int, prev: bytes, out: np.ndarray
 ) -> bytes | None:
@@ -107,20 +155,22 @@ def chain(
     from credsim.store import ledger_packed_std as std
 
     args: list[Any] = []
-    masks = np.empty(len(std.ENGINE_ARGS), np.int64)
-    for j, field in enumerate(std.ENGINE_ARGS):
+    for field in std.ENGINE_ARGS:
         name, kind = FIELDS[field]
         col = records.cols.get(name)
-        if col is None:  # every record at the default: one value, read for each row
+        if col is None:  # every record at the default: one value (a kernel compiled for it)
             dtype, fill = COLUMNS[name]
-            col, masks[j] = np.full(1, fill, dtype), 0
+            col = np.array(fill, dtype)
         else:
-            col, masks[j] = col[lo : lo + n], -1
-        args.append(col.view(np.uint64) if kind == "double" else col)
-    for field in std.ENGINE_CODES:
+            col = col[lo : lo + n]
+        col = col.view(np.uint64) if kind == "double" else col
+        args.append(col[()] if col.ndim == 0 else col)
+    for field in std.ENGINE_CODES:  # each engine code's in the vocabulary, then -1 for others
         index = encoder._index[field]
-        args.append(np.array([index.get(w, -1) for w in records.labels[field]], np.int64))
+        codes = [index.get(w, -1) for w in records.labels[field]]
+        identity = codes == list(range(len(codes)))
+        args.append(None if identity else np.array([*codes, -1], np.int64))
     state = sha_block.state_of(prev)
     kernel: Any = std.pack_engine_compact  # (a Numba dispatcher)
-    unknown = kernel(records.first + lo, masks, *args, state, out)
+    unknown = kernel(records.first + lo, *args, state, out)
     return None if unknown else sha_block.digest_of(state)

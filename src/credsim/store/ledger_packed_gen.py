@@ -61,7 +61,7 @@ def _engine_rows(layout: PackedLayout) -> tuple[list[str], list[str], list[str]]
         kind, width = FIELDS[name][1], fields[c][3]
         mask = f"np.uint64(0x{(1 << 8 * width) - 1:X})"
         k = args.index(name) if kind != "id" else -1
-        read = f"a{k}[i & k{k}]"
+        read = f"at(a{k}, i)"
 
         def put(value: str, indent: str = "", mask: str = mask, width: int = width) -> list[str]:
             return [f"{indent}store_u64(buf, p, {value} & {mask})", f"{indent}p += {width}"]
@@ -77,12 +77,13 @@ def _engine_rows(layout: PackedLayout) -> tuple[list[str], list[str], list[str]]
             if kind == "nullable":
                 lines += ["else:", *put("np.uint64(np.int64(x))", "    ")]
             else:
-                m = f"m{codes.index(name)}"
                 lines += [
-                    f"elif x < 0 or x >= {m}.shape[0] or {m}[x] < 0:",
-                    "    unknown += 1",
                     "else:",
-                    *put(f"np.uint64({m}[x])", "    "),
+                    f"    v = mapped(m{codes.index(name)}, x)",
+                    "    if v < 0:",
+                    "        unknown += 1",
+                    "    else:",
+                    *put("np.uint64(v)", "        "),
                 ]
     return args, codes, [*lines, "store_u32(buf, o, nm)"]
 
@@ -110,16 +111,15 @@ def _engine_compact_kernel(layout: PackedLayout) -> list[str]:
         "",
         "",
         "@numba.njit(cache=True, nogil=True)",
-        f"def pack_engine_compact(first, masks, {params}, state, out):"
-        "  # type: ignore[no-untyped-def]",
+        f"def pack_engine_compact(first, {params}, state, out):  # type: ignore[no-untyped-def]",
         '    """The chain of compact rows (credsim-ledger-v7) built from the engine\'s columns',
-        "    (column ``a<k>`` read at ``i & masks[k]``, 0: one value, the column's default,",
-        "    for every row; label codes mapped by ``m<k>``), CHUNK at a time into a buffer",
+        "    (column ``a<k>``, or one value for every row: ledger_engine.at; label codes",
+        "    mapped by ``m<k>``, or taken as they are: ledger_engine.mapped), CHUNK at a time",
+        "    into a buffer",
         "    that stays in the cache, then compressed into ``state`` in turn; the first",
         "    ``out.shape[1]`` bytes of each digest into ``out``. Returns the labels outside",
         '    the vocabularies met (nothing to keep when not 0)."""',
         "    n = out.shape[0]",
-        *(f"    k{k} = masks[{k}]" for k in range(len(args))),
         "    buf = np.zeros(CHUNK * STRIDE + 8, np.uint8)",
         "    ends = np.empty(CHUNK, np.int64)",
         "    unknown = 0",
@@ -167,6 +167,7 @@ def kernel_source(layout: PackedLayout) -> str:
             "import numba",
             "import numpy as np",
             "",
+            "from credsim.store.ledger_engine import at, mapped",
             "from credsim.store.pqencode import _store_u32 as store_u32",
             "from credsim.store.pqencode import _store_u64 as store_u64",
             "from credsim.store.sha_block import put_digest, sha_block",

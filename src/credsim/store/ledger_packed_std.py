@@ -6,6 +6,7 @@ fields at constant places, with OpenSSL or the CPU's SHA extensions
 import numba
 import numpy as np
 
+from credsim.store.ledger_engine import at, mapped
 from credsim.store.pqencode import _store_u32 as store_u32
 from credsim.store.pqencode import _store_u64 as store_u64
 from credsim.store.sha_block import put_digest, sha_block
@@ -157,7 +158,6 @@ STRIDE = 128
 @numba.njit(cache=True, nogil=True)
 def pack_engine_compact(
     first,
-    masks,
     a0,
     a1,
     a2,
@@ -189,32 +189,13 @@ def pack_engine_compact(
     out,
 ):  # type: ignore[no-untyped-def]
     """The chain of compact rows (credsim-ledger-v7) built from the engine's columns
-    (column ``a<k>`` read at ``i & masks[k]``, 0: one value, the column's default,
-    for every row; label codes mapped by ``m<k>``), CHUNK at a time into a buffer
+    (column ``a<k>``, or one value for every row: ledger_engine.at; label codes
+    mapped by ``m<k>``, or taken as they are: ledger_engine.mapped), CHUNK at a time
+    into a buffer
     that stays in the cache, then compressed into ``state`` in turn; the first
     ``out.shape[1]`` bytes of each digest into ``out``. Returns the labels outside
     the vocabularies met (nothing to keep when not 0)."""
     n = out.shape[0]
-    k0 = masks[0]
-    k1 = masks[1]
-    k2 = masks[2]
-    k3 = masks[3]
-    k4 = masks[4]
-    k5 = masks[5]
-    k6 = masks[6]
-    k7 = masks[7]
-    k8 = masks[8]
-    k9 = masks[9]
-    k10 = masks[10]
-    k11 = masks[11]
-    k12 = masks[12]
-    k13 = masks[13]
-    k14 = masks[14]
-    k15 = masks[15]
-    k16 = masks[16]
-    k17 = masks[17]
-    k18 = masks[18]
-    k19 = masks[19]
     buf = np.zeros(CHUNK * STRIDE + 8, np.uint8)
     ends = np.empty(CHUNK, np.int64)
     unknown = 0
@@ -227,111 +208,125 @@ def pack_engine_compact(
             p = o + 4
             store_u64(buf, p, np.uint64(first + i) & np.uint64(0xFFFFFFFFFFFFFFFF))
             p += 8
-            store_u64(buf, p, np.uint64(np.int64(a0[i & k0])) & np.uint64(0xFFFFFFFF))
+            store_u64(buf, p, np.uint64(np.int64(at(a0, i))) & np.uint64(0xFFFFFFFF))
             p += 4
-            x = a1[i & k1]
+            x = at(a1, i)
             if x == -1:
                 nm |= np.uint32(4)
             else:
                 store_u64(buf, p, np.uint64(np.int64(x)) & np.uint64(0xFFFFFFFF))
                 p += 4
-            store_u64(buf, p, np.uint64(np.int64(a2[i & k2])) & np.uint64(0xFFFFFFFF))
+            store_u64(buf, p, np.uint64(np.int64(at(a2, i))) & np.uint64(0xFFFFFFFF))
             p += 4
-            x = a3[i & k3]
+            x = at(a3, i)
             if x == -1:
                 nm |= np.uint32(16)
             else:
                 store_u64(buf, p, np.uint64(np.int64(x)) & np.uint64(0xFFFFFFFF))
                 p += 4
-            x = a4[i & k4]
+            x = at(a4, i)
             if x == -1:
                 nm |= np.uint32(32)
-            elif x < 0 or x >= m0.shape[0] or m0[x] < 0:
-                unknown += 1
             else:
-                store_u64(buf, p, np.uint64(m0[x]) & np.uint64(0xFFFF))
-                p += 2
-            x = a5[i & k5]
+                v = mapped(m0, x)
+                if v < 0:
+                    unknown += 1
+                else:
+                    store_u64(buf, p, np.uint64(v) & np.uint64(0xFFFF))
+                    p += 2
+            x = at(a5, i)
             if x == -1:
                 nm |= np.uint32(64)
-            elif x < 0 or x >= m1.shape[0] or m1[x] < 0:
-                unknown += 1
             else:
-                store_u64(buf, p, np.uint64(m1[x]) & np.uint64(0xFFFF))
-                p += 2
-            x = a6[i & k6]
+                v = mapped(m1, x)
+                if v < 0:
+                    unknown += 1
+                else:
+                    store_u64(buf, p, np.uint64(v) & np.uint64(0xFFFF))
+                    p += 2
+            x = at(a6, i)
             if x == -1:
                 nm |= np.uint32(128)
-            elif x < 0 or x >= m2.shape[0] or m2[x] < 0:
-                unknown += 1
             else:
-                store_u64(buf, p, np.uint64(m2[x]) & np.uint64(0xFFFF))
-                p += 2
-            x = a7[i & k7]
+                v = mapped(m2, x)
+                if v < 0:
+                    unknown += 1
+                else:
+                    store_u64(buf, p, np.uint64(v) & np.uint64(0xFFFF))
+                    p += 2
+            x = at(a7, i)
             if x == -1:
                 nm |= np.uint32(256)
-            elif x < 0 or x >= m3.shape[0] or m3[x] < 0:
-                unknown += 1
             else:
-                store_u64(buf, p, np.uint64(m3[x]) & np.uint64(0xFFFF))
-                p += 2
-            store_u64(buf, p, np.uint64(a8[i & k8]) & np.uint64(0xFFFFFFFFFFFFFFFF))
+                v = mapped(m3, x)
+                if v < 0:
+                    unknown += 1
+                else:
+                    store_u64(buf, p, np.uint64(v) & np.uint64(0xFFFF))
+                    p += 2
+            store_u64(buf, p, np.uint64(at(a8, i)) & np.uint64(0xFFFFFFFFFFFFFFFF))
             p += 8
-            store_u64(buf, p, np.uint64(a9[i & k9]) & np.uint64(0xFFFFFFFFFFFFFFFF))
+            store_u64(buf, p, np.uint64(at(a9, i)) & np.uint64(0xFFFFFFFFFFFFFFFF))
             p += 8
-            x = a10[i & k10]
+            x = at(a10, i)
             if x == -1:
                 nm |= np.uint32(2048)
-            elif x < 0 or x >= m4.shape[0] or m4[x] < 0:
-                unknown += 1
             else:
-                store_u64(buf, p, np.uint64(m4[x]) & np.uint64(0xFFFF))
-                p += 2
-            store_u64(buf, p, np.uint64(a11[i & k11]) & np.uint64(0xFF))
+                v = mapped(m4, x)
+                if v < 0:
+                    unknown += 1
+                else:
+                    store_u64(buf, p, np.uint64(v) & np.uint64(0xFFFF))
+                    p += 2
+            store_u64(buf, p, np.uint64(at(a11, i)) & np.uint64(0xFF))
             p += 1
-            x = a12[i & k12]
+            x = at(a12, i)
             if x == -1:
                 nm |= np.uint32(8192)
-            elif x < 0 or x >= m5.shape[0] or m5[x] < 0:
-                unknown += 1
             else:
-                store_u64(buf, p, np.uint64(m5[x]) & np.uint64(0xFFFF))
-                p += 2
-            x = a13[i & k13]
+                v = mapped(m5, x)
+                if v < 0:
+                    unknown += 1
+                else:
+                    store_u64(buf, p, np.uint64(v) & np.uint64(0xFFFF))
+                    p += 2
+            x = at(a13, i)
             if x == -1:
                 nm |= np.uint32(16384)
-            elif x < 0 or x >= m6.shape[0] or m6[x] < 0:
-                unknown += 1
             else:
-                store_u64(buf, p, np.uint64(m6[x]) & np.uint64(0xFFFF))
-                p += 2
-            x = a14[i & k14]
+                v = mapped(m6, x)
+                if v < 0:
+                    unknown += 1
+                else:
+                    store_u64(buf, p, np.uint64(v) & np.uint64(0xFFFF))
+                    p += 2
+            x = at(a14, i)
             if x == -1:
                 nm |= np.uint32(32768)
             else:
                 store_u64(buf, p, np.uint64(np.int64(x)) & np.uint64(0xFFFFFFFFFFFFFFFF))
                 p += 8
-            x = a15[i & k15]
+            x = at(a15, i)
             if x == -1:
                 nm |= np.uint32(65536)
             else:
                 store_u64(buf, p, np.uint64(np.int64(x)) & np.uint64(0xFFFFFFFF))
                 p += 4
-            x = a16[i & k16]
+            x = at(a16, i)
             if x == -1:
                 nm |= np.uint32(131072)
             else:
                 store_u64(buf, p, np.uint64(np.int64(x)) & np.uint64(0xFFFFFFFF))
                 p += 4
-            store_u64(buf, p, np.uint64(a17[i & k17]) & np.uint64(0xFF))
+            store_u64(buf, p, np.uint64(at(a17, i)) & np.uint64(0xFF))
             p += 1
-            x = a18[i & k18]
+            x = at(a18, i)
             if x == -1:
                 nm |= np.uint32(524288)
             else:
                 store_u64(buf, p, np.uint64(np.int64(x)) & np.uint64(0xFFFFFFFF))
                 p += 4
-            store_u64(buf, p, np.uint64(a19[i & k19]) & np.uint64(0xFF))
+            store_u64(buf, p, np.uint64(at(a19, i)) & np.uint64(0xFF))
             p += 1
             store_u32(buf, o, nm)
             end = o + 64 * max(1, (p - o + 63) // 64)
