@@ -8,9 +8,10 @@ session). The engine's own columns (:data:`credsim.engine.records.COLUMNS`) say 
 thing: how :func:`credsim.engine.output.records_arrow` turns each into the table's column is
 :data:`FIELDS` here, and the generated kernel ``pack_engine_compact``
 (:mod:`credsim.store.ledger_packed_std`) builds each compact row of ``credsim-ledger-v7``
-from them and compresses it into the chain at once (:mod:`credsim.store.sha_block`), the next
-row built while the chain's dependency runs: 51 ns a record in all, where building v6's rows
-took 19 ns and chaining them 64.
+from them, a chunk at a time, then compresses them into the chain (:mod:`credsim.store.sha_block`):
+60 ns a record in all, where building v6's rows took 19 ns and chaining them 64. The kernel is
+compiled for the run's columns: one left at its default for every record is passed as that
+value (:func:`at`), label codes that are the vocabulary's without their table (:func:`mapped`).
 
 Same rows, same chain: ``tests/test_ledger_engine.py`` seals random engine columns (nulls,
 columns left at their default, labels outside the manifest's) both ways and compares every
