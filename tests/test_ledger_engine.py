@@ -25,12 +25,17 @@ NAMES = {
 LABELS = record_labels(NAMES)
 
 
-def _manifest(item_labels: int, rng: np.random.Generator | None = None) -> dict:
+def _manifest(
+    item_labels: int, rng: np.random.Generator | None = None, engine_order: bool = False
+) -> dict:
     """Labels for every label column in an order of their own (the vocabularies' codes are
-    then not the engine's), the first ``item_labels`` items only: the records' other items
-    follow in the vocabulary, sorted."""
+    then not the engine's), or with ``engine_order`` in the engine's (its codes are the
+    vocabulary's: the kernel takes them without a table), the first ``item_labels`` items
+    only: the records' other items follow in the vocabulary, sorted."""
     rng = rng or np.random.default_rng(0)
-    labels = {k: [str(w) for w in rng.permutation(v)] for k, v in LABELS.items()}
+    labels = {
+        k: [str(w) for w in (v if engine_order else rng.permutation(v))] for k, v in LABELS.items()
+    }
     labels["item"] = labels["item"][:item_labels]
     return {"scheme": {"sha256": "ab" * 32}, "seed": 7, "labels": labels}
 
@@ -118,11 +123,14 @@ def fused_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     seed=st.integers(0, 2**32 - 1),
     sizes=st.lists(st.integers(5, 1500), min_size=2, max_size=3),
     group=st.sampled_from([1, 255, 256, 257, 1000, 1 << 20]),
-    lazy=st.sets(st.sampled_from(LAZY)),
+    # (the kernel is compiled for each set of columns at their default: a few sets, each
+    # column both ways)
+    lazy=st.sampled_from([set(), set(LAZY), {"cause", "error", "excused"}, set(LAZY[:4])]),
     gap=st.sampled_from([0, 0, 3]),
+    engine_order=st.booleans(),
 )
 def test_engine_columns_seal_as_the_table(
-    seed: int, sizes: list[int], group: int, lazy: set[str], gap: int
+    seed: int, sizes: list[int], group: int, lazy: set[str], gap: int, engine_order: bool
 ) -> None:
     rng = np.random.default_rng(seed)
     batches, first = [], int(rng.integers(0, 10**6))
@@ -131,7 +139,7 @@ def test_engine_columns_seal_as_the_table(
         batches.append((_columns(rng, n, lazy, items), first))
         first += n + gap  # a gap: ids no longer contiguous, which both must say
     batches[0][0]["item"][:items] = np.arange(items)[: sizes[0]]  # the first fix the vocabulary
-    manifest = _manifest(int(rng.integers(0, items)), rng)
+    manifest = _manifest(int(rng.integers(0, items)), rng, engine_order)
     calls: list[int] = []
     chain = ledger_engine.chain
 
