@@ -248,44 +248,34 @@ def delta(values: np.ndarray, bits: int, scratch: Scratch) -> np.ndarray | None:
 _LITTLE = sys.byteorder == "little"
 
 
-@intrinsic
-def _store_u64(typingctx: Any, arr: Any, index: Any, value: Any) -> Any:  # pragma: no cover
-    """Store ``value`` as 8 little-endian bytes at ``arr[index]`` (a uint8 array), whatever
-    the address's alignment, with no bounds check: the caller leaves 8 bytes of room."""
-    if not (isinstance(arr, types.Array) and arr.dtype == types.uint8):
-        return None
-    sig = types.void(arr, index, value)
+def _unaligned_store(bits: int) -> Any:
+    """The typer of an intrinsic storing ``value``'s low ``bits`` as little-endian bytes at
+    ``arr[index]`` (a uint8 array), whatever the address's alignment, with no bounds check."""
+    word_type = types.uint64 if bits == 64 else types.uint32
 
-    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
-        aty, ity, vty = signature.args
-        ary = context.make_array(aty)(context, builder, args[0])
-        ix = context.cast(builder, args[1], ity, types.intp)
-        ptr = cgutils.get_item_pointer(context, builder, aty, ary, [ix], wraparound=False)
-        word = context.cast(builder, args[2], vty, types.uint64)
-        builder.store(word, builder.bitcast(ptr, ir.IntType(64).as_pointer()), align=1)
-        return context.get_dummy_value()
+    def typer(typingctx: Any, arr: Any, index: Any, value: Any) -> Any:  # pragma: no cover
+        if not (isinstance(arr, types.Array) and arr.dtype == types.uint8):
+            return None
 
-    return sig, codegen
+        def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+            aty, ity, vty = signature.args
+            ary = context.make_array(aty)(context, builder, args[0])
+            ix = context.cast(builder, args[1], ity, types.intp)
+            ptr = cgutils.get_item_pointer(context, builder, aty, ary, [ix], wraparound=False)
+            word = context.cast(builder, args[2], vty, word_type)
+            builder.store(word, builder.bitcast(ptr, ir.IntType(bits).as_pointer()), align=1)
+            return context.get_dummy_value()
+
+        return types.void(arr, index, value), codegen
+
+    return typer
 
 
-@intrinsic
-def _store_u32(typingctx: Any, arr: Any, index: Any, value: Any) -> Any:  # pragma: no cover
-    """Store ``value``'s low 32 bits as 4 little-endian bytes at ``arr[index]`` (a uint8
-    array), whatever the address's alignment, with no bounds check."""
-    if not (isinstance(arr, types.Array) and arr.dtype == types.uint8):
-        return None
-    sig = types.void(arr, index, value)
-
-    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
-        aty, ity, vty = signature.args
-        ary = context.make_array(aty)(context, builder, args[0])
-        ix = context.cast(builder, args[1], ity, types.intp)
-        ptr = cgutils.get_item_pointer(context, builder, aty, ary, [ix], wraparound=False)
-        word = context.cast(builder, args[2], vty, types.uint32)
-        builder.store(word, builder.bitcast(ptr, ir.IntType(32).as_pointer()), align=1)
-        return context.get_dummy_value()
-
-    return sig, codegen
+_store_u64 = intrinsic(_unaligned_store(64))
+"""Store ``value`` as 8 little-endian bytes at ``arr[index]`` (the caller leaves 8 bytes of
+room)."""
+_store_u32 = intrinsic(_unaligned_store(32))
+"""Store ``value``'s low 32 bits as 4 little-endian bytes at ``arr[index]``."""
 
 
 @numba.njit(cache=True, nogil=True)

@@ -32,7 +32,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from credsim.store.sha_ni import _IV, _K, _supported
+from credsim.store.sha_ni import _IV, _K, _supported, compress_ir
 
 LANES = (3, 2, 7, 6, 1, 0, 5, 4)
 """Where the digest's words A..H are in a state array (the SHA extensions' ABEF/CDGH lanes)."""
@@ -112,20 +112,10 @@ def _fn(b: Any, ret: Any, params: list[Any], name: str) -> Any:
 
 
 def _emit_ni(b: Any, sp: Any, bp: Any) -> None:
-    """The block with the SHA extensions (four message vectors, the state as two)."""
+    """The block with the SHA extensions (:func:`~credsim.store.sha_ni.compress_ir`)."""
     i32, i64 = ir.IntType(32), ir.IntType(64)
     v4 = ir.VectorType(i32, 4)
-    rnds2 = _fn(b, v4, [v4, v4, v4], "llvm.x86.sha256rnds2")
-    msg1 = _fn(b, v4, [v4, v4], "llvm.x86.sha256msg1")
-    msg2 = _fn(b, v4, [v4, v4], "llvm.x86.sha256msg2")
     bswap = _fn(b, v4, [v4], "llvm.bswap.v4i32")
-
-    def c4(ws: Any) -> Any:
-        return ir.Constant(v4, [ir.Constant(i32, int(x)) for x in ws])
-
-    def shuf(x: Any, y: Any, idx: list[int]) -> Any:
-        return b.shuffle_vector(x, y, c4(idx))
-
     vp = b.bitcast(sp, v4.as_pointer())
     x0 = b.load(vp, align=4)
     x1 = b.load(b.gep(vp, [ir.Constant(i32, 1)]), align=4)
@@ -133,17 +123,9 @@ def _emit_ni(b: Any, sp: Any, bp: Any) -> None:
     for q in range(4):
         p = b.bitcast(b.gep(bp, [ir.Constant(i64, 16 * q)]), v4.as_pointer())
         w.append(b.call(bswap, [b.load(p, align=1)]))
-    s0, s1 = x0, x1
-    for g in range(16):
-        if g >= 4:
-            t = b.call(msg1, [w[g - 4], w[g - 3]])
-            t = b.add(t, shuf(w[g - 2], w[g - 1], [1, 2, 3, 4]))
-            w.append(b.call(msg2, [t, w[g - 1]]))
-        kw = b.add(w[g], c4(_K[4 * g : 4 * g + 4]))
-        x1 = b.call(rnds2, [x1, x0, kw])
-        x0 = b.call(rnds2, [x0, x1, shuf(kw, kw, [2, 3, 0, 0])])
-    b.store(b.add(x0, s0), vp, align=4)
-    b.store(b.add(x1, s1), b.gep(vp, [ir.Constant(i32, 1)]), align=4)
+    x0, x1 = compress_ir(b, x0, x1, w)
+    b.store(x0, vp, align=4)
+    b.store(x1, b.gep(vp, [ir.Constant(i32, 1)]), align=4)
 
 
 def _emit_portable(b: Any, sp: Any, bp: Any) -> None:

@@ -66,6 +66,42 @@ def width(size: int, split: int = 0) -> int:
     return split + 64 * _blocks(size, split) - 32
 
 
+def compress_ir(b: Any, x0: Any, x1: Any, msg: list[Any]) -> tuple[Any, Any]:
+    """SHA-256's compression of one block with the SHA extensions, emitted by the llvmlite
+    builder ``b``: the state as two vectors of 4 words in the instructions' (F, E, B, A) and
+    (H, G, D, C) lanes, the block as 4 vectors of 4 big-endian words (extended in place);
+    returns the state after it (the state before added)."""
+    import llvmlite.ir as ir
+
+    i32 = ir.IntType(32)
+    v4 = ir.VectorType(i32, 4)
+    mod = b.module
+
+    def fn(name: str, n: int) -> Any:
+        found = mod.globals.get(name)
+        return found if found is not None else ir.Function(mod, ir.FunctionType(v4, [v4] * n), name)
+
+    rnds2, msg1 = fn("llvm.x86.sha256rnds2", 3), fn("llvm.x86.sha256msg1", 2)
+    msg2 = fn("llvm.x86.sha256msg2", 2)
+
+    def const4(ws: Any) -> Any:
+        return ir.Constant(v4, [ir.Constant(i32, int(w)) for w in ws])
+
+    def shuf(x: Any, y: Any, idx: list[int]) -> Any:
+        return b.shuffle_vector(x, y, const4(idx))
+
+    s0, s1, w = x0, x1, msg
+    for g in range(16):
+        if g >= 4:
+            t = b.call(msg1, [w[g - 4], w[g - 3]])
+            t = b.add(t, shuf(w[g - 2], w[g - 1], [1, 2, 3, 4]))
+            w.append(b.call(msg2, [t, w[g - 1]]))
+        kw = b.add(w[g], const4(_K[4 * g : 4 * g + 4]))
+        x1 = b.call(rnds2, [x1, x0, kw])
+        x0 = b.call(rnds2, [x0, x1, shuf(kw, kw, [2, 3, 0, 0])])
+    return b.add(x0, s0), b.add(x1, s1)
+
+
 def _build(size: int, split: int = 0) -> str:
     """LLVM IR of ``chain(rows, stride, n, prev, out)`` and ``links(rows, stride, n, prevs,
     out)`` for rows of ``size`` bytes, the previous digest after the row's first ``split``
@@ -82,9 +118,6 @@ def _build(size: int, split: int = 0) -> str:
     i8, i32, i64 = ir.IntType(8), ir.IntType(32), ir.IntType(64)
     v4 = ir.VectorType(i32, 4)
     mod = ir.Module(name=f"credsim_sha_{size}_{split}")
-    rnds2 = ir.Function(mod, ir.FunctionType(v4, [v4, v4, v4]), "llvm.x86.sha256rnds2")
-    msg1 = ir.Function(mod, ir.FunctionType(v4, [v4, v4]), "llvm.x86.sha256msg1")
-    msg2 = ir.Function(mod, ir.FunctionType(v4, [v4, v4]), "llvm.x86.sha256msg2")
     bswap = ir.Function(mod, ir.FunctionType(v4, [v4]), "llvm.bswap.v4i32")
     ptr = i8.as_pointer()
     sig = ir.FunctionType(ir.VoidType(), [ptr, i64, i64, ptr, ptr])
@@ -107,16 +140,7 @@ def _build(size: int, split: int = 0) -> str:
 
         def compress(x0: Any, x1: Any, msg: list[Any], b: Any = b) -> tuple[Any, Any]:
             """One block (4 message vectors) on the state as (ABEF, CDGH) lanes."""
-            s0, s1, w = x0, x1, list(msg)
-            for g in range(16):
-                if g >= 4:
-                    t = b.call(msg1, [w[g - 4], w[g - 3]])
-                    t = b.add(t, shuf(w[g - 2], w[g - 1], [1, 2, 3, 4]))
-                    w.append(b.call(msg2, [t, w[g - 1]]))
-                kw = b.add(w[g], const4(_K[4 * g : 4 * g + 4]))
-                x1 = b.call(rnds2, [x1, x0, kw])
-                x0 = b.call(rnds2, [x0, x1, shuf(kw, kw, [2, 3, 0, 0])])
-            return b.add(x0, s0), b.add(x1, s1)
+            return compress_ir(b, x0, x1, list(msg))
 
         a_, b_, c_, d_, e_, f_, g_, h_ = _IV
         iv = (const4([f_, e_, b_, a_]), const4([h_, g_, d_, c_]))
