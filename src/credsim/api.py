@@ -42,12 +42,14 @@ one-minute run would otherwise spend a large part of its time checkpointing (1M-
 reference model: 10.2 to 11.0 s with a checkpoint every 30 days, 6.5 s without, eighteenth
 speed session; 26 and 17.6 s when checkpoints needed segments). Only when checkpoints are taken
 changes; never what the run computes."""
-RECORD_SECONDS = 0.4e-6
+RECORD_SECONDS = 0.13e-6
 """Run time per expected record of a run written to a folder on the 2-core machine (reference
-model, sixteenth speed session, without checkpoints: 7.2 s for 16.9M records at 1M persons,
-56.5 s for 169M at 10M, 74.6 s for 220M at 13M; 0.8 us when first measured). By default a run
-expected to take less than :data:`CHECKPOINT_SECONDS` takes no checkpoint; killed, it starts
-again from day 0."""
+model, twenty-fifth speed session, without checkpoints: 4.3 s for 16.9M records at 1M persons,
+21.2 s for 169M at 10M, 26.8 s for 220M at 13M; 0.4 us in the sixteenth session, 0.8 us when
+first measured). By default a run expected to take less than :data:`CHECKPOINT_SECONDS` takes
+no checkpoint and writes its records without waiting for the disk (a checkpointed run's
+records are made durable as they are written: the 13M reference year 31.9 against 26.5 s);
+killed, it starts again from day 0."""
 
 
 def simulate(
