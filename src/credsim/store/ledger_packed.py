@@ -47,7 +47,7 @@ from credsim.store.ledger_chain import (
     chain,
     chain_split,
 )
-from credsim.store.ledger_compact import _compact_chain_kernel, _compact_kernel
+from credsim.store.ledger_compact import CHUNK, _compact_chain_kernel, _compact_kernel
 from credsim.store.ledger_encode import _ARROW_TYPES, _column, _put_fixed
 from credsim.store.schema import DIGEST_COLUMN
 
@@ -208,10 +208,6 @@ class PackedLayout:
 # --------------------------------------------------------------------------------------------
 # Kernels
 
-CHUNK = 256
-"""Rows a compiled kernel builds before chaining them with the SHA extensions in one call (24 KB
-of rows: they stay in the core's first-level cache)."""
-
 
 @numba.njit(cache=True, nogil=True, inline="always")
 def _put_row(words, vals, i, at, shift, mask, spill):  # type: ignore[no-untyped-def]
@@ -320,6 +316,8 @@ class PackedEncoder:
         )
         self._vals = np.empty((len(layout.fields), 0), np.int64)
         self._standard = layout.spec() == ledger_packed_std.SPEC  # its own chain kernel
+        if layout.compact:
+            sha_block.check()  # the compiled compression against hashlib, once a process
         self._rows = np.empty((0, self._words), np.uint64)
         self.unknown: np.ndarray | None = None
         """After :meth:`values`: True for the rows holding a string outside its vocabulary
