@@ -317,6 +317,8 @@ class PackedEncoder:
         self._vals = np.empty((len(layout.fields), 0), np.int64)
         self._standard = layout.spec() == ledger_packed_std.SPEC  # its own chain kernel
         if layout.compact:
+            if sys.byteorder != "little":  # pragma: no cover - the rows are stored natively
+                raise RunStoreError(f"{layout.encoding} rows are built on little-endian machines")
             sha_block.check()  # the compiled compression against hashlib, once a process
         self._rows = np.empty((0, self._words), np.uint64)
         self.unknown: np.ndarray | None = None
